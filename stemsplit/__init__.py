@@ -1,0 +1,18 @@
+"""stemsplit: split songs into stems with Demucs, RoFormer and Conv-TasNet models.
+
+Importing the package is cheap (no torch); the API lives in `stemsplit.api`.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "separate", "separate_many", "list_models"]
+
+
+def __getattr__(name: str):  # lazy: `import stemsplit` must not import torch
+    if name in {"separate", "separate_many", "list_models", "Separator"}:
+        from stemsplit import api
+
+        return getattr(api, name)
+    raise AttributeError(name)

@@ -1,0 +1,65 @@
+"""The `stemsplit` command: a Typer app whose default command is `separate`.
+
+Each command lives in its own module and only parses options, calls `stemsplit.api`
+(or the zoo/eval APIs) and renders. Nothing here may import torch at module level:
+`stemsplit --help` must stay fast.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from stemsplit import __version__
+
+app = typer.Typer(
+    name="stemsplit",
+    help="Split songs into stems (vocals, drums, bass, other, ...).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+SUBCOMMANDS = {"separate", "models", "eval", "report"}
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"stemsplit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Split songs into stems. `stemsplit song.wav` = `stemsplit separate song.wav`."""
+
+
+def _register() -> None:
+    from stemsplit.cli import separate  # noqa: F401  (registers `separate`)
+
+    for module in ("models", "eval", "report"):
+        try:
+            __import__(f"stemsplit.cli.{module}")
+        except ModuleNotFoundError as err:
+            if err.name != f"stemsplit.cli.{module}":
+                raise
+
+
+def _with_default_command(argv: list[str]) -> list[str]:
+    """Insert `separate` when the first word is an input, not a command or root option."""
+    if argv and argv[0] not in SUBCOMMANDS and argv[0] not in {"--help", "-h", "--version"}:
+        return ["separate", *argv]
+    return argv
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    _register()
+    args = _with_default_command(list(sys.argv[1:] if argv is None else argv))
+    app(args=args, prog_name="stemsplit")

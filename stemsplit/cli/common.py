@@ -1,0 +1,37 @@
+"""Shared CLI helpers: the error table, consoles, JSON output."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import typer
+from rich.console import Console
+
+err_console = Console(stderr=True, highlight=False)
+out_console = Console(highlight=False)
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print one line on stderr and return the Exit to raise."""
+    err_console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    return typer.Exit(code)
+
+
+def print_json(payload: Any) -> None:
+    """Machine-readable output on stdout, nothing else on that stream."""
+    sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def run_guarded(func, *args, debug: bool = False, **kwargs):
+    """Call into the library; map StemsplitError to one stderr line and its exit code."""
+    from stemsplit.errors import StemsplitError
+
+    try:
+        return func(*args, **kwargs)
+    except StemsplitError as err:
+        if debug:
+            raise
+        raise fail(str(err), err.exit_code) from None

@@ -1,0 +1,1 @@
+"""Network architectures. Pure tensor code: nothing here reads files or knows the CLI."""

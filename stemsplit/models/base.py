@@ -1,0 +1,67 @@
+"""The model protocol: what the engine may assume of every architecture.
+
+The engine knows recipes, never architectures. A new architecture is a new module
+that produces an `nn.Module` with the attributes below, a loader entry in the zoo
+and a model card; nothing else changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+
+if TYPE_CHECKING:  # torch is imported lazily everywhere else
+    import torch
+
+WindowKind = Literal["triangle", "fade"]
+PaddingPolicy = Literal["context", "reflect-border"]
+Normalization = Literal["track-mean-std", "none"]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A model's reference inference settings (how its authors chunk a track).
+
+    - `segment_samples`: chunk length at the model's sample rate.
+    - `overlap`: fraction of a chunk shared with the next (Demucs 0.25; MSST
+      1 - 1/num_overlap).
+    - `window`: "triangle" (Demucs' apply_model: triangle normalised by its max) or
+      "fade" (MSST demix: linear fades of segment // 10, none at the track's ends).
+    - `padding`: "context" (Demucs: a chunk is padded to the model's valid length
+      with the real audio around it, zeros past the track's ends) or
+      "reflect-border" (MSST: reflect-pad the track by segment - step on both ends,
+      reflect/zero-pad the last short chunk).
+    - `normalization`: "track-mean-std" (Demucs: divide by the mono mix's std after
+      removing its mean, undo after) or "none".
+    - `batch_size`: chunks per forward call by default.
+    """
+
+    segment_samples: int
+    overlap: float
+    window: WindowKind
+    padding: PaddingPolicy
+    normalization: Normalization
+    batch_size: int = 1
+
+
+@runtime_checkable
+class SeparationModel(Protocol):
+    """What every architecture exposes (as attributes of its `nn.Module`).
+
+    `forward(mix)` maps `mix: [batch, channels, time]` to
+    `[batch, stems, channels, time]` on exactly one chunk, always with a stems axis.
+    `valid_length(n)` is the input length the network needs for `n` samples of
+    output (>= n); the engine pads chunks to it (Demucs' TensorChunk.padded).
+    """
+
+    sources: list[str]
+    samplerate: int
+    audio_channels: int
+    recipe: Recipe
+    # A stem the network does not output but that is defined as mixture minus the
+    # sum of its outputs (one-target vocal models: "instrumental"/"other"), or None.
+    residual: str | None
+
+    def valid_length(self, length: int) -> int: ...
+
+    def __call__(self, mix: torch.Tensor) -> torch.Tensor: ...

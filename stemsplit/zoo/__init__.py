@@ -1,0 +1,1 @@
+"""The pretrained zoo: model cards, verified downloads, cache, safe checkpoint readers."""

@@ -1,0 +1,50 @@
+"""Load untrusted YAML configs (MSST configs use `!!python/tuple`).
+
+`yaml.safe_load` rejects `!!python/tuple`, so real MSST configs fail with it; the
+full loader would build arbitrary objects. This loader knows that one tag (as a
+plain tuple) and nothing else unsafe: `!!python/object...` still raises.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from stemsplit.errors import ModelError, UnsafeCheckpoint
+
+
+class _TupleSafeLoader(yaml.SafeLoader):
+    """SafeLoader plus `tag:yaml.org,2002:python/tuple`."""
+
+
+def _construct_tuple(loader: yaml.SafeLoader, node: yaml.Node) -> tuple:
+    return tuple(loader.construct_sequence(node, deep=True))  # type: ignore[arg-type]
+
+
+_TupleSafeLoader.add_constructor("tag:yaml.org,2002:python/tuple", _construct_tuple)
+
+
+def load_yaml_text(text: str, source: str = "<string>") -> Any:
+    """Parse YAML text; python object tags other than tuple raise UnsafeCheckpoint."""
+    try:
+        return yaml.load(text, Loader=_TupleSafeLoader)  # noqa: S506 - restricted loader
+    except yaml.constructor.ConstructorError as err:
+        if "python/" in str(err):
+            raise UnsafeCheckpoint(
+                f"{source}: refuses a YAML tag that would build Python objects ({err.problem})"
+            ) from err
+        raise ModelError(f"{source}: invalid YAML config: {err}") from err
+    except yaml.YAMLError as err:
+        raise ModelError(f"{source}: invalid YAML config: {err}") from err
+
+
+def load_yaml(path: str | Path) -> Any:
+    """Read and parse a YAML file with `load_yaml_text`."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ModelError(f"cannot read config {path}: {err}") from err
+    return load_yaml_text(text, str(path))
