@@ -1,0 +1,1 @@
+"""The chunked, streaming inference engine: plans, runs and overlap-adds chunks."""

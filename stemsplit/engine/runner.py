@@ -1,0 +1,228 @@
+"""Run a model over a track, chunk by chunk, and stream out its stems.
+
+One pass = plan the chunks (chunking.py), read each with its padding from a
+`TrackSource`, run them through the network in batches on the chosen device and
+precision, overlap-add, and yield finished samples as soon as no later chunk can
+touch them. Shifts (Demucs) are several passes over shifted views, averaged; TTA
+(MSST) is applied per chunk (channel swap and polarity inversion), which equals
+MSST's whole-track TTA because the windows are the same for every variant.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from stemsplit.engine.chunking import Chunk, OverlapAdd, Plan, chunk_window, plan_chunks
+from stemsplit.engine.source import TrackSource
+from stemsplit.engine.streams import align, skip
+from stemsplit.errors import UsageError
+from stemsplit.models.base import Recipe
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """Inference options shared by every model; None means "the model's recipe"."""
+
+    device: str = "auto"
+    precision: str = "fp32"
+    batch_size: int | None = None
+    segment_seconds: float | None = None
+    overlap: float | None = None
+    shifts: int = 0
+    seed: int = 0
+    tta: bool = False
+
+
+def resolve_device(name: str) -> str:
+    """`auto` picks cuda, then mps, then cpu; an unavailable device is a usage error."""
+    import torch
+
+    if name == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA device is available (use --device cpu)")
+    if name == "mps" and not (
+        getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
+    ):
+        raise UsageError("--device mps: MPS is not available (use --device cpu)")
+    if not (name == "cpu" or name == "mps" or name.startswith("cuda")):
+        raise UsageError(f"unknown device {name!r}: use auto, cpu, cuda or mps")
+    return name
+
+
+class ModelRunner:
+    """Calls the network on batches of chunks: device moves, autocast, no grad."""
+
+    def __init__(self, model, device: str = "cpu", precision: str = "fp32") -> None:
+        import torch
+
+        if precision not in PRECISIONS:
+            raise UsageError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+        self.model = model
+        self.device = torch.device(resolve_device(device))
+        self.precision = precision
+        model.to(self.device).eval()
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        """[batch, channels, time] float32 -> [batch, stems, channels, time] float32."""
+        import torch
+
+        x = torch.from_numpy(batch).to(self.device)
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
+        with torch.inference_mode():
+            if dtype is None:
+                y = self.model(x)
+            else:
+                with torch.autocast(device_type=self.device.type, dtype=dtype):
+                    y = self.model(x)
+        return y.float().cpu().numpy()
+
+
+def effective_recipe(model, settings: EngineSettings) -> tuple[Recipe, int]:
+    """The model's recipe with the user's overrides, and the segment in samples."""
+    recipe: Recipe = model.recipe
+    if settings.overlap is not None:
+        if not 0 <= settings.overlap < 1:
+            raise UsageError(f"--overlap must be in [0, 1), got {settings.overlap}")
+        recipe = replace(recipe, overlap=settings.overlap)
+    if settings.batch_size is not None:
+        if settings.batch_size < 1:
+            raise UsageError("--batch-size must be at least 1")
+        recipe = replace(recipe, batch_size=settings.batch_size)
+    segment = recipe.segment_samples
+    if settings.segment_seconds is not None:
+        if settings.segment_seconds <= 0:
+            raise UsageError("--segment must be positive")
+        segment = int(settings.segment_seconds * model.samplerate)
+        try:
+            model.valid_length(segment)
+        except ValueError as err:
+            raise UsageError(f"--segment {settings.segment_seconds}: {err}") from err
+    return recipe, segment
+
+
+def _read_chunk(source: TrackSource, plan: Plan, chunk: Chunk) -> np.ndarray:
+    """The model input for `chunk`, padded as the recipe says."""
+    if plan.padding == "context":
+        return source.read(chunk.read_start, chunk.read_stop)
+    part = source.read_reflect_padded(chunk.start, chunk.start + chunk.length, plan.border)
+    missing = plan.segment - chunk.length
+    if missing > 0:
+        # MSST: reflect when more than half a chunk is real audio, else zeros.
+        mode = "reflect" if chunk.length > plan.segment // 2 else "constant"
+        part = np.pad(part, ((0, 0), (0, missing)), mode=mode)
+    return part
+
+
+def _apply_tta(runner: Callable[[np.ndarray], np.ndarray], batch: np.ndarray) -> np.ndarray:
+    """MSST's TTA: average of the plain, channel-swapped and polarity-inverted runs."""
+    n = batch.shape[0]
+    out = runner(np.concatenate([batch, batch[:, ::-1].copy(), -batch], axis=0))
+    plain, swapped, inverted = out[:n], out[n : 2 * n], out[2 * n :]
+    return (plain + swapped[:, :, ::-1] - inverted) / np.float32(3)
+
+
+def run_pass(
+    runner: Callable[[np.ndarray], np.ndarray],
+    model,
+    source: TrackSource,
+    recipe: Recipe,
+    segment: int,
+    tta: bool = False,
+    on_chunk: Callable[[int, int], None] | None = None,
+) -> Iterator[np.ndarray]:
+    """One pass over `source`: yield [stems, channels, n] blocks covering it in order."""
+    plan = plan_chunks(source.length, recipe, segment, getattr(model, "valid_length", None))
+    num_stems = len(model.sources)
+    ola = OverlapAdd(num_stems, source.channels, plan.padded_length)
+    chunks = list(plan.chunks)
+    emitted = 0  # in padded coordinates
+    index = 0
+    while index < len(chunks):
+        batch = [chunks[index]]
+        first_input = _read_chunk(source, plan, chunks[index])
+        inputs = [first_input]
+        index += 1
+        while len(batch) < recipe.batch_size and index < len(chunks):
+            candidate = _read_chunk(source, plan, chunks[index])
+            if candidate.shape != first_input.shape:
+                break
+            batch.append(chunks[index])
+            inputs.append(candidate)
+            index += 1
+        stacked = np.stack(inputs)
+        outputs = _apply_tta(runner, stacked) if tta else runner(stacked)
+        for chunk, output in zip(batch, outputs):
+            contribution = output[..., chunk.trim : chunk.trim + chunk.length]
+            ola.add(chunk.start, contribution, chunk_window(plan, chunk))
+        if on_chunk:
+            on_chunk(index, len(chunks))
+        ready = chunks[index].start if index < len(chunks) else plan.padded_length
+        block = ola.release(ready)
+        emitted, block = _crop_border(block, emitted, plan, source.length)
+        if block.shape[-1]:
+            yield block
+
+
+def _crop_border(block: np.ndarray, emitted: int, plan: Plan, length: int):
+    """Keep the part of a released block inside [border, border + length)."""
+    start, stop = emitted, emitted + block.shape[-1]
+    lo, hi = max(start, plan.border), min(stop, plan.border + length)
+    kept = block[..., lo - start : hi - start] if hi > lo else block[..., :0]
+    return stop, kept
+
+
+class _ShiftedSource(TrackSource):
+    """The track delayed by `delay` samples (zeros before), as demucs' shifted chunk."""
+
+    def __init__(self, source: TrackSource, delay: int) -> None:
+        super().__init__(source.channels, source.length + delay, source.samplerate)
+        self.inner = source
+        self.delay = delay
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        return self.inner.read(start - self.delay, stop - self.delay)
+
+
+def separate_stream(
+    model,
+    source: TrackSource,
+    settings: EngineSettings,
+    runner: Callable[[np.ndarray], np.ndarray] | None = None,
+    on_chunk: Callable[[int, int], None] | None = None,
+) -> Iterator[np.ndarray]:
+    """All passes of one model over `source` ([stems, channels, n] blocks, in order).
+
+    With `shifts`, demucs' `apply_model` pads the track by half a second on both
+    sides and averages passes started at random offsets in [0, 0.5 s]; the offsets
+    come from a `random.Random(seed)` so runs are reproducible.
+    """
+    recipe, segment = effective_recipe(model, settings)
+    runner = runner or ModelRunner(model, settings.device, settings.precision)
+    if settings.shifts <= 0:
+        yield from run_pass(runner, model, source, recipe, segment, settings.tta, on_chunk)
+        return
+    max_shift = int(0.5 * model.samplerate)
+    rng = random.Random(settings.seed)
+    streams = []
+    for _ in range(settings.shifts):
+        offset = rng.randint(0, max_shift)
+        delay = max_shift - offset
+        shifted = _ShiftedSource(source, delay)
+        passes = run_pass(runner, model, shifted, recipe, segment, settings.tta, on_chunk)
+        streams.append(skip(passes, delay))
+    for blocks in align(streams):
+        yield sum(blocks[1:], blocks[0]) / np.float32(settings.shifts)
