@@ -21,16 +21,14 @@ import numpy as np
 class TrackSource:
     """A `(channels, length)` float32 signal readable by sample range.
 
-    Reads outside `[0, length)` return zeros. `scale`/`offset` normalise on the fly:
-    `read` returns `(x - offset) / scale`.
+    Reads outside `[0, length)` return zeros. `mean`/`std` describe the mono mix
+    (Demucs normalises the track by them: see `NormalizedSource`).
     """
 
     def __init__(self, channels: int, length: int, samplerate: int) -> None:
         self.channels = channels
         self.length = length
         self.samplerate = samplerate
-        self.offset = 0.0
-        self.scale = 1.0
         self.mean = 0.0  # of the mono mix, for Demucs' track normalisation
         self.std = 1.0
 
@@ -42,10 +40,7 @@ class TrackSource:
         out = np.zeros((self.channels, max(0, stop - start)), dtype=np.float32)
         lo, hi = max(start, 0), min(stop, self.length)
         if hi > lo:
-            block = self._read_raw(lo, hi)
-            if self.offset != 0.0 or self.scale != 1.0:
-                block = (block - np.float32(self.offset)) / np.float32(self.scale)
-            out[:, lo - start : hi - start] = block
+            out[:, lo - start : hi - start] = self._read_raw(lo, hi)
         return out
 
     def read_reflect_padded(self, start: int, stop: int, border: int) -> np.ndarray:
@@ -67,12 +62,6 @@ class TrackSource:
         out = np.zeros((self.channels, stop - start), dtype=np.float32)
         out[:, inside] = window[:, mirrored[inside] - lo]
         return out
-
-    def normalize_by_track(self) -> None:
-        """Demucs' separator: remove the mono mix's mean, divide by its std."""
-        self.offset = self.mean
-        # Silence has std 0: leave it unscaled rather than dividing by zero.
-        self.scale = self.std if self.std > 1e-8 else 1.0
 
     def close(self) -> None:
         """Release the backing storage."""
@@ -133,3 +122,29 @@ class SpoolSource(TrackSource):
     def close(self) -> None:
         self._file.close()
         self.path.unlink(missing_ok=True)
+
+
+class NormalizedSource(TrackSource):
+    """Demucs' separator input: the track minus the mono mix's mean, over its std.
+
+    A view: the underlying source is untouched (other models of an ensemble read it
+    raw). Padding stays zero *after* normalising, as demucs pads the normalised track.
+    """
+
+    def __init__(self, inner: TrackSource) -> None:
+        super().__init__(inner.channels, inner.length, inner.samplerate)
+        self.inner = inner
+        self.mean = inner.mean
+        # Silence has std 0: leave it unscaled rather than dividing by zero (no NaN).
+        self.std = inner.std if inner.std > 1e-8 else 1.0
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        out = self.inner.read(start, stop)
+        lo, hi = max(start, 0) - start, min(stop, self.length) - start
+        if hi > lo:
+            out[:, lo:hi] = (out[:, lo:hi] - np.float32(self.mean)) / np.float32(self.std)
+        return out
+
+    def denormalize(self, block: np.ndarray) -> np.ndarray:
+        """Undo the normalisation on separated stems."""
+        return block * np.float32(self.std) + np.float32(self.mean)

@@ -1,0 +1,44 @@
+"""Rich progress bars fed by the API's progress events."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from stemsplit.cli.common import err_console
+
+
+@contextmanager
+def progress_reporter(enabled: bool = True) -> Iterator:
+    """Yield a callback for `stemsplit.api.Progress` events (None when disabled)."""
+    if not enabled:
+        yield None
+        return
+    bars = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=False,
+    )
+    tasks: dict[int, int] = {}
+
+    def on_event(event) -> None:
+        if event.index not in tasks:
+            label = f"[{event.index + 1}/{event.count}] {event.track.name}"
+            tasks[event.index] = bars.add_task(label, total=1.0)
+        bars.update(tasks[event.index], completed=event.fraction)
+
+    with bars:
+        yield on_event

@@ -1,0 +1,278 @@
+"""One track, end to end: reader -> engine (per model) -> stem selection -> writers.
+
+Everything moves block by block. The input is decoded once per model sample rate
+into a spool file (random access for chunk padding, and the track statistics
+Demucs' normalisation needs); each model yields its stems as a stream; bags and
+ensembles combine streams; stems are resampled to the output rate, cut to exactly
+the input's length, residuals computed against the mixture, and written.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from stemsplit.engine.ensemble import combine_blocks, member_needed, stem_weights
+from stemsplit.engine.runner import EngineSettings, separate_stream
+from stemsplit.engine.source import NormalizedSource, SpoolSource, TrackSource
+from stemsplit.engine.streams import align, fit_length
+from stemsplit.errors import UnknownStem, UsageError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Derived:
+    """A stem computed from others: `mixture - sum(parts)` ("minus") or `sum(parts)`."""
+
+    kind: str
+    parts: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class StemPlan:
+    """Which stems a run writes and how each is made.
+
+    `model_stems`: what the model(s) output, in order; `derived`: stems computed from
+    them (residuals of one-target models, `no_X` of `--two-stems X`); `written`: the
+    stems that get a file, in order.
+    """
+
+    model_stems: tuple[str, ...]
+    derived: dict[str, Derived]
+    written: tuple[str, ...]
+
+    @property
+    def needed(self) -> set[str]:
+        """Model stems any written stem depends on (bags skip members for the rest)."""
+        need = {s for s in self.written if s in self.model_stems}
+        for name in self.written:
+            if name in self.derived:
+                need.update(self.derived[name].parts)
+        return need
+
+    @property
+    def needs_mixture(self) -> bool:
+        return any(self.derived[s].kind == "minus" for s in self.written if s in self.derived)
+
+
+def plan_stems(
+    available: Sequence[str],
+    residual: str | None = None,
+    stems: Sequence[str] | None = None,
+    two_stems: str | None = None,
+    other_method: str = "minus",
+) -> StemPlan:
+    """Resolve `--stems`, `--two-stems` and residuals against what the models give."""
+    available = tuple(available)
+    derived: dict[str, Derived] = {}
+    if residual and residual not in available:
+        derived[residual] = Derived("minus", available)
+    everything = available + tuple(derived)
+    if two_stems is not None:
+        if other_method not in {"minus", "add"}:
+            raise UsageError(f"--other-method must be 'minus' or 'add', not {other_method!r}")
+        if two_stems not in everything:
+            raise UnknownStem(
+                f"--two-stems {two_stems}: the model has no such stem "
+                f"(it has {', '.join(everything)})"
+            )
+        complement = f"no_{two_stems}"
+        if two_stems in derived:  # e.g. `other` of a vocals model: its complement is vocals
+            derived[complement] = Derived("sum", derived[two_stems].parts)
+        else:
+            others = tuple(s for s in available if s != two_stems)
+            if other_method == "add" and others:
+                derived[complement] = Derived("sum", others)
+            else:  # so the pair sums to the input exactly
+                derived[complement] = Derived("minus", (two_stems,))
+        return StemPlan(available, derived, (two_stems, complement))
+    written = everything
+    if stems:
+        unknown = [s for s in stems if s not in everything]
+        if unknown:
+            raise UnknownStem(
+                f"unknown stem(s) {', '.join(unknown)}: the model gives {', '.join(everything)}"
+            )
+        written = tuple(s for s in everything if s in stems)
+    return StemPlan(available, derived, written)
+
+
+@dataclass
+class TrackJob:
+    """What one track needs: input, output paths per stem, and settings."""
+
+    input: Path
+    outputs: dict[str, Path]
+    spool_dir: Path
+    settings: EngineSettings
+    output_rate: int | str = "input"  # "input", "model" or an int
+    writer_options: dict = field(default_factory=dict)
+
+
+@dataclass
+class TrackOutcome:
+    """What a finished track reports."""
+
+    stems: dict[str, Path]
+    audio_seconds: float
+    clipped_samples: dict[str, int]
+
+
+class _StemResampler:
+    """Streams [stems, channels, n] blocks from one rate to another with soxr."""
+
+    def __init__(self, in_rate: int, out_rate: int, stems: int, channels: int) -> None:
+        import soxr
+
+        self.shape = (stems, channels)
+        self.stream = (
+            None
+            if in_rate == out_rate
+            else soxr.ResampleStream(in_rate, out_rate, stems * channels, dtype="float32",
+                                     quality="HQ")
+        )
+
+    def __call__(self, blocks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+        if self.stream is None:
+            yield from blocks
+            return
+        flat = self.shape[0] * self.shape[1]
+        for block in blocks:
+            frames = np.ascontiguousarray(block.reshape(flat, -1).T)
+            out = self.stream.resample_chunk(frames, last=False)
+            if out.shape[0]:
+                yield out.T.reshape(*self.shape, -1)
+        tail = self.stream.resample_chunk(np.zeros((0, flat), np.float32), last=True)
+        if tail.shape[0]:
+            yield tail.T.reshape(*self.shape, -1)
+
+
+def bundle_stream(
+    bundle,
+    source: TrackSource,
+    needed: set[str],
+    settings: EngineSettings,
+    runners: dict,
+    on_chunk: Callable[[int, int], None] | None = None,
+) -> Iterator[np.ndarray]:
+    """One model or bag: [len(bundle.sources), channels, n] blocks at the model rate.
+
+    Bag members whose weights are zero for every needed stem are never run.
+    """
+    members = [
+        (member, weights)
+        for member, weights in zip(bundle.members, bundle.weights)
+        if member_needed(weights, bundle.sources, needed)
+    ]
+    streams = []
+    views = []
+    for member, _ in members:
+        view = NormalizedSource(source) if member.recipe.normalization == "track-mean-std" else None
+        views.append(view)
+        runner = runners.get(id(member))
+        streams.append(separate_stream(member, view or source, settings, runner, on_chunk))
+    matrix = stem_weights([w for _, w in members], len(bundle.sources))
+    for blocks in align(streams):
+        blocks = [v.denormalize(b) if v is not None else b for v, b in zip(views, blocks)]
+        yield combine_blocks(blocks, matrix)
+
+
+def run_track(
+    job: TrackJob,
+    bundles: Sequence,
+    plan: StemPlan,
+    ensemble: str = "avg",
+    model_weights: Sequence[dict[str, float]] | None = None,
+    runners: dict | None = None,
+    on_progress: Callable[[float], None] | None = None,
+) -> TrackOutcome:
+    """Separate one track and write its stems; returns paths and clip counts."""
+    from stemsplit.audio.reader import probe, read_blocks
+    from stemsplit.audio.writer import StemWriter
+    from stemsplit.engine.ensemble import ensemble_stems
+
+    info = probe(job.input)
+    rates = sorted({b.samplerate for b in bundles})
+    if job.output_rate == "input":
+        out_rate = info.samplerate
+    elif job.output_rate == "model":
+        out_rate = bundles[0].samplerate
+    else:
+        out_rate = int(job.output_rate)
+    sources: dict[int, SpoolSource] = {}
+    writers: dict[str, StemWriter] = {}
+    runners = runners or {}
+    try:
+        for rate in rates:
+            sources[rate] = SpoolSource(read_blocks(job.input, samplerate=rate), rate, job.spool_dir)
+        reference = sources[rates[0]]
+        out_length = round(reference.length * out_rate / reference.samplerate)
+        if job.output_rate == "input" and info.frames:
+            out_length = info.frames
+        total_chunks = _progress_counter(on_progress, len(bundles))
+
+        streams = []
+        for bundle in bundles:
+            source = sources[bundle.samplerate]
+            needed = {s for s in plan.needed if s in bundle.sources} or set(bundle.sources)
+            blocks = bundle_stream(bundle, source, needed, job.settings, runners, total_chunks)
+            resample = _StemResampler(bundle.samplerate, out_rate, len(bundle.sources),
+                                      source.channels)
+            streams.append(fit_length(resample(blocks), out_length))
+        merged = ensemble_stems(streams, bundles, plan.model_stems, ensemble, model_weights)
+        if plan.needs_mixture:
+            native = out_rate == info.samplerate
+            mixture = fit_length(
+                read_blocks(job.input, samplerate=None if native else out_rate), out_length
+            )
+            paired = align([merged, mixture])
+        else:
+            paired = ([block, None] for block in merged)
+        for stem in plan.written:
+            writers[stem] = StemWriter(
+                job.outputs[stem], out_rate, reference.channels, **job.writer_options
+            )
+        for stems_block, mix_block in paired:
+            by_name = dict(zip(plan.model_stems, stems_block))
+            for stem in plan.written:
+                writers[stem].write(_stem_block(stem, by_name, mix_block, plan))
+        for writer in writers.values():
+            writer.close()
+        return TrackOutcome(
+            stems=dict(job.outputs),
+            audio_seconds=out_length / out_rate,
+            clipped_samples={s: w.clipped_samples for s, w in writers.items()},
+        )
+    except BaseException:
+        for writer in writers.values():
+            writer.abort()
+        raise
+    finally:
+        for source in sources.values():
+            source.close()
+
+
+def _stem_block(stem: str, by_name: dict, mixture, plan: StemPlan) -> np.ndarray:
+    """The block of `stem`: a model output, or derived from them (and the mixture)."""
+    rule = plan.derived.get(stem)
+    if rule is None:
+        return by_name[stem]
+    total = by_name[rule.parts[0]].copy()
+    for part in rule.parts[1:]:
+        total += by_name[part]
+    return mixture - total if rule.kind == "minus" else total
+
+
+def _progress_counter(on_progress, passes: int):
+    if on_progress is None:
+        return None
+
+    def on_chunk(done: int, total: int) -> None:
+        on_progress(min(1.0, done / max(total, 1)))
+
+    return on_chunk
