@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stemsplit.batch import TrackResult, expand_inputs, output_paths, run_batch
+from stemsplit.batch import TrackResult, check_template, expand_inputs, output_paths, run_batch
 from stemsplit.engine.runner import EngineSettings
 from stemsplit.errors import StemsplitError, UsageError
 
@@ -243,6 +243,9 @@ def separate(
     """Split files (or folders) into stems; returns one result per track."""
     if isinstance(inputs, (str, Path)):
         inputs = [inputs]
+    # Cheap checks before any model is loaded (or downloaded).
+    check_template(filename)
+    tracks = expand_inputs(inputs, recursive=recursive)
     names = [model] if isinstance(model, str) or hasattr(model, "members") else list(model)
     separator = Separator(
         models=ModelOptions(
@@ -276,9 +279,8 @@ def separate(
         stems=StemOptions(stems=stems, two_stems=two_stems, other_method=other_method),
         threads=threads,
     )
-    return separator.separate_many(
-        inputs, recursive=recursive, skip_existing=skip_existing and not overwrite,
-        progress=progress,
+    return run_batch(
+        separator, tracks, skip_existing=skip_existing and not overwrite, progress=progress
     )
 
 

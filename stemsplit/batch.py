@@ -92,6 +92,9 @@ def expand_inputs(inputs: Sequence[str | Path], recursive: bool = False) -> list
             add(path)
     if not tracks:
         raise InputError("no audio files found in the given inputs")
+    if not any(t.exists() for t in tracks):
+        missing = ", ".join(str(t) for t in tracks[:3])
+        raise InputError(f"no such file: {missing}")
     return tracks
 
 

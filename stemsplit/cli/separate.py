@@ -130,6 +130,10 @@ def separate(
         if debug:
             raise
         raise fail(str(err), err.exit_code) from None
+    except Exception as err:  # a bug: still one line, the traceback behind --debug
+        if debug:
+            raise
+        raise fail(f"unexpected {type(err).__name__}: {err} (rerun with --debug)", 1) from None
     from stemsplit.cli.summary import render_summary
 
     failed = [r for r in results if r.status == "failed"]

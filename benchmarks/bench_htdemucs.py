@@ -1,0 +1,139 @@
+"""HTDemucs: stemsplit's engine vs `demucs.apply.apply_model`, side by side.
+
+Same weights (released htdemucs hyperparameters, random init, seed 0), same input
+(real music looped to --seconds, or noise without ../shared), shifts 0, overlap
+0.25. Runs alternate between the two implementations; each run is a fresh
+subprocess so its peak RSS is its own. Prints medians, the speed ratio, the
+real-time factor and the SNR of our output against demucs'.
+
+    python benchmarks/bench_htdemucs.py --seconds 60 --repeats 3 --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+from fractions import Fraction
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HTDEMUCS_KWARGS = dict(
+    sources=["drums", "bass", "other", "vocals"], audio_channels=2, samplerate=44100,
+    segment=Fraction(39, 5), channels=48, growth=2, nfft=4096, depth=4, kernel_size=8, stride=4,
+    context=1, context_enc=0, norm_starts=4, dconv_mode=3, dconv_depth=2, dconv_comp=8,
+    dconv_init=1e-3, freq_emb=0.2, emb_scale=10, bottom_channels=512, t_layers=5, t_heads=8,
+    t_hidden_scale=4.0, t_emb="sin", t_norm_in=True, t_norm_first=True, t_norm_out=True,
+    t_layer_scale=True, t_gelu=True, t_cross_first=False, cac=True, rewrite=True,
+)
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "musdb-sample" / "mixture.flac"
+
+
+def make_input(path: Path, seconds: float) -> None:
+    """Real music looped to `seconds` (noise if the sample is absent)."""
+    import soundfile as sf
+
+    length = int(seconds * 44100)
+    if SHARED.exists():
+        music, _ = sf.read(SHARED, dtype="float32")
+        audio = np.tile(music.T, (1, length // music.shape[0] + 1))[:, :length]
+    else:
+        audio = np.random.default_rng(0).standard_normal((2, length)).astype(np.float32) * 0.1
+    np.save(path, audio)
+
+
+def _demucs_model():
+    import torch
+    from demucs.htdemucs import HTDemucs
+
+    torch.manual_seed(0)
+    return HTDemucs(**HTDEMUCS_KWARGS).eval()
+
+
+def run_one(impl: str, audio_path: Path, out_path: Path, threads: int, precision: str) -> dict:
+    """One timed run in this process (called in a subprocess)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    audio = np.load(audio_path)
+    reference = _demucs_model()
+    started = time.perf_counter()
+    if impl == "demucs":
+        from demucs.apply import apply_model
+
+        with torch.no_grad():
+            out = apply_model(reference, torch.from_numpy(audio)[None], shifts=0, split=True,
+                              overlap=0.25, progress=False)[0].numpy()
+    else:
+        from stemsplit.engine.runner import EngineSettings, separate_stream
+        from stemsplit.engine.source import ArraySource
+        from stemsplit.models.demucs import build_demucs
+
+        model = build_demucs("HTDemucs", (), dict(HTDEMUCS_KWARGS))
+        model.load_state_dict(reference.state_dict(), strict=True)
+        started = time.perf_counter()  # model build excluded on both sides
+        settings = EngineSettings(device="cpu", precision=precision)
+        out = np.concatenate(list(separate_stream(model, ArraySource(audio, 44100), settings)),
+                             axis=-1)
+    seconds = time.perf_counter() - started
+    np.save(out_path, out)
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"impl": impl, "seconds": seconds, "peak_rss_mb": rss_mb}
+
+
+def snr_db(estimate: np.ndarray, reference: np.ndarray) -> float:
+    noise = np.sum((estimate - reference) ** 2)
+    return float(10 * np.log10(np.sum(reference**2) / max(noise, 1e-20)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--precisions", default="fp32,bf16")
+    parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        impl, audio, out, precision = args.worker
+        print(json.dumps(run_one(impl, Path(audio), Path(out), args.threads, precision)))
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        make_input(folder / "in.npy", args.seconds)
+        runs: dict[str, list[dict]] = {}
+        variants = [("demucs", "fp32")] + [("stemsplit", p) for p in args.precisions.split(",")]
+        for _ in range(args.repeats):
+            for impl, precision in variants:
+                key = f"{impl}-{precision}"
+                out = folder / f"{key}.npy"
+                result = subprocess.run(
+                    [sys.executable, __file__, "--threads", str(args.threads),
+                     "--worker", impl, str(folder / "in.npy"), str(out), precision],
+                    capture_output=True, text=True, check=True,
+                )
+                runs.setdefault(key, []).append(json.loads(result.stdout.splitlines()[-1]))
+        reference = np.load(folder / "demucs-fp32.npy")
+        ours_fp32 = np.load(folder / "stemsplit-fp32.npy") if "stemsplit-fp32" in runs else None
+        base = statistics.median(r["seconds"] for r in runs["demucs-fp32"])
+        print(f"HTDemucs, {args.seconds:.0f} s stereo, {args.threads} threads, "
+              f"{args.repeats} alternating runs")
+        print(f"{'variant':18} {'median s':>9} {'speed-up':>9} {'RTF':>7} {'peak MB':>8} "
+              f"{'SNR vs demucs':>14} {'SNR vs ours fp32':>17}")
+        for key, values in runs.items():
+            median = statistics.median(r["seconds"] for r in values)
+            output = np.load(folder / f"{key}.npy")
+            vs_ours = snr_db(output, ours_fp32) if ours_fp32 is not None else float("nan")
+            print(f"{key:18} {median:9.2f} {base / median:9.2f} {args.seconds / median:7.2f} "
+                  f"{max(r['peak_rss_mb'] for r in values):8.0f} "
+                  f"{snr_db(output, reference):14.1f} {vs_ours:17.1f}")
+
+
+if __name__ == "__main__":
+    main()
