@@ -75,18 +75,42 @@ def ensemble_stems(
     if len(streams) == 1 and tuple(bundles[0].sources) == tuple(stems):
         yield from streams[0]
         return
+    from stemsplit.engine.spectral import SPECTRAL_ALGORITHMS, SpectralCombiner
+
+    if algorithm not in WAVEFORM_ALGORITHMS + SPECTRAL_ALGORITHMS:
+        raise UsageError(
+            f"unknown ensemble algorithm {algorithm!r}: use one of "
+            f"{', '.join(WAVEFORM_ALGORITHMS + SPECTRAL_ALGORITHMS)}"
+        )
     weights = model_weights or [{} for _ in bundles]
+    voters_of = {
+        stem: [i for i, b in enumerate(bundles) if stem in b.sources or
+               (stem == "other" and set(FOLDED_INTO_OTHER) & set(b.sources))]
+        for stem in stems
+    }
+    vote_weights = {
+        stem: [weights[i].get(stem, weights[i].get("*", 1.0)) for i in voters_of[stem]]
+        for stem in stems
+    }
+    spectral = algorithm in SPECTRAL_ALGORITHMS
+    combiners = {s: SpectralCombiner(algorithm, vote_weights[s]) for s in stems} if spectral else {}
     for blocks in align(list(streams)):
         named = [_by_name(b.sources, block, stems) for b, block in zip(bundles, blocks)]
         out = []
         for stem in stems:
-            voters = [(i, n[stem]) for i, n in enumerate(named) if stem in n]
-            if not voters:
-                out.append(np.zeros_like(blocks[0][0]))
-                continue
-            w = [weights[i].get(stem, weights[i].get("*", 1.0)) for i, _ in voters]
-            out.append(combine([v for _, v in voters], w, algorithm))
-        yield np.stack(out)
+            values = [named[i][stem] for i in voters_of[stem]]
+            if not values:
+                values = [np.zeros_like(blocks[0][0])]
+            if spectral:
+                out.append(combiners[stem].push(np.stack(values)))
+            else:
+                out.append(combine(values, vote_weights[stem] or [1.0], algorithm))
+        if out[0].shape[-1]:
+            yield np.stack(out)
+    if spectral:
+        tails = [combiners[s].finish() for s in stems]
+        if tails[0].ndim > 1 and tails[0].shape[-1]:
+            yield np.stack(tails)
 
 
 def _by_name(sources: Sequence[str], block: np.ndarray, wanted: Sequence[str]) -> dict:
