@@ -238,6 +238,107 @@ def separate(
     recursive: bool = False,
     skip_existing: bool = True,
     overwrite: bool = False,
+    executor: str = "local",
+    ray_address: str | None = None,
+    ray_workers: int = 2,
+    progress: Callable[[Progress], None] | None = None,
+) -> list[TrackResult]:
+    """Split files (or folders) into stems; returns one result per track."""
+    if isinstance(inputs, (str, Path)):
+        inputs = [inputs]
+    # Cheap checks before any model is loaded (or downloaded).
+    check_template(filename)
+    tracks = expand_inputs(inputs, recursive=recursive)
+    names = [model] if isinstance(model, str) or hasattr(model, "members") else list(model)
+    options = dict(
+        models=ModelOptions(
+            names=names,
+            checkpoint=Path(checkpoint) if checkpoint else None,
+            config=Path(config) if config else None,
+            ensemble=ensemble,
+            weights=weights,
+            model_dir=Path(model_dir) if model_dir else None,
+            offline=offline,
+        ),
+        engine=EngineSettings(
+            device=device,
+            precision=precision,
+            batch_size=batch_size,
+            segment_seconds=segment,
+            overlap=overlap,
+            shifts=shifts,
+            seed=seed,
+            tta=tta,
+        ),
+        output=OutputOptions(
+            out=Path(out).absolute(),
+            filename=filename,
+            format=format,
+            bit_depth=bit_depth,
+            mp3_bitrate=mp3_bitrate,
+            clip=clip,
+            samplerate=samplerate,
+        ),
+        stems=StemOptions(stems=stems, two_stems=two_stems, other_method=other_method),
+        threads=threads,
+    )
+    skip = skip_existing and not overwrite
+    if executor == "ray":
+        from stemsplit.batch_ray import run_on_ray
+
+        return run_on_ray(options, tracks, ray_address, ray_workers, skip, progress)
+    if executor != "local":
+        raise UsageError(f"unknown executor {executor!r}: use local or ray")
+    return run_batch(Separator(**options), tracks, skip_existing=skip, progress=progress)
+
+
+def separate_many(
+        self,
+        inputs: Sequence[str | Path],
+        recursive: bool = False,
+        skip_existing: bool = True,
+        progress: Callable[[Progress], None] | None = None,
+    ) -> list[TrackResult]:
+        """Separate every track of `inputs`; a bad file fails alone, the rest go on."""
+        tracks = expand_inputs(inputs, recursive=recursive)
+        return run_batch(self, tracks, skip_existing=skip_existing, progress=progress)
+
+
+def separate(
+    inputs: str | Path | Sequence[str | Path],
+    *,
+    model: str | Sequence[Any] = DEFAULT_MODEL,
+    checkpoint: str | Path | None = None,
+    config: str | Path | None = None,
+    out: str | Path = "separated",
+    filename: str = DEFAULT_TEMPLATE,
+    format: str = "wav",
+    bit_depth: str | int | None = None,
+    mp3_bitrate: int = 320,
+    stems: Sequence[str] | None = None,
+    two_stems: str | None = None,
+    other_method: str = "minus",
+    samplerate: str | int = "input",
+    clip: str = "clamp",
+    device: str = "auto",
+    precision: str = "fp32",
+    batch_size: int | None = None,
+    segment: float | None = None,
+    overlap: float | None = None,
+    shifts: int = 0,
+    seed: int = 0,
+    tta: bool = False,
+    threads: int | None = None,
+    ensemble: str = "avg",
+    weights: Sequence[dict[str, float]] | None = None,
+    model_dir: str | Path | None = None,
+    offline: bool | None = None,
+    recursive: bool = False,
+    skip_existing: bool = True,
+    overwrite: bool = False,
+    executor: str = "local",
+    ray_address: str | None = None,
+    ray_workers: int = 2,
     progress: Callable[[Progress], None] | None = None,
 ) -> list[TrackResult]:
     """Split files (or folders) into stems; returns one result per track."""

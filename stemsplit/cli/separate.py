@@ -67,8 +67,10 @@ def _parse_rate(value: str) -> str | int:
 def _install_signal_handlers() -> None:
     """SIGTERM behaves like Ctrl-C: writers abort, temporary files go."""
 
+    from stemsplit.errors import Interrupted
+
     def on_term(signum, frame):  # noqa: ARG001
-        raise KeyboardInterrupt
+        raise Interrupted(signum)
 
     signal.signal(signal.SIGTERM, on_term)
 
@@ -104,6 +106,9 @@ def separate(
     offline: Annotated[bool, typer.Option(help="Never use the network.")] = False,
     recursive: Annotated[bool, typer.Option("-r", "--recursive", help="Descend into folders.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Redo tracks whose stems exist.")] = False,
+    executor: Annotated[str, typer.Option(help="local, or ray (a Ray cluster).")] = "local",
+    ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster address.")] = None,
+    ray_workers: Annotated[int, typer.Option(help="Ray workers (one model each).")] = 2,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress output.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="JSON summary on stdout.")] = False,
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Debug logging.")] = False,
@@ -111,21 +116,31 @@ def separate(
 ) -> None:
     """Split each input into stems (files go to OUT/<model>/<track>/<stem>.<ext>)."""
     from stemsplit.cli.logs import setup_logging
-    from stemsplit.errors import StemsplitError
+    from stemsplit.errors import Interrupted, StemsplitError
 
     setup_logging(verbose=verbose or debug, quiet=quiet)
     _install_signal_handlers()
     models = model or ["htdemucs"]
     try:
-        results = _run(
-            inputs, models, checkpoint, config, out, filename, format, bit_depth, mp3_bitrate,
-            stems, two_stems, other_method, samplerate, clip, device, precision, batch_size,
-            segment, overlap, shifts, seed, tta, threads, ensemble, weights, model_dir,
-            offline, recursive, overwrite, quiet or json_output,
+        options = dict(
+            model=models if len(models) > 1 else models[0],
+            checkpoint=checkpoint, config=config, out=out, filename=filename,
+            format=format.lower(), bit_depth=bit_depth, mp3_bitrate=mp3_bitrate,
+            stems=_parse_stems(stems), two_stems=two_stems, other_method=other_method,
+            samplerate=_parse_rate(samplerate), clip=clip, device=device, precision=precision,
+            batch_size=batch_size, segment=segment, overlap=overlap, shifts=shifts, seed=seed,
+            tta=tta, threads=threads, ensemble=ensemble,
+            weights=_parse_weights(weights, models), model_dir=model_dir,
+            offline=offline or None, recursive=recursive, overwrite=overwrite,
+            executor=executor, ray_address=ray_address, ray_workers=ray_workers,
         )
+        results = _run(inputs, options, silent=quiet or json_output)
     except KeyboardInterrupt:
         err_console.print("[bold red]interrupted[/]: partial files removed; rerun to finish")
         raise typer.Exit(130) from None
+    except Interrupted as err:
+        err_console.print("[bold red]terminated[/]: partial files removed; rerun to finish")
+        raise typer.Exit(err.exit_code) from None
     except StemsplitError as err:
         if debug:
             raise
@@ -150,43 +165,9 @@ def separate(
         raise typer.Exit(1)
 
 
-def _run(inputs, models, checkpoint, config, out, filename, format, bit_depth, mp3_bitrate,
-         stems, two_stems, other_method, samplerate, clip, device, precision, batch_size,
-         segment, overlap, shifts, seed, tta, threads, ensemble, weights, model_dir, offline,
-         recursive, overwrite, silent):
+def _run(inputs: list[Path], options: dict, silent: bool):
     from stemsplit.api import separate as api_separate
     from stemsplit.cli.progress import progress_reporter
 
     with progress_reporter(enabled=not silent) as progress:
-        return api_separate(
-            inputs,
-            model=models if len(models) > 1 else models[0],
-            checkpoint=checkpoint,
-            config=config,
-            out=out,
-            filename=filename,
-            format=format.lower(),
-            bit_depth=bit_depth,
-            mp3_bitrate=mp3_bitrate,
-            stems=_parse_stems(stems),
-            two_stems=two_stems,
-            other_method=other_method,
-            samplerate=_parse_rate(samplerate),
-            clip=clip,
-            device=device,
-            precision=precision,
-            batch_size=batch_size,
-            segment=segment,
-            overlap=overlap,
-            shifts=shifts,
-            seed=seed,
-            tta=tta,
-            threads=threads,
-            ensemble=ensemble,
-            weights=_parse_weights(weights, models),
-            model_dir=model_dir,
-            offline=offline or None,
-            recursive=recursive,
-            overwrite=overwrite,
-            progress=progress,
-        )
+        return api_separate(inputs, progress=progress, **options)

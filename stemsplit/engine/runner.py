@@ -74,6 +74,12 @@ class ModelRunner:
         self.model = model
         self.device = torch.device(resolve_device(device))
         self.precision = precision
+        if self.device.type == "cpu" and precision != "fp32" and not _cpu_has_native(precision):
+            log.warning(
+                "--precision %s: this CPU has no native %s support (AVX512-BF16/AMX), so it "
+                "is emulated and far slower than fp32; use --precision fp32 on this machine",
+                precision, precision,
+            )
         model.to(self.device).eval()
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
@@ -89,6 +95,20 @@ class ModelRunner:
                 with torch.autocast(device_type=self.device.type, dtype=dtype):
                     y = self.model(x)
         return y.float().cpu().numpy()
+
+
+def _cpu_has_native(precision: str) -> bool:
+    """Whether oneDNN runs `precision` natively on this CPU (else it is emulated)."""
+    import torch
+
+    check = {
+        "bf16": "_is_mkldnn_bf16_supported",
+        "fp16": "_is_mkldnn_fp16_supported",
+    }[precision]
+    try:
+        return bool(getattr(torch.ops.mkldnn, check)())
+    except (AttributeError, RuntimeError):
+        return True  # unknown: do not warn
 
 
 def effective_recipe(model, settings: EngineSettings) -> tuple[Recipe, int]:

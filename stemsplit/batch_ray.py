@@ -1,0 +1,79 @@
+"""The Ray executor: tracks go to a Ray cluster, each worker loading the model once.
+
+Workers are Ray actors built from the same options as the local `Separator`; each
+processes whole tracks (decode, separate, write) to the shared output path and
+returns a `TrackResult`. Progress and the summary come back to the caller as
+results arrive. Ray is optional: `pip install 'stemsplit[ray]'`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from stemsplit.errors import UsageError
+
+
+def _import_ray():
+    try:
+        import ray
+    except ImportError as err:
+        raise UsageError(
+            "--executor ray needs Ray: pip install 'stemsplit[ray]' (or pip install ray)"
+        ) from err
+    return ray
+
+
+class _Worker:
+    """Body of the Ray actor: one Separator for all its tracks."""
+
+    def __init__(self, options: dict[str, Any]) -> None:
+        from stemsplit.api import Separator
+
+        self.separator = Separator(**options)
+
+    def process(self, track: str, skip_existing: bool):
+        from stemsplit.batch import run_batch
+
+        return run_batch(self.separator, [Path(track)], skip_existing=skip_existing)[0]
+
+
+def run_on_ray(
+    options: dict[str, Any],
+    tracks: Sequence[Path],
+    address: str | None = None,
+    workers: int = 2,
+    skip_existing: bool = True,
+    progress: Callable | None = None,
+) -> list:
+    """Separate `tracks` on Ray workers; results in the order of `tracks`."""
+    ray = _import_ray()
+    from ray.util import ActorPool
+
+    from stemsplit.api import Progress
+
+    if workers < 1:
+        raise UsageError("--ray-workers must be at least 1")
+    if not ray.is_initialized():
+        if address:
+            ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+        else:
+            ray.init(num_cpus=workers, ignore_reinit_error=True, log_to_driver=False,
+                     include_dashboard=False)
+    actor = ray.remote(num_cpus=1)(_Worker)
+    pool = ActorPool([actor.remote(options) for _ in range(workers)])
+    order = {str(t): i for i, t in enumerate(tracks)}
+    results: list = [None] * len(tracks)
+    done = 0
+    pending = pool.map_unordered(
+        lambda worker, track: worker.process.remote(track, skip_existing),
+        [str(t) for t in tracks],
+    )
+    for result in pending:
+        results[order[str(result.input)]] = result
+        done += 1
+        if progress:
+            progress(Progress(order[str(result.input)], len(tracks), result.input, 1.0,
+                              result.status))
+    return results
