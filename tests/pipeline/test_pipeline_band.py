@@ -49,13 +49,21 @@ def test_band_split_matches_direct_model_call(tmp_path):
     audio = _write(src, seconds=3.3)
     api.separate(src, model=band_bundle(), out=tmp_path, bit_depth="float32")
     model = BandSplit()
+    mix = torch.from_numpy(audio.T.copy())
+    # Demucs' track normalisation: by the mono mix's mean and (unbiased) std, undone after.
+    # It matters at the track's ends, where the filter sees zero padding of the normalised
+    # signal rather than of the raw one.
+    ref = mix.mean(0)
+    mean, std = ref.mean(), ref.std()
     with torch.no_grad():
-        direct = model(torch.from_numpy(audio.T.copy())[None])[0].numpy()
+        direct = (model(((mix - mean) / std)[None])[0] * std + mean).numpy()
     for index, stem in enumerate(("low", "high")):
         ours, _ = sf.read(tmp_path / "bandsplit" / "mix" / f"{stem}.wav", dtype="float32")
-        # the moving average differs only within 4 samples of chunk edges (context padding
-        # makes even those agree) -> the whole signal matches
-        assert np.abs(ours.T - direct[index]).max() < 1e-5
+        diff = np.abs(ours.T - direct[index])
+        # Only the 4 samples at each chunk edge differ (the filter sees zeros there, as in
+        # demucs' apply_model; the triangle window makes their weight small): exact elsewhere.
+        assert diff.max() < 1e-4
+        assert (diff > 1e-6).mean() < 1e-3
 
 
 def test_residual_stem_and_selection(tmp_path):
@@ -68,7 +76,7 @@ def test_residual_stem_and_selection(tmp_path):
         def forward(self, mix):
             return super().forward(mix)[:, :1]
 
-    bundle = Bundle([LowOnly(residual="rest", window="fade")])
+    bundle = Bundle([LowOnly(residual="rest", window="fade")], residual="rest")
     api.separate(src, model=bundle, out=tmp_path, bit_depth="float32")
     low, _ = sf.read(tmp_path / "bandsplit" / "mix" / "low.wav", dtype="float32")
     rest, _ = sf.read(tmp_path / "bandsplit" / "mix" / "rest.wav", dtype="float32")

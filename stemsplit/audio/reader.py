@@ -1,0 +1,340 @@
+"""Streaming audio input: decode any file in blocks, fix channels, resample, exact length.
+
+Decoding tries libsndfile (soundfile: WAV, FLAC, OGG, Opus, MP3, AIFF, ...) first and
+PyAV/FFmpeg (M4A/AAC, WMA, video containers: first audio stream) second. Blocks are
+processed as they come: NaN/Inf -> 0, channel mapping, soxr's streaming resampler, then
+re-cut into blocks of `block_frames`. The whole file is never held in memory.
+
+Length contract: a file of `frames` input frames at rate `r` yields exactly
+`round(frames * samplerate / r)` frames, so stems line up with the input whatever the rate.
+
+Channel policy: mono is duplicated; more channels than asked for are downmixed with
+ITU-R BS.775-style weights (see `downmix_matrix`), with a warning.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from stemsplit.errors import InputError, UndecodableAudio, UsageError
+
+if TYPE_CHECKING:
+    import av
+
+logger = logging.getLogger(__name__)
+
+# Frames held back before yielding so the final length fix (soxr may be a frame off)
+# never has to touch a block already yielded.
+_TAIL_HOLD = 64
+_CENTRE = _SURROUND = 0.7071067811865476  # -3 dB, ITU-R BS.775 downmix coefficients
+
+# Per channel count, (left, right) weights in WAV/SMPTE order, as FFmpeg also orders them.
+_ITU_WEIGHTS: dict[int, tuple[tuple[float, ...], tuple[float, ...]]] = {
+    3: ((1, 0, _CENTRE), (0, 1, _CENTRE)),  # L R C
+    4: ((1, 0, _SURROUND, 0), (0, 1, 0, _SURROUND)),  # FL FR BL BR (quad)
+    5: ((1, 0, _CENTRE, _SURROUND, 0), (0, 1, _CENTRE, 0, _SURROUND)),  # FL FR FC BL BR
+    6: ((1, 0, _CENTRE, 0, _SURROUND, 0), (0, 1, _CENTRE, 0, 0, _SURROUND)),  # 5.1, LFE dropped
+    8: (
+        (1, 0, _CENTRE, 0, _SURROUND, 0, _SURROUND, 0),  # 7.1: FL FR FC LFE BL BR SL SR
+        (0, 1, _CENTRE, 0, 0, _SURROUND, 0, _SURROUND),
+    ),
+}
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What a file holds, without decoding it.
+
+    `frames` is exact for libsndfile formats (an estimate for MP3), an estimate from the
+    container for PyAV ones, or None when the container does not say; `duration` follows.
+    """
+
+    path: Path
+    samplerate: int
+    channels: int
+    frames: int | None
+    duration: float | None
+    container: str
+    codec: str
+    backend: str = "soundfile"  # which decoder reads it: "soundfile" or "pyav"
+
+
+def probe(path: str | os.PathLike[str]) -> AudioInfo:
+    """Rate, channels, length and format of `path`; InputError/UndecodableAudio if unusable."""
+    path = _check_path(path)
+    import soundfile
+
+    try:
+        sf_info = soundfile.info(str(path))
+    except (soundfile.SoundFileError, RuntimeError) as err:
+        return _probe_pyav(path, sf_reason=str(err))
+    frames = sf_info.frames
+    return AudioInfo(path, sf_info.samplerate, sf_info.channels, frames,
+                     frames / sf_info.samplerate, sf_info.format, sf_info.subtype)
+
+
+def read_blocks(
+    path: str | os.PathLike[str],
+    samplerate: int | None = None,
+    channels: int = 2,
+    block_frames: int = 2**16,
+    quality: str = "HQ",
+) -> Iterator[np.ndarray]:
+    """Blocks of float32 C-contiguous `(channels, block_frames)` arrays (the last shorter).
+
+    `samplerate=None` keeps the file's rate; `quality` is soxr's ("HQ" or "VHQ").
+    The file is opened and checked now (errors raise here); decoding happens lazily.
+    """
+    if channels not in (1, 2):
+        raise UsageError(f"channels must be 1 or 2, not {channels}")
+    if samplerate is not None and samplerate <= 0:
+        raise UsageError(f"sample rate must be positive, not {samplerate}")
+    if block_frames < 1:
+        raise UsageError(f"block_frames must be positive, not {block_frames}")
+    info = probe(path)
+    return _stream(info, samplerate or info.samplerate, channels, block_frames, quality)
+
+
+def read_all(
+    path: str | os.PathLike[str], samplerate: int | None = None, channels: int = 2
+) -> np.ndarray:
+    """The whole file as one `(channels, frames)` float32 array: for tests and short clips only."""
+    blocks = list(read_blocks(path, samplerate, channels))
+    if not blocks:
+        return np.zeros((channels, 0), dtype=np.float32)
+    return np.ascontiguousarray(np.concatenate(blocks, axis=1))
+
+
+def downmix_matrix(in_channels: int, out_channels: int) -> np.ndarray:
+    """`(out_channels, in_channels)` weights mapping many channels onto fewer.
+
+    Known layouts (3, 4, 5, 5.1, 7.1 in WAV/SMPTE order) use ITU-R BS.775 weights: front
+    channels 1, centre and surrounds -3 dB, LFE dropped. Other counts send even channels
+    left and odd ones right. Each row is normalised to sum to 1 so a full-scale signal on
+    every channel stays within [-1, 1] (as FFmpeg's normalised downmix does). Mono output
+    is the mean of the stereo downmix.
+    """
+    if in_channels in _ITU_WEIGHTS:
+        stereo = np.array(_ITU_WEIGHTS[in_channels], dtype=np.float64)
+    else:
+        stereo = np.zeros((2, in_channels))
+        stereo[0, 0::2] = 1.0
+        stereo[1, 1::2] = 1.0
+    stereo /= stereo.sum(axis=1, keepdims=True)
+    if out_channels == 1:
+        return stereo.mean(axis=0, keepdims=True)
+    return stereo
+
+
+def _check_path(path: str | os.PathLike[str]) -> Path:
+    """Reject what is plainly not an audio file before any decoder sees it."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file; check the path")
+    if path.is_dir():
+        raise UndecodableAudio(f"{path} is a folder, not an audio file")
+    if not os.access(path, os.R_OK):
+        raise InputError(f"{path}: permission denied; make the file readable")
+    if path.stat().st_size == 0:
+        raise UndecodableAudio(f"{path} is empty (0 bytes); it holds no audio")
+    return path
+
+
+def _stream(
+    info: AudioInfo, samplerate: int, channels: int, block_frames: int, quality: str
+) -> Iterator[np.ndarray]:
+    """Decode -> sanitise -> map channels -> resample -> exact-size blocks."""
+    resampler = None
+    if samplerate != info.samplerate:
+        import soxr
+
+        mixed = min(channels, info.channels)
+        resampler = soxr.ResampleStream(
+            info.samplerate, samplerate, mixed, dtype="float32", quality=quality
+        )
+    matrix = None
+    if info.channels > channels:
+        matrix = downmix_matrix(info.channels, channels).astype(np.float32)
+        logger.warning(
+            "%s has %d channels; downmixing to %d (ITU-R BS.775 weights)",
+            info.path, info.channels, channels,
+        )
+    buffer = _Rebuffer(channels, block_frames, _TAIL_HOLD if resampler else 0)
+    frames_in = 0
+    bad_samples = 0
+    decoded = _decode_soundfile if info.backend == "soundfile" else _decode_pyav
+    for raw in decoded(info.path):
+        if raw.shape[0] != info.channels:
+            raise UndecodableAudio(f"{info.path}: the channel count changes mid-stream")
+        frames_in += raw.shape[1]
+        finite = np.isfinite(raw)
+        if not finite.all():
+            if bad_samples == 0:
+                logger.warning("%s contains NaN/Inf samples; replacing them with 0", info.path)
+            bad_samples += int(raw.size - np.count_nonzero(finite))
+            raw = np.where(finite, raw, np.float32(0))
+        block = raw if matrix is None else matrix @ raw
+        if resampler is not None:
+            block = resampler.resample_chunk(np.ascontiguousarray(block.T)).T
+        yield from buffer.push(_widen(block, channels))
+    _check_complete(info, frames_in)
+    if resampler is not None:
+        tail = resampler.resample_chunk(
+            np.zeros((0, min(channels, info.channels)), dtype=np.float32), last=True
+        )
+        buffer.push_nowait(_widen(tail.T, channels))
+    if bad_samples:
+        logger.debug("%s: %d NaN/Inf samples replaced", info.path, bad_samples)
+    yield from buffer.finish(round(frames_in * samplerate / info.samplerate))
+
+
+def _widen(block: np.ndarray, channels: int) -> np.ndarray:
+    """Duplicate mono to `channels`; others pass through."""
+    if block.shape[0] == channels:
+        return block
+    return np.repeat(block[:1], channels, axis=0)
+
+
+class _Rebuffer:
+    """Re-cut blocks of any size into `block_frames`, holding back a short tail."""
+
+    def __init__(self, channels: int, block_frames: int, hold: int) -> None:
+        self.channels = channels
+        self.block_frames = block_frames
+        self.hold = hold
+        self.pending: list[np.ndarray] = []
+        self.count = 0
+        self.emitted = 0
+
+    def push_nowait(self, block: np.ndarray) -> None:
+        if block.shape[1]:
+            self.pending.append(block)
+            self.count += block.shape[1]
+
+    def push(self, block: np.ndarray) -> Iterator[np.ndarray]:
+        self.push_nowait(block)
+        while self.count >= self.block_frames + self.hold:
+            yield self._take(self.block_frames)
+
+    def finish(self, total: int) -> Iterator[np.ndarray]:
+        """Trim or zero-pad what is left so exactly `total` frames come out in all."""
+        wanted = total - self.emitted
+        if wanted < 0:  # only reachable if more than `hold` surplus frames appeared
+            raise RuntimeError(f"resampler overshot by {-wanted} frames")
+        if wanted > self.count:
+            self.push_nowait(np.zeros((self.channels, wanted - self.count), dtype=np.float32))
+        while wanted > 0:
+            take = min(self.block_frames, wanted)
+            wanted -= take
+            yield self._take(take)
+        self.pending, self.count = [], 0
+
+    def _take(self, frames: int) -> np.ndarray:
+        joined = self.pending[0] if len(self.pending) == 1 else np.concatenate(self.pending, 1)
+        out = np.ascontiguousarray(joined[:, :frames], dtype=np.float32)
+        rest = joined[:, frames:]
+        self.pending = [rest] if rest.shape[1] else []
+        self.count -= frames
+        self.emitted += frames
+        return out
+
+
+def _probe_pyav(path: Path, sf_reason: str) -> AudioInfo:
+    """Probe the first audio stream with FFmpeg; the length is the container's estimate."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise UndecodableAudio(f"{path} has no audio stream")
+            stream = container.streams.audio[0]
+            context = stream.codec_context
+            rate = stream.rate or context.sample_rate
+            channels = context.channels
+            if stream.duration and stream.time_base:
+                seconds = float(stream.duration * stream.time_base)
+            elif container.duration:
+                seconds = container.duration / av.time_base
+            else:
+                seconds = None
+            name = container.format.name
+            codec = context.name
+    except (av.FFmpegError, OSError, ValueError) as err:
+        reason = getattr(err, "strerror", None) or sf_reason or str(err)
+        raise UndecodableAudio(
+            f"cannot decode {path}: {_one_line(reason)} (not audio, or a damaged file)"
+        ) from err
+    if not rate or not channels:
+        raise UndecodableAudio(f"{path}: audio stream without a sample rate or channels")
+    frames = round(seconds * rate) if seconds else None
+    return AudioInfo(path, rate, channels, frames, seconds, name, codec, backend="pyav")
+
+
+def _decode_soundfile(path: Path, block_frames: int = 2**16) -> Iterator[np.ndarray]:
+    """`(channels, n)` float32 views straight from libsndfile."""
+    import soundfile
+
+    try:
+        with soundfile.SoundFile(str(path)) as handle:
+            while True:
+                data = handle.read(block_frames, dtype="float32", always_2d=True)
+                if not len(data):
+                    return
+                yield data.T
+    except (soundfile.SoundFileError, RuntimeError) as err:
+        raise UndecodableAudio(f"cannot decode {path}: {_one_line(str(err))}") from err
+
+
+def _decode_pyav(path: Path) -> Iterator[np.ndarray]:
+    """`(channels, n)` float32 arrays from the first audio stream, one per decoded frame."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.audio[0]
+            rate = stream.rate or stream.codec_context.sample_rate
+            for frame in container.decode(stream):
+                if frame.sample_rate != rate:
+                    raise UndecodableAudio(f"{path}: the sample rate changes mid-stream")
+                yield _frame_array(frame)
+    except (av.FFmpegError, OSError, ValueError) as err:
+        reason = getattr(err, "strerror", None) or str(err)
+        raise UndecodableAudio(f"cannot decode {path}: {_one_line(reason)}") from err
+
+
+def _frame_array(frame: av.AudioFrame) -> np.ndarray:
+    """An av.AudioFrame as float32 `(channels, n)`, whatever its sample format."""
+    array = frame.to_ndarray()
+    if not frame.format.is_planar:
+        array = array.reshape(-1, len(frame.layout.channels)).T
+    if array.dtype.kind == "f":
+        return array.astype(np.float32, copy=False)
+    if array.dtype == np.uint8:
+        return (array.astype(np.float32) - 128.0) / 128.0
+    return array.astype(np.float32) / float(2 ** (8 * array.dtype.itemsize - 1))
+
+
+def _check_complete(info: AudioInfo, frames: int) -> None:
+    """Raise when the decoder stopped well before the length the header promised."""
+    if info.frames is None or frames >= info.frames:
+        return
+    estimated = info.backend == "pyav" or info.container == "MP3"
+    # Estimated lengths (container durations, MP3 without a Xing header) may be a little
+    # long; a shortfall beyond half a second or 1 % means the data ends early.
+    slack = max(info.samplerate // 2, info.frames // 100) if estimated else 0
+    if info.frames - frames > slack:
+        raise UndecodableAudio(
+            f"{info.path} ends after {frames} of {info.frames} frames; "
+            "the file is truncated or damaged"
+        )
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())

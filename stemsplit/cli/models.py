@@ -1,0 +1,266 @@
+"""`stemsplit models`: list, inspect, download, verify and remove zoo models.
+
+Parses options, calls `stemsplit.zoo`, renders (rich tables and progress bars, or
+`--json`). No torch at module level; `implemented` checks import the factories lazily.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from stemsplit.cli import app
+from stemsplit.cli.common import err_console, out_console, print_json, run_guarded
+
+models_app = typer.Typer(
+    help="List, inspect, download, verify and remove pretrained models.",
+    no_args_is_help=False,
+    invoke_without_command=True,
+)
+app.add_typer(models_app, name="models")
+
+Json = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
+ModelDir = Annotated[
+    Path | None,
+    typer.Option("--model-dir", help="Model cache folder (default: STEMSPLIT_MODEL_DIR)."),
+]
+Offline = Annotated[bool, typer.Option("--offline", help="Never use the network.")]
+
+
+def _human(size: int | None) -> str:
+    if size is None:
+        return "?"
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit in ("B", "kB") else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{size} B"
+
+
+def _sdr(card: Any) -> str:
+    """Average SDR, or the one stem's SDR; `stemsplit models info` has the rest."""
+    sdr = card.quality.get("sdr") or {}
+    if "average" in sdr:
+        return f"{sdr['average']:.2f}"
+    if len(sdr) == 1:
+        stem, value = next(iter(sdr.items()))
+        return f"{value:.2f} ({stem})"
+    if sdr:
+        return f"{sum(sdr.values()) / len(sdr):.2f} (mean)"
+    return "-"
+
+
+def _row(card: Any, model_dir: Path | None, implemented: dict[str, bool]) -> dict[str, Any]:
+    from stemsplit.zoo import fetch
+
+    cached = [fetch.is_cached(spec, model_dir) for spec in card.files]
+    return {
+        "name": card.name,
+        "aliases": list(card.aliases),
+        "architecture": card.architecture,
+        "stems": list(card.sources) + ([card.residual] if card.residual else []),
+        "size": card.size,
+        "sdr": card.quality.get("sdr") or {},
+        "downloaded": all(cached),
+        "partially_downloaded": any(cached) and not all(cached),
+        "implemented": implemented[card.architecture],
+        "description": card.description,
+    }
+
+
+def _implemented() -> dict[str, bool]:
+    from stemsplit.zoo.catalog import ARCHITECTURES
+    from stemsplit.zoo.loader import implemented
+
+    return {arch: implemented(arch) for arch in ARCHITECTURES}
+
+
+@models_app.callback()
+def list_models(ctx: typer.Context, json: Json = False, model_dir: ModelDir = None) -> None:
+    """List the zoo (name, architecture, stems, size, SDR, downloaded, implemented)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from stemsplit.zoo import catalog
+
+    cards = run_guarded(catalog.list_cards)
+    flags = _implemented()
+    rows = [_row(card, model_dir, flags) for card in cards]
+    if json:
+        print_json(rows)
+        return
+    from rich.table import Table
+
+    table = Table(title="stemsplit models")
+    table.add_column("name", no_wrap=True)
+    for column in ("architecture", "stems", "size", "SDR", "downloaded", "implemented"):
+        table.add_column(column, overflow="fold")
+    for card, row in zip(cards, rows):
+        downloaded = (
+            "yes" if row["downloaded"] else "partly" if row["partially_downloaded"] else "-"
+        )
+        table.add_row(
+            row["name"],
+            row["architecture"],
+            ",".join(row["stems"]),
+            _human(row["size"]),
+            _sdr(card),
+            downloaded,
+            "yes" if row["implemented"] else "not yet",
+        )
+    out_console.print(table)
+
+
+@models_app.command("info")
+def info(name: str, json: Json = False, model_dir: ModelDir = None) -> None:
+    """Everything the card says about NAME, and where its files are cached."""
+    from stemsplit.zoo import catalog, fetch
+
+    card = run_guarded(catalog.get_card, name)
+    data = card.as_dict()
+    data["cache"] = [
+        {"file": spec.name, "path": str(fetch.cached_path(spec, model_dir)),
+         "downloaded": fetch.is_cached(spec, model_dir)}
+        for spec in card.files
+    ]  # fmt: skip
+    data["implemented"] = _implemented()[card.architecture]
+    if json:
+        print_json(data)
+        return
+    for key in ("name", "aliases", "architecture", "sources", "residual", "samplerate",
+                "description", "licence", "implemented"):  # fmt: skip
+        value = data[key]
+        if isinstance(value, (list, tuple)):
+            value = ", ".join(map(str, value)) or "-"
+        out_console.print(f"[bold]{key}[/]: {value}")
+    if card.quality:
+        out_console.print(f"[bold]quality[/]: {card.quality}")
+    for spec, cached in zip(card.files, data["cache"]):
+        check = spec.sha256 or (f"prefix {spec.sha256_prefix}" if spec.sha256_prefix else "-")
+        state = "downloaded" if cached["downloaded"] else "not downloaded"
+        out_console.print(f"  {spec.url}\n    sha256 {check}; {_human(spec.size)}; {state}")
+        out_console.print(f"    {cached['path']}", soft_wrap=True)
+
+
+class _DownloadBars:
+    """A rich progress bar per file, fed by the library's DownloadProgress events."""
+
+    def __init__(self) -> None:
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )  # fmt: skip
+
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+            TransferSpeedColumn(), TimeRemainingColumn(), console=err_console,
+        )  # fmt: skip
+        self.tasks: dict[str, Any] = {}
+
+    def __call__(self, event: Any) -> None:
+        task = self.tasks.get(event.file)
+        if task is None:
+            task = self.tasks[event.file] = self.progress.add_task(event.file, total=event.total)
+        self.progress.update(task, completed=event.done, total=event.total)
+
+
+@models_app.command("download")
+def download(
+    names: Annotated[list[str] | None, typer.Argument(help="Model names.")] = None,
+    all_models: Annotated[bool, typer.Option("--all", help="Every model in the zoo.")] = False,
+    json: Json = False,
+    model_dir: ModelDir = None,
+    offline: Offline = False,
+) -> None:
+    """Fetch and verify the files of NAME... (or --all) into the cache."""
+    from stemsplit.errors import UsageError
+    from stemsplit.zoo import catalog, fetch
+
+    def work() -> list[dict[str, Any]]:
+        if all_models == bool(names):
+            raise UsageError("give model names or --all (not both)")
+        cards = catalog.list_cards() if all_models else [catalog.get_card(n) for n in names or []]
+        bars = None if json else _DownloadBars()
+        done = []
+        for card in cards:
+            if bars is not None:
+                with bars.progress:
+                    paths = fetch.ensure_files(
+                        card, offline=offline or None, model_dir=model_dir, progress=bars
+                    )
+            else:
+                paths = fetch.ensure_files(card, offline=offline or None, model_dir=model_dir)
+            done.append({"name": card.name, "files": [str(p) for p in paths]})
+        return done
+
+    done = run_guarded(work)
+    if json:
+        print_json(done)
+        return
+    for item in done:
+        out_console.print(f"{item['name']}: ready ({len(item['files'])} file(s))")
+
+
+@models_app.command("verify")
+def verify(json: Json = False, model_dir: ModelDir = None) -> None:
+    """Re-hash every cached model file; exit 1 if any does not match its card."""
+    from stemsplit.zoo import catalog, fetch
+
+    cards = run_guarded(catalog.list_cards)
+    results = [
+        r for r in run_guarded(fetch.verify_cached, cards, model_dir) if r.status != "missing"
+    ]
+    bad = [r for r in results if r.status != "ok"]
+    if json:
+        print_json([{"model": r.model, "file": r.file, "path": str(r.path), "status": r.status,
+                     "sha256": r.sha256} for r in results])  # fmt: skip
+    else:
+        for r in results:
+            colour = "green" if r.status == "ok" else "red"
+            out_console.print(f"[{colour}]{r.status}[/] {r.model}: {r.path}", soft_wrap=True)
+        if not results:
+            out_console.print("no model files in the cache")
+    if bad:
+        err_console.print(
+            f"[bold red]error:[/] {len(bad)} cached file(s) do not match their checksum: "
+            "`stemsplit models rm NAME` and download again"
+        )
+        raise typer.Exit(1)
+
+
+@models_app.command("rm")
+def remove(
+    names: Annotated[list[str], typer.Argument(help="Model names.")],
+    json: Json = False,
+    model_dir: ModelDir = None,
+) -> None:
+    """Delete the cached files of NAME...."""
+    from stemsplit.zoo import catalog, fetch
+
+    cards = [run_guarded(catalog.get_card, name) for name in names]
+    removed = [str(p) for card in cards for p in fetch.remove_cached(card, model_dir)]
+    if json:
+        print_json({"removed": removed})
+        return
+    for path in removed:
+        out_console.print(f"removed {path}", soft_wrap=True)
+    if not removed:
+        out_console.print("nothing to remove")
+
+
+@models_app.command("path")
+def path(json: Json = False, model_dir: ModelDir = None) -> None:
+    """Print the model cache folder."""
+    from stemsplit.zoo import fetch
+
+    folder = fetch.cache_dir(model_dir)
+    if json:
+        print_json({"model_dir": str(folder)})
+    else:
+        typer.echo(str(folder))

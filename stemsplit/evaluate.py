@@ -1,0 +1,328 @@
+"""Score estimated stems against references: folders of stems, trees of tracks, or a model.
+
+`evaluate_folders(ESTIMATES, REFERENCES)`: each side is a folder of `<stem>.<ext>` files
+(one track) or a tree of such folders (tracks matched by folder name). `evaluate_model`
+separates each `<track>/mixture.<ext>` of a MUSDB-style dataset with `stemsplit.api` and
+scores the result against the reference stems beside it. Only stems present on both sides
+are scored; the others are reported in `EvalReport.missing`. Files named `mixture` are the
+input, never a stem. Lengths that differ by at most `MAX_LENGTH_DIFFERENCE_SECONDS` are
+cropped to the shorter (with a warning); larger differences are an error.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stemsplit import metrics
+from stemsplit.audio.formats import AUDIO_EXTENSIONS
+from stemsplit.errors import InputError, UsageError
+
+logger = logging.getLogger(__name__)
+
+MIXTURE = "mixture"
+METRICS = ("usdr", "si_sdr", "bss_sdr")
+MAX_LENGTH_DIFFERENCE_SECONDS = 0.05  # codec delay/padding: up to about 2 MP3 frames
+
+Stems = dict[str, Path]
+
+
+@dataclass(frozen=True)
+class StemScore:
+    """The scores of one stem of one track, in dB; `bss_sdr` is None without museval."""
+
+    track: str
+    stem: str
+    usdr: float
+    si_sdr: float
+    bss_sdr: float | None = None
+    cropped_samples: int = 0
+
+
+@dataclass
+class EvalReport:
+    """Per-stem scores, what could not be matched, and the tracks a model failed on."""
+
+    scores: list[StemScore] = field(default_factory=list)
+    missing: list[dict[str, str | None]] = field(default_factory=list)
+    failed: list[dict[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def metric_names(self) -> list[str]:
+        """The metrics computed (bss_sdr only when museval ran)."""
+        with_bss = any(s.bss_sdr is not None for s in self.scores)
+        return [m for m in METRICS if m != "bss_sdr" or with_bss]
+
+    def aggregate(self) -> dict[str, dict[str, dict[str, float]]]:
+        """`{stem: {metric: {"mean", "median"}}}` over tracks; stem "all" averages each
+        track's stems first (the MDX "mean SDR" when every track has the same stems)."""
+        per_stem: dict[str, list[StemScore]] = {}
+        per_track: dict[str, list[StemScore]] = {}
+        for score in self.scores:
+            per_stem.setdefault(score.stem, []).append(score)
+            per_track.setdefault(score.track, []).append(score)
+        result: dict[str, dict[str, dict[str, float]]] = {}
+        groups = {stem: [[s] for s in scores] for stem, scores in per_stem.items()}
+        if len(per_stem) > 1:
+            groups["all"] = list(per_track.values())
+        for name, tracks in groups.items():
+            result[name] = {}
+            for metric in self.metric_names():
+                # One value per track: the mean over that track's stems in the group.
+                values = [float(np.nanmean([getattr(s, metric) for s in t])) for t in tracks]
+                result[name][metric] = {
+                    "mean": float(np.nanmean(values)),
+                    "median": float(np.nanmedian(values)),
+                    "tracks": len(values),
+                }
+        return result
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything, JSON-ready (NaN stays NaN: json writes it as NaN)."""
+        return {
+            "metrics": self.metric_names(),
+            "scores": [asdict(s) for s in self.scores],
+            "aggregate": self.aggregate(),
+            "missing": self.missing,
+            "failed": self.failed,
+            "warnings": self.warnings,
+        }
+
+    def csv_rows(self) -> list[dict[str, Any]]:
+        """One row per (track, stem), then `mean`/`median` rows per stem over tracks."""
+        names = self.metric_names()
+        rows: list[dict[str, Any]] = [
+            {"track": s.track, "stem": s.stem, **{m: getattr(s, m) for m in names}}
+            for s in self.scores
+        ]
+        for stem, by_metric in self.aggregate().items():
+            for stat in ("mean", "median"):
+                rows.append(
+                    {"track": stat, "stem": stem, **{m: by_metric[m][stat] for m in names}}
+                )
+        return rows
+
+
+def find_tracks(root: str | os.PathLike[str]) -> dict[str, Stems]:
+    """`{track: {stem: file}}` for `root` and every folder below it holding audio files.
+
+    A track is named after its folder. `<name>.stem.mp4` (multitrack) files are skipped.
+    """
+    root = Path(root)
+    if not root.exists():
+        raise InputError(f"no such folder: {root}")
+    if not root.is_dir():
+        raise UsageError(f"{root} is a file: give a folder of <stem>.<ext> files or of tracks")
+    tracks: dict[str, Stems] = {}
+    where: dict[str, Path] = {}
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        stems = _stems_in(Path(folder), sorted(files))
+        if not stems:
+            continue
+        name = Path(folder).resolve().name
+        if name in tracks:
+            raise UsageError(
+                f"two track folders named {name!r} ({where[name]} and {folder}): "
+                "point at a tree where track folder names are unique"
+            )
+        tracks[name], where[name] = stems, Path(folder)
+    return tracks
+
+
+def _stems_in(folder: Path, files: list[str]) -> Stems:
+    stems: Stems = {}
+    for file in files:
+        path = folder / file
+        if file.startswith(".") or path.suffix.lower().lstrip(".") not in AUDIO_EXTENSIONS:
+            continue
+        stem = path.stem
+        if stem.lower().endswith(".stem"):  # Native Instruments stems: a mix + 4 streams
+            continue
+        if stem in stems:
+            raise UsageError(f"{folder} holds two files for stem {stem!r}: keep one")
+        stems[stem] = path
+    return stems
+
+
+def evaluate_folders(
+    estimates: str | os.PathLike[str],
+    references: str | os.PathLike[str],
+    bsseval: bool | None = None,
+    on_track: Callable[[str], None] | None = None,
+) -> EvalReport:
+    """Score ESTIMATES against REFERENCES (folders of stems or trees of tracks).
+
+    `bsseval`: None = when museval is available, True = required, False = never.
+    """
+    est_tracks, ref_tracks = find_tracks(estimates), find_tracks(references)
+    report = EvalReport()
+    if len(est_tracks) == 1 and len(ref_tracks) == 1:
+        # One track each side: pair them whatever their folders are called.
+        name = next(iter(ref_tracks))
+        pairs = [(name, next(iter(est_tracks.values())), ref_tracks[name])]
+    else:
+        pairs = [(n, est_tracks[n], ref_tracks[n]) for n in ref_tracks if n in est_tracks]
+        for name in ref_tracks.keys() - est_tracks.keys():
+            report.missing.append({"track": name, "stem": None, "missing_from": "estimates"})
+        for name in est_tracks.keys() - ref_tracks.keys():
+            report.missing.append({"track": name, "stem": None, "missing_from": "references"})
+    _score_pairs(pairs, report, bsseval, on_track)
+    return report
+
+
+def find_dataset(dataset: str | os.PathLike[str]) -> dict[str, tuple[Path, Stems]]:
+    """`{track: (mixture file, reference stems)}` for each folder holding a `mixture.<ext>`."""
+    found = {
+        name: (stems.pop(MIXTURE), stems)
+        for name, stems in _find_tracks_with_mixture(dataset).items()
+    }
+    if not found:
+        raise InputError(f"no <track>/{MIXTURE}.<ext> files under {dataset}: not a MUSDB-style "
+                         "folder (give ESTIMATES REFERENCES to score stems you already have)")
+    return found
+
+
+def _find_tracks_with_mixture(dataset: str | os.PathLike[str]) -> dict[str, Stems]:
+    tracks: dict[str, Stems] = {}
+    for name, stems in find_tracks(dataset).items():
+        if MIXTURE in stems:
+            tracks[name] = stems
+        else:
+            logger.debug("%s has no %s file: not a track", name, MIXTURE)
+    return tracks
+
+
+def evaluate_model(
+    dataset: str | os.PathLike[str],
+    model: str = "htdemucs",
+    save_stems: str | os.PathLike[str] | None = None,
+    bsseval: bool | None = None,
+    on_track: Callable[[str], None] | None = None,
+    **options: Any,
+) -> EvalReport:
+    """Separate each track's mixture with `model` (`stemsplit.api.separate`) and score it.
+
+    The stems go to a temporary folder, or to `save_stems` to keep them (stems already
+    there are reused: `skip_existing`). `options` go to `separate` (device, shifts, ...).
+    """
+    from stemsplit import api
+
+    tracks = find_dataset(dataset)
+    report = EvalReport()
+    with tempfile.TemporaryDirectory(prefix="stemsplit-eval-") as tmp:
+        # api names outputs after the input file; every input is `mixture.<ext>`, so give
+        # each one its track's name through a link (or a copy where links are refused).
+        inputs: dict[Path, str] = {}
+        for name, (mixture, _) in tracks.items():
+            link = Path(tmp) / "inputs" / f"{name}{mixture.suffix}"
+            link.parent.mkdir(exist_ok=True)
+            try:
+                link.symlink_to(mixture.resolve())
+            except OSError:
+                shutil.copyfile(mixture, link)
+            inputs[link] = name
+        out = Path(save_stems) if save_stems is not None else Path(tmp) / "stems"
+        results = api.separate(
+            list(inputs), model=model, out=out, filename="{track}/{stem}.{ext}",
+            format="wav", bit_depth="float32", **options,
+        )
+        pairs = []
+        for result in results:
+            name = inputs.get(Path(result.input), Path(result.input).stem)
+            if result.status == "failed":
+                report.failed.append({"track": name, "error": result.error or "failed"})
+                continue
+            pairs.append((name, dict(result.stems), tracks[name][1]))
+        _score_pairs(pairs, report, bsseval, on_track)
+    return report
+
+
+def _score_pairs(
+    pairs: list[tuple[str, Stems, Stems]],
+    report: EvalReport,
+    bsseval: bool | None,
+    on_track: Callable[[str], None] | None,
+) -> None:
+    if bsseval and not metrics.museval_available():
+        raise UsageError(f"--bsseval: {metrics.museval_error()}")
+    use_bss = metrics.museval_available() if bsseval is None else bsseval
+    for name, est_stems, ref_stems in pairs:
+        est_stems = {k: v for k, v in est_stems.items() if k != MIXTURE}
+        ref_stems = {k: v for k, v in ref_stems.items() if k != MIXTURE}
+        common = [stem for stem in ref_stems if stem in est_stems]
+        for stem in ref_stems.keys() - est_stems.keys():
+            report.missing.append({"track": name, "stem": stem, "missing_from": "estimates"})
+        for stem in est_stems.keys() - ref_stems.keys():
+            report.missing.append({"track": name, "stem": stem, "missing_from": "references"})
+        if on_track:
+            on_track(name)
+        if common:
+            report.scores.extend(
+                _score_track(name, common, est_stems, ref_stems, use_bss, report.warnings)
+            )
+    report.missing.sort(key=lambda m: (m["track"] or "", m["stem"] or ""))
+    if not report.scores and not report.failed:
+        raise UsageError(
+            "no stem matches between estimates and references (same track folder names "
+            "and <stem>.<ext> file names are needed)"
+        )
+
+
+def _score_track(
+    track: str, stems: list[str], est_stems: Stems, ref_stems: Stems, use_bss: bool,
+    warnings: list[str],
+) -> list[StemScore]:
+    from stemsplit.audio.reader import probe, read_all
+
+    info = probe(ref_stems[stems[0]])
+    rate, channels = info.samplerate, info.channels
+    scores: list[StemScore] = []
+    refs, ests = [], []  # kept for museval only, which scores a track's stems together
+    for stem in stems:
+        reference = read_all(ref_stems[stem], samplerate=rate, channels=channels)
+        estimate = read_all(est_stems[stem], samplerate=rate, channels=channels)
+        reference, estimate, crop = align(reference, estimate, rate, f"{track}/{stem}")
+        if crop:
+            message = (f"{track}/{stem}: estimate and reference lengths differ by {crop} "
+                       "samples; cropped to the shorter")
+            logger.warning(message)
+            warnings.append(message)
+        scores.append(StemScore(track, stem, metrics.usdr(reference, estimate),
+                                metrics.si_sdr(reference, estimate), None, crop))
+        if use_bss:
+            refs.append(reference)
+            ests.append(estimate)
+    if use_bss:
+        length = min(r.shape[-1] for r in refs)  # museval wants one length for all stems
+        values = metrics.bss_sdr([r[:, :length] for r in refs], [e[:, :length] for e in ests],
+                                 rate)
+        scores = [replace(score, bss_sdr=value) for score, value in zip(scores, values)]
+    return scores
+
+
+def align(
+    reference: np.ndarray, estimate: np.ndarray, samplerate: int, label: str = "estimate",
+    max_difference_seconds: float = MAX_LENGTH_DIFFERENCE_SECONDS,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Crop both to the shorter length; returns them and the samples cropped.
+
+    InputError when the lengths differ by more than `max_difference_seconds`.
+    """
+    difference = abs(reference.shape[-1] - estimate.shape[-1])
+    if difference > max_difference_seconds * samplerate:
+        raise InputError(
+            f"{label}: estimate has {estimate.shape[-1]} samples, reference "
+            f"{reference.shape[-1]} ({difference / samplerate:.3f} s apart): "
+            "are they the same track?"
+        )
+    length = min(reference.shape[-1], estimate.shape[-1])
+    return reference[..., :length], estimate[..., :length], difference

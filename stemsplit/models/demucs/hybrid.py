@@ -1,0 +1,264 @@
+"""The two-branch U-Net shared by HDemucs (v3) and HTDemucs (v4).
+
+A frequency branch convolves the (complex-as-channels) spectrogram along frequency
+until one bin is left; a time branch convolves the waveform with the same strides
+and is added into the frequency branch where both have the same frame rate. The
+decoder mirrors this, and the model's output is the ISTFT of the frequency branch
+plus the time branch. Layer layout and arithmetic follow demucs 4.1 exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from stemsplit.models.base import Recipe
+from stemsplit.models.demucs import spec
+from stemsplit.models.demucs.hybrid_layers import HDecLayer, HEncLayer, MultiWrap, ScaledEmbedding
+
+
+class _Stats(NamedTuple):
+    """Input normalisation of each branch, undone at the output."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+    mean_t: torch.Tensor | None
+    std_t: torch.Tensor | None
+
+
+@dataclass
+class _Skips:
+    """What the encoder leaves for the decoder (U-Net skips and pre-stride lengths)."""
+
+    freq: list[torch.Tensor] = field(default_factory=list)
+    time: list[torch.Tensor] = field(default_factory=list)
+    lengths: list[int] = field(default_factory=list)
+    lengths_t: list[int] = field(default_factory=list)
+
+
+class HybridUNet(nn.Module):
+    """Base of HDemucs/HTDemucs: builds the branches; forward parts for subclasses."""
+
+    sources: list[str]
+    samplerate: int
+    audio_channels: int
+    segment: float
+    residual: str | None = None
+
+    def _build_unet(
+        self,
+        *,
+        sources: list[str],
+        audio_channels: int,
+        channels: int,
+        channels_time: int | None,
+        growth: float,
+        nfft: int,
+        wiener_iters: int,
+        cac: bool,
+        depth: int,
+        rewrite: bool,
+        hybrid: bool,
+        hybrid_old: bool,
+        multi_freqs: list[float] | None,
+        multi_freqs_depth: int,
+        freq_emb: float,
+        emb_scale: float,
+        kernel_size: int,
+        time_stride: int,
+        stride: int,
+        context: int,
+        context_enc: int,
+        norm_starts: int,
+        norm_groups: int,
+        dconv_mode: int,
+        dconv_depth: int,
+        dconv_comp: float,
+        dconv_attn: float,
+        dconv_lstm: float,
+        dconv_init: float,
+        samplerate: int,
+        segment: float,
+    ) -> None:
+        """Create encoder/decoder (and tencoder/tdecoder) with demucs' names and shapes."""
+        if not cac and wiener_iters >= 0:
+            raise ValueError("Wiener-filtered (non-cac) Demucs models are not supported")
+        if hybrid_old and not hybrid:
+            raise ValueError("hybrid_old needs hybrid=True")
+        self.sources = list(sources)
+        self.audio_channels = audio_channels
+        self.samplerate = samplerate
+        self.segment = segment
+        self.cac = cac
+        self.wiener_iters = wiener_iters
+        self.depth = depth
+        self.nfft = nfft
+        self.hop_length = nfft // 4
+        self.hybrid = hybrid
+        self.hybrid_old = hybrid_old
+        self.freq_emb: ScaledEmbedding | None = None
+        self.encoder = nn.ModuleList()
+        self.decoder = nn.ModuleList()
+        if hybrid:
+            self.tencoder = nn.ModuleList()
+            self.tdecoder = nn.ModuleList()
+
+        chin = audio_channels
+        chin_z = chin * 2 if cac else chin  # freq branch channels
+        chout = channels_time or channels
+        chout_z = channels
+        freqs = nfft // 2
+        for index in range(depth):
+            freq = freqs > 1
+            ker, stri, pad, last_freq = kernel_size, stride, True, False
+            if not freq:  # past the last frequency layer: plain time convolutions
+                ker, stri = time_stride * 2, time_stride
+            elif freqs <= kernel_size:  # last freq layer: collapse the remaining bins
+                ker, pad, last_freq = freqs, False, True
+            dconv_kw = {
+                "lstm": index >= dconv_lstm,
+                "attn": index >= dconv_attn,
+                "depth": dconv_depth,
+                "compress": dconv_comp,
+                "init": dconv_init,
+                "gelu": True,
+            }
+            kw = {
+                "kernel_size": ker, "stride": stri, "freq": freq, "pad": pad,
+                "norm": index >= norm_starts, "rewrite": rewrite, "norm_groups": norm_groups,
+                "dconv_kw": dconv_kw,
+            }  # fmt: skip
+            kw_time = dict(kw, freq=False, kernel_size=kernel_size, stride=stride, pad=True)
+            multi = bool(multi_freqs) and index < multi_freqs_depth
+            kw_dec = dict(kw, context_freq=False) if multi else kw
+            if last_freq:
+                chout_z = max(chout, chout_z)
+                chout = chout_z
+
+            enc: nn.Module = HEncLayer(
+                chin_z, chout_z, dconv=bool(dconv_mode & 1), context=context_enc, **kw
+            )
+            if hybrid and freq:
+                self.tencoder.append(
+                    HEncLayer(chin, chout, dconv=bool(dconv_mode & 1), context=context_enc,
+                              empty=last_freq, **kw_time)
+                )  # fmt: skip
+            self.encoder.append(MultiWrap(enc, multi_freqs) if multi else enc)
+            if index == 0:
+                chin = audio_channels * len(self.sources)
+                chin_z = chin * 2 if cac else chin
+            dec: nn.Module = HDecLayer(
+                chout_z, chin_z, dconv=bool(dconv_mode & 2), last=index == 0, context=context,
+                **kw_dec,
+            )  # fmt: skip
+            if hybrid and freq:
+                self.tdecoder.insert(
+                    0,
+                    HDecLayer(chout, chin, dconv=bool(dconv_mode & 2), empty=last_freq,
+                              last=index == 0, context=context, **kw_time),
+                )  # fmt: skip
+            self.decoder.insert(0, MultiWrap(dec, multi_freqs) if multi else dec)
+
+            chin, chin_z = chout, chout_z
+            chout, chout_z = int(growth * chout), int(growth * chout_z)
+            if freq:
+                freqs = 1 if freqs <= kernel_size else freqs // stride
+            if index == 0 and freq_emb:
+                self.freq_emb = ScaledEmbedding(freqs, chin_z, scale=emb_scale)
+                self.freq_emb_scale = freq_emb
+
+    @property
+    def recipe(self) -> Recipe:
+        """Demucs' apply_model settings; follows `segment` when a bag overrides it."""
+        return Recipe(
+            segment_samples=int(self.segment * self.samplerate),
+            overlap=0.25,
+            window="triangle",
+            padding="context",
+            normalization="track-mean-std",
+            batch_size=1,
+        )
+
+    def _front_end(
+        self, mix: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, _Stats]:
+        """`mix: [B, C, T]` -> (complex spectrogram z, normalised freq input, time input, stats)."""
+        z = spec.hybrid_spec(mix, self.nfft, self.hybrid, self.hybrid_old)
+        x = spec.complex_as_channels(z) if self.cac else z.abs()
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        std = x.std(dim=(1, 2, 3), keepdim=True)
+        x = (x - mean) / (1e-5 + std)
+        if not self.hybrid:
+            return z, x, None, _Stats(mean, std, None, None)
+        mean_t = mix.mean(dim=(1, 2), keepdim=True)
+        std_t = mix.std(dim=(1, 2), keepdim=True)
+        xt = (mix - mean_t) / (1e-5 + std_t)
+        return z, x, xt, _Stats(mean, std, mean_t, std_t)
+
+    def _encode(
+        self, x: torch.Tensor, xt: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None, _Skips]:
+        """Run both encoders; the time branch merges into the freq one at its empty layer."""
+        skips = _Skips()
+        num_time = len(self.tencoder) if self.hybrid else 0
+        for idx, encode in enumerate(self.encoder):
+            skips.lengths.append(x.shape[-1])
+            inject = None
+            if idx < num_time:
+                skips.lengths_t.append(xt.shape[-1])
+                tenc = self.tencoder[idx]
+                xt = tenc(xt)
+                if tenc.empty:
+                    inject = xt  # same shape as the freq branch now: merge
+                else:
+                    skips.time.append(xt)
+            x = encode(x, inject)
+            if idx == 0 and self.freq_emb is not None:
+                # Frequency embedding: convolutions over frequency are not equivariant.
+                bins = torch.arange(x.shape[-2], device=x.device)
+                emb = self.freq_emb(bins).t()[None, :, :, None]
+                x = x + self.freq_emb_scale * emb
+            skips.freq.append(x)
+        return x, xt, skips
+
+    def _decode(
+        self, x: torch.Tensor, xt: torch.Tensor | None, skips: _Skips
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Run both decoders; the time branch splits off from the freq one's `pre`."""
+        offset = self.depth - len(self.tdecoder) if self.hybrid else self.depth
+        for idx, decode in enumerate(self.decoder):
+            x, pre = decode(x, skips.freq.pop(), skips.lengths.pop())
+            if idx < offset:
+                continue
+            tdec = self.tdecoder[idx - offset]
+            length_t = skips.lengths_t.pop()
+            if tdec.empty:
+                xt, _ = tdec(pre[:, :, 0], None, length_t)
+            else:
+                xt, _ = tdec(xt, skips.time.pop(), length_t)
+        return x, xt
+
+    def _back_end(
+        self,
+        x: torch.Tensor,
+        xt: torch.Tensor | None,
+        z: torch.Tensor,
+        stats: _Stats,
+        length: int,
+    ) -> torch.Tensor:
+        """Denormalise, turn the freq branch into waveforms and add the time branch."""
+        batch, _, freqs, frames = x.shape
+        num_sources = len(self.sources)
+        x = x.view(batch, num_sources, -1, freqs, frames) * stats.std[:, None] + stats.mean[:, None]
+        if self.cac:
+            zout = spec.channels_as_complex(x)
+        else:  # plain masking of the mixture's phase (wiener_iters < 0)
+            zout = z[:, None] / (1e-8 + z.abs()[:, None]) * x
+        out = spec.hybrid_ispec(zout, length, self.hybrid, self.hybrid_old)
+        if xt is None:
+            return out
+        xt = xt.view(batch, num_sources, -1, length) * stats.std_t[:, None] + stats.mean_t[:, None]
+        return xt + out

@@ -1,0 +1,265 @@
+"""Encoder and decoder layers of the hybrid Demucs models (demucs 4.1 `hdemucs.py`).
+
+One layer class serves both branches: with `freq=True` it convolves along the
+frequency axis of `[B, C, F, T]` (kernel `[k, 1]`), otherwise along time of
+`[B, C, T]`. `MultiWrap` splits the frequency axis into bands, one layer copy each.
+Attribute names match demucs so that state_dict keys do.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from stemsplit.models.demucs.layers import DConv
+
+
+def _norm(enabled: bool, groups: int, channels: int) -> nn.Module:
+    return nn.GroupNorm(groups, channels) if enabled else nn.Identity()
+
+
+def _dconv_over_freqs(dconv: DConv, y: torch.Tensor) -> torch.Tensor:
+    """Run a time-axis DConv on every frequency row of `[B, C, F, T]`."""
+    batch, channels, freqs, frames = y.shape
+    y = y.permute(0, 2, 1, 3).reshape(-1, channels, frames)
+    y = dconv(y)
+    return y.view(batch, freqs, channels, frames).permute(0, 2, 1, 3)
+
+
+class ScaledEmbedding(nn.Module):
+    """Frequency embedding whose stored weight is divided by `scale` (a learning-rate boost)."""
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, scale: float = 10.0) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(num_embeddings, embedding_dim)
+        self.scale = scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.embedding(x) * self.scale
+
+
+class HEncLayer(nn.Module):
+    """Strided conv, [inject], norm + GELU, [DConv], 1x1 rewrite + GLU.
+
+    `empty` keeps only the first conv (the time layer that merges into the freq branch).
+    """
+
+    def __init__(
+        self,
+        chin: int,
+        chout: int,
+        kernel_size: int = 8,
+        stride: int = 4,
+        norm_groups: int = 1,
+        empty: bool = False,
+        freq: bool = True,
+        dconv: bool = True,
+        norm: bool = True,
+        context: int = 0,
+        dconv_kw: dict | None = None,
+        pad: bool = True,
+        rewrite: bool = True,
+    ) -> None:
+        super().__init__()
+        padding = kernel_size // 4 if pad else 0
+        self.freq = freq
+        self.kernel_size = kernel_size
+        self.stride = stride
+        self.empty = empty
+        self.norm = norm
+        self.pad = padding
+        if freq:
+            self.conv: nn.Module = nn.Conv2d(
+                chin, chout, (kernel_size, 1), (stride, 1), (padding, 0)
+            )
+        else:
+            self.conv = nn.Conv1d(chin, chout, kernel_size, stride, padding)
+        if empty:
+            return
+        conv_class = nn.Conv2d if freq else nn.Conv1d
+        self.norm1 = _norm(norm, norm_groups, chout)
+        self.rewrite: nn.Module | None = None
+        if rewrite:
+            self.rewrite = conv_class(chout, 2 * chout, 1 + 2 * context, 1, context)
+            self.norm2 = _norm(norm, norm_groups, 2 * chout)
+        self.dconv: DConv | None = DConv(chout, **(dconv_kw or {})) if dconv else None
+
+    def forward(self, x: torch.Tensor, inject: torch.Tensor | None = None) -> torch.Tensor:
+        """Freq: `[B, C, F, T] -> [B, C', F/stride, T]`; time: `[B, C, T] -> [B, C', T/stride]`."""
+        if not self.freq:
+            if x.dim() == 4:
+                x = x.reshape(x.shape[0], -1, x.shape[-1])
+            remainder = x.shape[-1] % self.stride
+            if remainder:
+                x = F.pad(x, (0, self.stride - remainder))
+        y = self.conv(x)
+        if self.empty:
+            return y
+        if inject is not None:
+            if inject.dim() == 3 and y.dim() == 4:
+                inject = inject[:, :, None]
+            y = y + inject
+        y = F.gelu(self.norm1(y))
+        if self.dconv is not None:
+            y = _dconv_over_freqs(self.dconv, y) if self.freq else self.dconv(y)
+        if self.rewrite is not None:
+            return F.glu(self.norm2(self.rewrite(y)), dim=1)
+        return y
+
+
+class HDecLayer(nn.Module):
+    """Skip add, 1x1 rewrite + GLU, [DConv], transposed conv, norm, GELU unless last.
+
+    `forward` returns the output and the input of the transposed conv (`pre`), which
+    feeds the time decoder where the branches split again.
+    """
+
+    def __init__(
+        self,
+        chin: int,
+        chout: int,
+        last: bool = False,
+        kernel_size: int = 8,
+        stride: int = 4,
+        norm_groups: int = 1,
+        empty: bool = False,
+        freq: bool = True,
+        dconv: bool = True,
+        norm: bool = True,
+        context: int = 1,
+        dconv_kw: dict | None = None,
+        pad: bool = True,
+        context_freq: bool = True,
+        rewrite: bool = True,
+    ) -> None:
+        super().__init__()
+        self.pad = kernel_size // 4 if pad else 0
+        self.last = last
+        self.freq = freq
+        self.chin = chin
+        self.empty = empty
+        self.stride = stride
+        self.kernel_size = kernel_size
+        self.norm = norm
+        self.context_freq = context_freq
+        if freq:
+            self.conv_tr: nn.Module = nn.ConvTranspose2d(chin, chout, (kernel_size, 1), (stride, 1))
+        else:
+            self.conv_tr = nn.ConvTranspose1d(chin, chout, kernel_size, stride)
+        self.norm2 = _norm(norm, norm_groups, chout)
+        if empty:
+            return
+        self.rewrite: nn.Module | None = None
+        if rewrite:
+            if not freq:
+                self.rewrite = nn.Conv1d(chin, 2 * chin, 1 + 2 * context, 1, context)
+            elif context_freq:
+                self.rewrite = nn.Conv2d(chin, 2 * chin, 1 + 2 * context, 1, context)
+            else:  # context along time only (MultiWrap bands)
+                self.rewrite = nn.Conv2d(chin, 2 * chin, (1, 1 + 2 * context), 1, (0, context))
+            self.norm1 = _norm(norm, norm_groups, 2 * chin)
+        self.dconv: DConv | None = DConv(chin, **(dconv_kw or {})) if dconv else None
+
+    def forward(
+        self, x: torch.Tensor, skip: torch.Tensor | None, length: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.freq and x.dim() == 3:
+            x = x.view(x.shape[0], self.chin, -1, x.shape[-1])
+        if self.empty:
+            y = x
+        else:
+            x = x + skip
+            y = F.glu(self.norm1(self.rewrite(x)), dim=1) if self.rewrite is not None else x
+            if self.dconv is not None:
+                y = _dconv_over_freqs(self.dconv, y) if self.freq else self.dconv(y)
+        z = self.norm2(self.conv_tr(y))
+        if self.freq:
+            if self.pad:
+                z = z[..., self.pad : -self.pad, :]
+        else:
+            z = z[..., self.pad : self.pad + length]
+        if not self.last:
+            z = F.gelu(z)
+        return z, y
+
+
+class MultiWrap(nn.Module):
+    """Applies one copy of a freq layer per frequency band (`split_ratios` of F).
+
+    Band edges are chosen so that copies with equal weights equal the unsplit layer.
+    Only for unnormalised, padded freq layers (as demucs asserts).
+    """
+
+    def __init__(self, layer: HEncLayer | HDecLayer, split_ratios: list[float]) -> None:
+        super().__init__()
+        if layer.norm or not layer.freq or not layer.pad:
+            raise ValueError("MultiWrap needs an unnormalised, padded frequency layer")
+        self.split_ratios = list(split_ratios)
+        self.conv = isinstance(layer, HEncLayer)
+        self.layers = nn.ModuleList()
+        for _ in range(len(split_ratios) + 1):
+            band = copy.deepcopy(layer)
+            if self.conv:
+                band.conv.padding = (0, 0)
+            else:
+                band.pad = 0
+            self.layers.append(band)
+
+    def forward(
+        self, x: torch.Tensor, skip: torch.Tensor | None = None, length: int | None = None
+    ) -> torch.Tensor | tuple[torch.Tensor, None]:
+        if self.conv:
+            return self._encode(x)
+        return self._decode(x, skip), None
+
+    def _encode(self, x: torch.Tensor) -> torch.Tensor:
+        freqs = x.shape[2]
+        start = 0
+        outs = []
+        for ratio, layer in zip([*self.split_ratios, 1], self.layers):
+            pad = layer.kernel_size // 4
+            if ratio == 1:
+                limit = freqs
+            else:
+                limit = round(freqs * ratio)
+                span = limit - start + (pad if start == 0 else 0)
+                frames = round((span - layer.kernel_size) / layer.stride + 1)
+                limit = start + (frames - 1) * layer.stride + layer.kernel_size
+                if start == 0:
+                    limit -= pad
+            y = x[:, :, start:limit, :]
+            if start == 0:
+                y = F.pad(y, (0, 0, pad, 0))
+            if ratio == 1:
+                y = F.pad(y, (0, 0, 0, pad))
+            outs.append(layer(y))
+            start = limit - layer.kernel_size + layer.stride
+        return torch.cat(outs, dim=2)
+
+    def _decode(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        freqs = x.shape[2]
+        start = 0
+        outs: list[torch.Tensor] = []
+        last = self.layers[0].last
+        for ratio, layer in zip([*self.split_ratios, 1], self.layers):
+            limit = freqs if ratio == 1 else round(freqs * ratio)
+            # Each band runs as a last layer (no GELU); the activation follows the merge.
+            layer.last = True
+            out, _ = layer(x[:, :, start:limit], skip[:, :, start:limit], 0)
+            layer.last = last
+            stride = layer.stride
+            if outs:  # overlap-add the band's first stride into the previous band
+                bias = layer.conv_tr.bias.view(1, -1, 1, 1)
+                outs[-1][:, :, -stride:] += out[:, :, :stride] - bias
+                out = out[:, :, stride:]
+            if ratio == 1:
+                out = out[:, :, : -stride // 2, :]
+            if start == 0:
+                out = out[:, :, stride // 2 :, :]
+            outs.append(out)
+            start = limit
+        out = torch.cat(outs, dim=2)
+        return out if last else F.gelu(out)

@@ -1,0 +1,183 @@
+"""Residual building blocks shared by all Demucs generations.
+
+`DConv` is the dilated residual branch inside each encoder/decoder layer (demucs
+v3/v4, `demucs/demucs.py`), optionally with a chunked bidirectional LSTM and a local
+attention (`LocalState`) in its deepest layers. Submodule order and names follow
+demucs 4.1 so that checkpoints load unchanged (`layers.<d>.<index>.<param>`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class LayerScale(nn.Module):
+    """Per-channel residual scale (Touvron et al. 2021), `[B, C, T]` or channel-last."""
+
+    def __init__(self, channels: int, init: float = 0.0, channel_last: bool = False) -> None:
+        super().__init__()
+        self.channel_last = channel_last
+        self.scale = nn.Parameter(torch.full((channels,), float(init)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channel_last:
+            return self.scale * x
+        return self.scale[:, None] * x
+
+
+class BLSTM(nn.Module):
+    """Bidirectional LSTM over time, `[B, C, T] -> [B, C, T]`.
+
+    Longer inputs are cut into frames of `max_steps` with 50 % overlap, each run
+    separately; each frame keeps only its middle half (its outer quarters at the
+    signal's ends), as demucs does, so cost stays linear in T.
+    """
+
+    def __init__(
+        self, dim: int, layers: int = 1, max_steps: int | None = None, skip: bool = False
+    ) -> None:
+        super().__init__()
+        self.max_steps = max_steps
+        self.lstm = nn.LSTM(bidirectional=True, num_layers=layers, hidden_size=dim, input_size=dim)
+        self.linear = nn.Linear(2 * dim, dim)
+        self.skip = skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, channels, length = x.shape
+        framed = self.max_steps is not None and length > self.max_steps
+        y = x
+        if framed:
+            width = self.max_steps
+            stride = width // 2
+            num_frames = math.ceil(length / stride)
+            padded = F.pad(x, (0, (num_frames - 1) * stride + width - length))
+            frames = padded.unfold(-1, width, stride)  # [B, C, frames, width]
+            y = frames.permute(0, 2, 1, 3).reshape(-1, channels, width)
+        y = self.linear(self.lstm(y.permute(2, 0, 1))[0]).permute(1, 2, 0)
+        if framed:
+            frames = y.reshape(batch, -1, channels, width)
+            limit = stride // 2
+            parts = [frames[:, 0, :, :-limit]]
+            parts += [frames[:, k, :, limit:-limit] for k in range(1, num_frames - 1)]
+            parts.append(frames[:, -1, :, limit:])
+            y = torch.cat(parts, -1)[..., :length]
+        return x + y if self.skip else y
+
+
+class LocalState(nn.Module):
+    """Content-based attention over time with learnt exponential decays (no positions).
+
+    `[B, C, T] -> [B, C, T]`; a position never attends to itself (its logit is -100).
+    """
+
+    def __init__(self, channels: int, heads: int = 4, nfreqs: int = 0, ndecay: int = 4) -> None:
+        super().__init__()
+        if channels % heads:
+            raise ValueError(f"channels {channels} not divisible by heads {heads}")
+        self.heads = heads
+        self.nfreqs = nfreqs
+        self.ndecay = ndecay
+        self.content = nn.Conv1d(channels, channels, 1)
+        self.query = nn.Conv1d(channels, channels, 1)
+        self.key = nn.Conv1d(channels, channels, 1)
+        if nfreqs:
+            self.query_freqs = nn.Conv1d(channels, heads * nfreqs, 1)
+        if ndecay:
+            self.query_decay = nn.Conv1d(channels, heads * ndecay, 1)
+        self.proj = nn.Conv1d(channels + heads * nfreqs, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, _, length = x.shape
+        heads = self.heads
+        indexes = torch.arange(length, device=x.device, dtype=x.dtype)
+        delta = indexes[:, None] - indexes[None, :]  # keys (t) x queries (s)
+
+        queries = self.query(x).view(batch, heads, -1, length)
+        keys = self.key(x).view(batch, heads, -1, length)
+        dots = torch.einsum("bhct,bhcs->bhts", keys, queries) / keys.shape[2] ** 0.5
+        if self.nfreqs:
+            periods = torch.arange(1, self.nfreqs + 1, device=x.device, dtype=x.dtype)
+            freq_kernel = torch.cos(2 * math.pi * delta / periods.view(-1, 1, 1))
+            freq_q = self.query_freqs(x).view(batch, heads, -1, length) / self.nfreqs**0.5
+            dots = dots + torch.einsum("fts,bhfs->bhts", freq_kernel, freq_q)
+        if self.ndecay:
+            decays = torch.arange(1, self.ndecay + 1, device=x.device, dtype=x.dtype)
+            decay_q = torch.sigmoid(self.query_decay(x).view(batch, heads, -1, length)) / 2
+            decay_kernel = -decays.view(-1, 1, 1) * delta.abs() / self.ndecay**0.5
+            dots = dots + torch.einsum("fts,bhfs->bhts", decay_kernel, decay_q)
+
+        eye = torch.eye(length, device=x.device, dtype=torch.bool)
+        weights = torch.softmax(dots.masked_fill(eye, -100), dim=2)
+        content = self.content(x).view(batch, heads, -1, length)
+        result = torch.einsum("bhts,bhct->bhcs", weights, content)
+        if self.nfreqs:
+            time_sig = torch.einsum("bhts,fts->bhfs", weights, freq_kernel)
+            result = torch.cat([result, time_sig], 2)
+        return x + self.proj(result.reshape(batch, -1, length))
+
+
+class DConv(nn.Module):
+    """Residual branch of dilated convolutions, `[B, C, T] -> [B, C, T]`.
+
+    Each of `depth` layers: conv k=3 (dilation 2**d) to C / compress channels, norm,
+    GELU, [BLSTM], [LocalState], 1x1 conv to 2C, norm, GLU, LayerScale; added to x.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        compress: float = 4,
+        depth: int = 2,
+        init: float = 1e-4,
+        norm: bool = True,
+        attn: bool = False,
+        heads: int = 4,
+        ndecay: int = 4,
+        lstm: bool = False,
+        gelu: bool = True,
+        kernel: int = 3,
+        dilate: bool = True,
+    ) -> None:
+        super().__init__()
+        if kernel % 2 != 1:
+            raise ValueError(f"DConv kernel must be odd, got {kernel}")
+        self.channels = channels
+        self.compress = compress
+        self.depth = abs(depth)
+        dilate = depth > 0  # demucs: a negative depth means no dilation
+
+        def norm_fn(dim: int) -> nn.Module:
+            return nn.GroupNorm(1, dim) if norm else nn.Identity()
+
+        hidden = int(channels / compress)
+        activation = nn.GELU if gelu else nn.ReLU
+        self.layers = nn.ModuleList()
+        for d in range(self.depth):
+            dilation = 2**d if dilate else 1
+            padding = dilation * (kernel // 2)
+            mods: list[nn.Module] = [
+                nn.Conv1d(channels, hidden, kernel, dilation=dilation, padding=padding),
+                norm_fn(hidden),
+                activation(),
+            ]
+            # Same order as demucs (both inserted at index 3: LSTM ends up first).
+            if lstm:
+                mods.append(BLSTM(hidden, layers=2, max_steps=200, skip=True))
+            if attn:
+                mods.append(LocalState(hidden, heads=heads, ndecay=ndecay))
+            mods += [
+                nn.Conv1d(hidden, 2 * channels, 1),
+                norm_fn(2 * channels),
+                nn.GLU(1),
+                LayerScale(channels, init),
+            ]
+            self.layers.append(nn.Sequential(*mods))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            x = x + layer(x)
+        return x

@@ -1,0 +1,173 @@
+"""The RoFormer network both architectures share: STFT, band split, axial transformers,
+mask estimation, inverse STFT. Subclasses choose the bands (contiguous or mel).
+
+Spectrogram layout (as MSST): frequency-major with the stereo channels interleaved
+per bin and real/imaginary innermost, i.e. one frame's features are
+`(bin, channel, re/im)` flattened; a band is a run of whole bins.
+
+Axis legend: b batch, s stems, c audio channels, t samples, f STFT bins,
+n STFT frames, k bands, d model dim.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from stemsplit.models.base import Recipe
+from stemsplit.models.roformer.config import StftConfig, TrunkConfig
+from stemsplit.models.roformer.layers import (
+    BandSplit,
+    MaskEstimator,
+    RMSNorm,
+    RotaryEmbedding,
+    Transformer,
+)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the engine needs to know besides the tensors (see models/base.py)."""
+
+    sources: tuple[str, ...]
+    residual: str | None
+    samplerate: int
+    recipe: Recipe
+
+
+class RoformerNetwork(nn.Module):
+    """Band-split RoFormer trunk; `forward(mix [b, c, t]) -> [b, s, c, t]`.
+
+    `bins_per_band` counts the STFT bins of each band. Mel-Band RoFormer has a norm
+    at the end of every transformer and none after the trunk; BS-RoFormer the
+    reverse (`per_transformer_norm`). `mask_layers` is the Linear count per band MLP.
+    """
+
+    def __init__(
+        self,
+        trunk: TrunkConfig,
+        stft: StftConfig,
+        bins_per_band: tuple[int, ...],
+        info: ModelInfo,
+        *,
+        per_transformer_norm: bool,
+        mask_layers: int,
+    ) -> None:
+        super().__init__()
+        self.trunk_config = trunk
+        self.stft_config = stft
+        self.sources = list(info.sources)
+        self.residual = info.residual
+        self.samplerate = info.samplerate
+        self.recipe = info.recipe
+        self.audio_channels = trunk.audio_channels
+        self.skip_connection = trunk.skip_connection
+        self.zero_dc = trunk.zero_dc
+
+        time_rotary = RotaryEmbedding(trunk.dim_head)
+        freq_rotary = RotaryEmbedding(trunk.dim_head)
+
+        def transformer(depth: int, rotary: RotaryEmbedding | None) -> Transformer:
+            return Transformer(
+                trunk.dim, depth, trunk.heads, trunk.dim_head, rotary, per_transformer_norm
+            )
+
+        self.layers = nn.ModuleList()
+        for _ in range(trunk.depth):
+            block = nn.ModuleList()
+            if trunk.linear_transformer_depth > 0:
+                block.append(transformer(trunk.linear_transformer_depth, None))
+            block.append(transformer(trunk.time_transformer_depth, time_rotary))
+            block.append(transformer(trunk.freq_transformer_depth, freq_rotary))
+            self.layers.append(block)
+        self.final_norm = None if per_transformer_norm else RMSNorm(trunk.dim)
+
+        band_inputs = tuple(2 * bins * trunk.audio_channels for bins in bins_per_band)
+        self.band_split = BandSplit(trunk.dim, band_inputs)
+        self.mask_estimators = nn.ModuleList(
+            MaskEstimator(trunk.dim, band_inputs, mask_layers, trunk.mlp_expansion_factor)
+            for _ in range(trunk.num_stems)
+        )
+        self.register_buffer("window", torch.hann_window(stft.win_length), persistent=False)
+
+    def valid_length(self, length: int) -> int:
+        """Any length works: the STFT pads by reflection and istft crops to `length`."""
+        return length
+
+    def forward(self, mix: torch.Tensor) -> torch.Tensor:
+        """mix: [b, c, t] -> stems [b, s, c, t]."""
+        batch, channels, length = mix.shape
+        if channels != self.audio_channels:
+            raise ValueError(f"expected {self.audio_channels} audio channels, got {channels}")
+        stft = self.stft_config
+        spec = torch.stft(
+            mix.reshape(batch * channels, length),
+            n_fft=stft.n_fft,
+            hop_length=stft.hop_length,
+            win_length=stft.win_length,
+            window=self.window,
+            normalized=stft.normalized,
+            return_complex=True,
+        )
+        num_bins, num_frames = spec.shape[-2:]
+        spec = spec.view(batch, channels, num_bins, num_frames)
+
+        features = torch.view_as_real(spec).permute(0, 3, 2, 1, 4)  # [b, n, f, c, 2]
+        features = self._select_bins(features).reshape(batch, num_frames, -1)
+        x = self.band_split(features)  # [b, n, k, d]
+        x = self._transform(x)
+        if self.final_norm is not None:
+            x = self.final_norm(x)
+
+        masks = torch.stack([estimator(x) for estimator in self.mask_estimators], dim=1)
+        masks = masks.view(batch, len(self.mask_estimators), num_frames, -1, channels, 2)
+        masks = self._merge_masks(masks)  # [b, s, n, f, c, 2]
+        masks = torch.view_as_complex(masks.permute(0, 1, 4, 3, 2, 5).contiguous())
+
+        out = spec.unsqueeze(1) * masks  # [b, s, c, f, n]
+        if self.zero_dc:
+            out[:, :, :, 0] = 0
+        audio = torch.istft(
+            out.reshape(-1, num_bins, num_frames),
+            n_fft=stft.n_fft,
+            hop_length=stft.hop_length,
+            win_length=stft.win_length,
+            window=self.window,
+            normalized=stft.normalized,
+            length=length,
+        )
+        return audio.view(batch, -1, channels, length)
+
+    def _transform(self, x: torch.Tensor) -> torch.Tensor:
+        """Axial attention: x [b, n, k, d] through every block (time, then bands)."""
+        batch, num_frames, num_bands, dim = x.shape
+        outputs: list[torch.Tensor] = []
+        for block in self.layers:
+            if len(block) == 3:
+                linear, time, freq = block
+                x = linear(x.reshape(batch, num_frames * num_bands, dim))
+                x = x.view(batch, num_frames, num_bands, dim)
+            else:
+                time, freq = block
+            if self.skip_connection:
+                # MSST sums the outputs of all previous blocks into the input.
+                for previous in outputs:
+                    x = x + previous
+            x = x.transpose(1, 2).reshape(batch * num_bands, num_frames, dim)
+            x = time(x)
+            x = x.view(batch, num_bands, num_frames, dim).transpose(1, 2)
+            x = freq(x.reshape(batch * num_frames, num_bands, dim))
+            x = x.view(batch, num_frames, num_bands, dim)
+            if self.skip_connection:
+                outputs.append(x)
+        return x
+
+    def _select_bins(self, features: torch.Tensor) -> torch.Tensor:
+        """features [b, n, f, c, 2] -> the bins of each band in band order."""
+        return features
+
+    def _merge_masks(self, masks: torch.Tensor) -> torch.Tensor:
+        """masks [b, s, n, band bins, c, 2] -> one mask per STFT bin [b, s, n, f, c, 2]."""
+        return masks

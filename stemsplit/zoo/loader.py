@@ -1,0 +1,337 @@
+"""Turn a zoo name or a checkpoint file into ready models: the `ModelBundle`.
+
+A card name resolves through the catalog and the verified cache; `--checkpoint FILE
+[--config FILE]` is recognised from its contents: a Demucs package (a dict with
+`klass`, or safetensors with that metadata, or a bag yaml beside its members), an
+MSST state_dict with a yaml whose model section has `freqs_per_bands` (BS-RoFormer)
+or `num_bands` (Mel-Band RoFormer), or a Demucs v2 Conv-TasNet state_dict by its key
+names. Networks are built only through the architecture factories, imported lazily.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from stemsplit.errors import ModelError, UnknownStem
+from stemsplit.zoo import catalog, checkpoints, fetch
+from stemsplit.zoo.catalog import ModelCard
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+
+@dataclass
+class ModelBundle:
+    """Models ready to run and how to combine them.
+
+    `weights[i][j]` is member i's weight for `sources[j]` (Demucs bag semantics: per
+    source, a weighted average over members); `residual` names mixture minus the sum
+    of the outputs, for models that output fewer stems than the mixture holds.
+    """
+
+    name: str
+    sources: list[str]
+    members: list[nn.Module]
+    weights: list[list[float]]
+    residual: str | None
+    samplerate: int
+    card: ModelCard | None = None
+
+
+def _factory(module: str, function: str) -> Any:
+    """An architecture factory, or ModelError when that architecture is not built yet."""
+    import importlib
+
+    try:
+        return getattr(importlib.import_module(module), function)
+    except (ImportError, AttributeError) as err:
+        raise ModelError(
+            f"{module}.{function} is not available: this architecture is not implemented "
+            "in this version of stemsplit"
+        ) from err
+
+
+def implemented(architecture: str) -> bool:
+    """True when the factory for `architecture` can be imported (imports torch)."""
+    module, function = {
+        "demucs": ("stemsplit.models.demucs", "build_demucs"),
+        "bs_roformer": ("stemsplit.models.roformer", "build_roformer"),
+        "mel_band_roformer": ("stemsplit.models.roformer", "build_roformer"),
+        "conv_tasnet": ("stemsplit.models.conv_tasnet", "build_conv_tasnet"),
+    }[architecture]
+    try:
+        _factory(module, function)
+    except ModelError:
+        return False
+    return True
+
+
+def _load_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> nn.Module:
+    """Strict load (fp16 states are cast to the parameters' dtype), eval mode."""
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise ModelError(f"{source}: the weights do not fit the model ({_short(err)})") from err
+    return model.eval()
+
+
+def _short(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return text if len(text) < 300 else text[:300] + "..."
+
+
+def build_demucs_member(package: checkpoints.DemucsPackage, source: str) -> nn.Module:
+    """One Demucs network from its package."""
+    build = _factory("stemsplit.models.demucs", "build_demucs")
+    try:
+        model = build(package.klass, package.args, package.kwargs)
+    except (TypeError, ValueError) as err:
+        raise ModelError(f"{source}: cannot build {package.klass} ({_short(err)})") from err
+    return _load_state(model, package.state, source)
+
+
+def _update_recipe(model: nn.Module, **changes: Any) -> None:
+    """Replace fields of `model.recipe`.
+
+    Some models derive their recipe from attributes (Demucs' from `segment`); their
+    segment is changed through that attribute, other fields cannot be overridden.
+    """
+    recipe = dataclasses.replace(model.recipe, **changes)
+    if not isinstance(getattr(type(model), "recipe", None), property):
+        model.recipe = recipe
+        return
+    if "segment_samples" in changes and hasattr(model, "segment"):
+        model.segment = changes["segment_samples"] / model.samplerate
+    if model.recipe != recipe:
+        raise ModelError(
+            f"{type(model).__name__} derives its recipe; cannot override "
+            f"{', '.join(sorted(changes))}: remove them from the card's recipe"
+        )
+
+
+def set_bag_segment(model: nn.Module, klass: str, segment: float) -> None:
+    """Apply a bag's segment (seconds) as demucs' BagOfModels does.
+
+    HTDemucs only accepts a segment no longer than the one it was trained on.
+    """
+    current = getattr(model, "segment", None)
+    if klass == "HTDemucs" and current is not None and segment > float(current):
+        return
+    if current is not None:
+        model.segment = segment
+    if getattr(model, "recipe", None) is not None:
+        _update_recipe(model, segment_samples=int(segment * model.samplerate))
+
+
+def apply_recipe_overrides(model: nn.Module, overrides: dict[str, Any]) -> None:
+    """A card's `recipe` table (segment_seconds/segment_samples/overlap/batch_size)."""
+    changes: dict[str, Any] = {}
+    if "segment_seconds" in overrides:
+        changes["segment_samples"] = round(overrides["segment_seconds"] * model.samplerate)
+    for key in ("segment_samples", "overlap", "batch_size"):
+        if key in overrides:
+            changes[key] = overrides[key]
+    if changes:
+        _update_recipe(model, **changes)
+
+
+def _member_indices(card: ModelCard, stems: list[str] | None) -> list[int]:
+    """Bag members with a non-zero weight for the requested stems."""
+    weights = card.member_weights()
+    wanted = range(len(card.sources))
+    if stems:
+        lowered = [s.lower() for s in card.sources]
+        wanted = [lowered.index(s.lower()) for s in stems if s.lower() in lowered]
+        if not wanted:  # only the residual was asked for: it needs every source
+            wanted = range(len(card.sources))
+    return [i for i, row in enumerate(weights) if any(row[j] != 0 for j in wanted)]
+
+
+def check_stems(sources: list[str], residual: str | None, stems: list[str] | None) -> None:
+    """UnknownStem for a requested stem the model cannot produce."""
+    known = {s.lower() for s in sources} | ({residual.lower()} if residual else set())
+    for stem in stems or []:
+        if stem.lower() not in known:
+            choices = ", ".join([*sources, *([residual] if residual else [])])
+            raise UnknownStem(f"stem {stem!r} is not produced by this model (one of {choices})")
+
+
+def _single(model: nn.Module) -> list[list[float]]:
+    return [[1.0] * len(model.sources)]
+
+
+def _load_card(card: ModelCard, stems: list[str] | None, **fetch_options: Any) -> ModelBundle:
+    check_stems(list(card.sources), card.residual, stems)
+    if card.architecture == "demucs":
+        members_spec = card.checkpoint_files()
+        keep = _member_indices(card, stems)
+        paths = fetch.ensure_files(card, files=[members_spec[i] for i in keep], **fetch_options)
+        members = []
+        for path in paths:
+            package = _read_demucs_file(path)
+            model = build_demucs_member(package, str(path))
+            if card.bag_segment is not None:
+                set_bag_segment(model, package.klass, card.bag_segment)
+            members.append(model)
+        all_weights = card.member_weights()
+        weights = [all_weights[i] for i in keep]
+    else:
+        paths = fetch.ensure_files(card, **fetch_options)
+        downloaded = {spec.name: path for spec, path in zip(card.files, paths)}
+        checkpoint = downloaded[card.checkpoint_files()[0].name]
+        config = catalog.load_card_config(card, downloaded)
+        state = checkpoints.read_state_dict(checkpoint)
+        model = _load_single(state, config, card, str(checkpoint))
+        members, weights = [model], _single(model)
+    for model in members:
+        apply_recipe_overrides(model, card.recipe)
+        _check_sources(model, card)
+    return ModelBundle(
+        name=card.name,
+        sources=list(card.sources),
+        members=members,
+        weights=weights,
+        residual=card.residual or getattr(members[0], "residual", None),
+        samplerate=card.samplerate,
+        card=card,
+    )
+
+
+def _check_sources(model: nn.Module, card: ModelCard) -> None:
+    got = [s.lower() for s in model.sources]
+    if got != [s.lower() for s in card.sources]:
+        raise ModelError(
+            f"model {card.name!r}: the checkpoint outputs {list(model.sources)} but the card "
+            f"says {list(card.sources)}; fix the card's `sources`"
+        )
+
+
+def _read_demucs_file(path: Path) -> checkpoints.DemucsPackage:
+    if path.suffix == ".safetensors":
+        return checkpoints.read_demucs_safetensors(path)
+    return checkpoints.read_demucs_package(path)
+
+
+def _load_single(
+    state: dict[str, torch.Tensor], config: Any, card: ModelCard | None, path: str
+) -> nn.Module:
+    """An MSST or Conv-TasNet network from a state_dict (and its config for MSST)."""
+    if config is not None:
+        architecture = checkpoints.msst_architecture(config, str(path))
+        if card is not None and card.architecture != architecture:
+            raise ModelError(
+                f"model {card.name!r}: the card says {card.architecture} but its config "
+                f"describes {architecture}"
+            )
+        build = _factory("stemsplit.models.roformer", "build_roformer")
+        try:
+            model = build(architecture, config)
+        except (TypeError, ValueError, KeyError) as err:
+            raise ModelError(f"{path}: cannot build {architecture} ({_short(err)})") from err
+        return _load_state(model, state, str(path))
+    if checkpoints.is_conv_tasnet_state(state):
+        infer = _factory("stemsplit.models.conv_tasnet", "infer_conv_tasnet_args")
+        build = _factory("stemsplit.models.conv_tasnet", "build_conv_tasnet")
+        options: dict[str, Any] = {}
+        if card is not None:
+            options = {"sources": list(card.sources), "samplerate": card.samplerate}
+        return _load_state(build(infer(state, **options)), state, str(path))
+    raise ModelError(
+        f"{path}: cannot tell the architecture from a bare state_dict; pass its MSST yaml "
+        "with --config"
+    )
+
+
+def _bag_member_file(folder: Path, signature: str) -> Path:
+    for pattern in (f"{signature}.safetensors", f"{signature}.th", f"{signature}-*.th"):
+        found = sorted(folder.glob(pattern))
+        if found:
+            return found[0]
+    raise ModelError(f"bag member {signature} not found in {folder} (.safetensors or .th)")
+
+
+def _load_checkpoint(checkpoint: Path, config: Path | None, stems: list[str] | None) -> ModelBundle:
+    name = checkpoint.stem
+    if checkpoint.suffix in {".yaml", ".yml"} and config is None:
+        bag = checkpoints.read_demucs_bag(checkpoint)
+        members, klasses = [], []
+        for signature in bag.models:
+            path = _bag_member_file(checkpoint.parent, signature)
+            package = _read_demucs_file(path)
+            members.append(build_demucs_member(package, str(path)))
+            klasses.append(package.klass)
+        if bag.segment is not None:
+            for model, klass in zip(members, klasses):
+                set_bag_segment(model, klass, bag.segment)
+        sources = list(members[0].sources)
+        if any(list(m.sources) != sources for m in members):
+            raise ModelError(f"{checkpoint}: the bag's members output different sources")
+        weights = bag.weights or [[1.0] * len(sources) for _ in members]
+        if len(weights) != len(members) or any(len(row) != len(sources) for row in weights):
+            raise ModelError(f"{checkpoint}: bag weights must be one row per model and source")
+        residual = None
+    elif checkpoint.suffix == ".safetensors":
+        model = build_demucs_member(_read_demucs_file(checkpoint), str(checkpoint))
+        members, weights, residual = [model], _single(model), None
+        sources = list(model.sources)
+    else:
+        loaded = checkpoints.read_torch_file(checkpoint)
+        if checkpoints.is_demucs_package(loaded):
+            package = checkpoints.demucs_package(loaded, str(checkpoint))
+            model = build_demucs_member(package, str(checkpoint))
+        else:
+            state = checkpoints.unwrap_state_dict(loaded, str(checkpoint))
+            del loaded
+            parsed = None
+            if config is not None:
+                from stemsplit.zoo.safe_yaml import load_yaml
+
+                parsed = load_yaml(config)
+            model = _load_single(state, parsed, None, str(checkpoint))
+        members, weights = [model], _single(model)
+        sources, residual = list(model.sources), getattr(model, "residual", None)
+    check_stems(sources, residual, stems)
+    return ModelBundle(
+        name=name,
+        sources=sources,
+        members=members,
+        weights=weights,
+        residual=residual,
+        samplerate=int(members[0].samplerate),
+        card=None,
+    )
+
+
+def load_bundle(
+    name: str | None = None,
+    checkpoint: str | Path | None = None,
+    config: str | Path | None = None,
+    stems: list[str] | None = None,
+    *,
+    offline: bool | None = None,
+    model_dir: str | Path | None = None,
+    progress: fetch.ProgressCallback | None = None,
+) -> ModelBundle:
+    """A zoo model by name, or a local checkpoint (with its config for MSST).
+
+    For bags, members whose weights are all zero for the requested `stems` are
+    neither downloaded nor built (`htdemucs_ft`, stems=["vocals"]: one model).
+    """
+    if (name is None) == (checkpoint is None):
+        from stemsplit.errors import UsageError
+
+        raise UsageError("give either a model name or --checkpoint FILE, not both or neither")
+    if checkpoint is not None:
+        path = Path(checkpoint).expanduser()
+        if not path.is_file():
+            raise ModelError(f"checkpoint {path} does not exist")
+        config_path = Path(config).expanduser() if config is not None else None
+        if config_path is not None and not config_path.is_file():
+            raise ModelError(f"config {config_path} does not exist")
+        return _load_checkpoint(path, config_path, stems)
+    card = catalog.get_card(str(name))
+    return _load_card(card, stems, offline=offline, model_dir=model_dir, progress=progress)

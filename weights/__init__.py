@@ -1,0 +1,1 @@
+"""The zoo's model cards (TOML) and configs, shipped as package data `stemsplit.weights`."""
