@@ -7,12 +7,12 @@ subprocess so its peak RSS is its own. Prints medians, the speed ratio, the
 real-time factor and the SNR of our output against demucs'.
 
     python benchmarks/bench_htdemucs.py --seconds 60 --repeats 3 --threads 2
+    python benchmarks/bench_htdemucs.py --seconds 8 --repeats 1 --precisions fp32,bf16
 """
 
 from __future__ import annotations
 
 import argparse
-from fractions import Fraction
 import json
 import resource
 import statistics
@@ -24,36 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
-HTDEMUCS_KWARGS = dict(
-    sources=["drums", "bass", "other", "vocals"], audio_channels=2, samplerate=44100,
-    segment=Fraction(39, 5), channels=48, growth=2, nfft=4096, depth=4, kernel_size=8, stride=4,
-    context=1, context_enc=0, norm_starts=4, dconv_mode=3, dconv_depth=2, dconv_comp=8,
-    dconv_init=1e-3, freq_emb=0.2, emb_scale=10, bottom_channels=512, t_layers=5, t_heads=8,
-    t_hidden_scale=4.0, t_emb="sin", t_norm_in=True, t_norm_first=True, t_norm_out=True,
-    t_layer_scale=True, t_gelu=True, t_cross_first=False, cac=True, rewrite=True,
-)
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "musdb-sample" / "mixture.flac"
+from common import HTDEMUCS_KWARGS, demucs_model, music
 
 
 def make_input(path: Path, seconds: float) -> None:
     """Real music looped to `seconds` (noise if the sample is absent)."""
-    import soundfile as sf
-
-    length = int(seconds * 44100)
-    if SHARED.exists():
-        music, _ = sf.read(SHARED, dtype="float32")
-        audio = np.tile(music.T, (1, length // music.shape[0] + 1))[:, :length]
-    else:
-        audio = np.random.default_rng(0).standard_normal((2, length)).astype(np.float32) * 0.1
-    np.save(path, audio)
-
-
-def _demucs_model():
-    import torch
-    from demucs.htdemucs import HTDemucs
-
-    torch.manual_seed(0)
-    return HTDemucs(**HTDEMUCS_KWARGS).eval()
+    np.save(path, music(seconds))
 
 
 def run_one(impl: str, audio_path: Path, out_path: Path, threads: int, precision: str) -> dict:
@@ -62,7 +38,7 @@ def run_one(impl: str, audio_path: Path, out_path: Path, threads: int, precision
 
     torch.set_num_threads(threads)
     audio = np.load(audio_path)
-    reference = _demucs_model()
+    reference = demucs_model("full")
     started = time.perf_counter()
     if impl == "demucs":
         from demucs.apply import apply_model
@@ -97,7 +73,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--precisions", default="fp32,bf16")
+    parser.add_argument("--precisions", default="fp32")
     parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:

@@ -33,6 +33,9 @@ class _Worker:
 
         self.separator = Separator(**options)
 
+    def outputs(self, tracks: list[str]) -> dict[Path, dict[str, Path]]:
+        return {Path(t): self.separator.outputs_for(Path(t)) for t in tracks}
+
     def process(self, track: str, skip_existing: bool):
         from stemsplit.batch import run_batch
 
@@ -52,6 +55,7 @@ def run_on_ray(
     from ray.util import ActorPool
 
     from stemsplit.api import Progress
+    from stemsplit.batch import check_clashes
 
     if workers < 1:
         raise UsageError("--ray-workers must be at least 1")
@@ -62,7 +66,10 @@ def run_on_ray(
             ray.init(num_cpus=workers, ignore_reinit_error=True, log_to_driver=False,
                      include_dashboard=False)
     actor = ray.remote(num_cpus=1)(_Worker)
-    pool = ActorPool([actor.remote(options) for _ in range(workers)])
+    actors = [actor.remote(options) for _ in range(workers)]
+    # Clashes are checked once, over the whole batch, before any track starts.
+    check_clashes(ray.get(actors[0].outputs.remote([str(t) for t in tracks])))
+    pool = ActorPool(actors)
     order = {str(t): i for i, t in enumerate(tracks)}
     results: list = [None] * len(tracks)
     done = 0

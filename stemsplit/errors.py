@@ -61,3 +61,30 @@ class Interrupted(StemsplitError):
     def __init__(self, signal_number: int) -> None:
         super().__init__(f"interrupted by signal {signal_number}")
         self.exit_code = 128 + signal_number
+
+
+# errno -> what to do about it, for OS errors met while writing outputs or caches.
+_OS_HINTS = {
+    "ENOSPC": "no space left on the device; free some space or choose another --out",
+    "EDQUOT": "disk quota exceeded; free some space or choose another --out",
+    "EFBIG": "file too large for this file system or its limits; choose another --out",
+    "EROFS": "read-only file system; choose another --out",
+    "EACCES": "permission denied; choose a folder you can write to",
+    "EPERM": "operation not permitted; choose a folder you can write to",
+    "ENOTDIR": "a file is in the way where a folder is needed; choose another --out",
+    "EISDIR": "a folder is in the way where a file is needed; move it or use --filename",
+    "ENOENT": "the folder cannot be created there; choose another --out",
+}
+
+
+def describe_os_error(err: OSError, with_path: bool = True) -> str:
+    """One line for an OSError: its path, the plain reason and what to do.
+
+    Raw `[Errno 28] No space left on device: '...'` says what but not what to do.
+    """
+    import errno
+
+    name = errno.errorcode.get(err.errno or 0, "")
+    reason = _OS_HINTS.get(name) or " ".join(str(err.strerror or err).split())
+    where = err.filename if with_path else None
+    return f"{where}: {reason}" if where is not None else reason

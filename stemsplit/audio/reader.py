@@ -2,7 +2,7 @@
 
 Decoding tries libsndfile (soundfile: WAV, FLAC, OGG, Opus, MP3, AIFF, ...) first and
 PyAV/FFmpeg (M4A/AAC, WMA, video containers: first audio stream) second. Blocks are
-processed as they come: NaN/Inf -> 0, channel mapping, soxr's streaming resampler, then
+processed as they come: NaN/Inf and |x| > 256 -> 0, channel mapping, soxr's streaming resampler, then
 re-cut into blocks of `block_frames`. The whole file is never held in memory.
 
 Length contract: a file of `frames` input frames at rate `r` yields exactly
@@ -14,9 +14,12 @@ ITU-R BS.775-style weights (see `downmix_matrix`), with a warning.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Iterator
+import struct
+import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -33,6 +36,9 @@ logger = logging.getLogger(__name__)
 # Frames held back before yielding so the final length fix (soxr may be a frame off)
 # never has to touch a block already yielded.
 _TAIL_HOLD = 64
+# Float files may exceed full scale, but not by 48 dB: beyond this a sample is garbage
+# (found by fuzzing: 1e38 overflows the downmix and resampler into Inf/NaN).
+_MAX_SAMPLE = 256.0
 _CENTRE = _SURROUND = 0.7071067811865476  # -3 dB, ITU-R BS.775 downmix coefficients
 
 # Per channel count, (left, right) weights in WAV/SMPTE order, as FFmpeg also orders them.
@@ -72,10 +78,13 @@ def probe(path: str | os.PathLike[str]) -> AudioInfo:
     import soundfile
 
     try:
-        sf_info = soundfile.info(str(path))
+        with _native_stderr_hushed():
+            sf_info = soundfile.info(str(path))
     except (soundfile.SoundFileError, RuntimeError) as err:
         return _probe_pyav(path, sf_reason=str(err))
     frames = sf_info.frames
+    if sf_info.format == "WAV":
+        _warn_if_short_wav(path, frames, sf_info.samplerate)
     return AudioInfo(path, sf_info.samplerate, sf_info.channels, frames,
                      frames / sf_info.samplerate, sf_info.format, sf_info.subtype)
 
@@ -86,11 +95,14 @@ def read_blocks(
     channels: int = 2,
     block_frames: int = 2**16,
     quality: str = "HQ",
+    on_decoded: Callable[[int], None] | None = None,
 ) -> Iterator[np.ndarray]:
     """Blocks of float32 C-contiguous `(channels, block_frames)` arrays (the last shorter).
 
     `samplerate=None` keeps the file's rate; `quality` is soxr's ("HQ" or "VHQ").
     The file is opened and checked now (errors raise here); decoding happens lazily.
+    `on_decoded(frames)` is called once decoding ends with the frames decoded at the
+    file's own rate: the true length, where `probe` only has a container's estimate.
     """
     if channels not in (1, 2):
         raise UsageError(f"channels must be 1 or 2, not {channels}")
@@ -99,7 +111,8 @@ def read_blocks(
     if block_frames < 1:
         raise UsageError(f"block_frames must be positive, not {block_frames}")
     info = probe(path)
-    return _stream(info, samplerate or info.samplerate, channels, block_frames, quality)
+    return _stream(info, samplerate or info.samplerate, channels, block_frames, quality,
+                   on_decoded)
 
 
 def read_all(
@@ -148,7 +161,12 @@ def _check_path(path: str | os.PathLike[str]) -> Path:
 
 
 def _stream(
-    info: AudioInfo, samplerate: int, channels: int, block_frames: int, quality: str
+    info: AudioInfo,
+    samplerate: int,
+    channels: int,
+    block_frames: int,
+    quality: str,
+    on_decoded: Callable[[int], None] | None = None,
 ) -> Iterator[np.ndarray]:
     """Decode -> sanitise -> map channels -> resample -> exact-size blocks."""
     resampler = None
@@ -169,15 +187,19 @@ def _stream(
     buffer = _Rebuffer(channels, block_frames, _TAIL_HOLD if resampler else 0)
     frames_in = 0
     bad_samples = 0
-    decoded = _decode_soundfile if info.backend == "soundfile" else _decode_pyav
-    for raw in decoded(info.path):
+    if info.backend == "soundfile":
+        decoded = _decode_soundfile(info.path, hush=info.container == "MP3")
+    else:
+        decoded = _decode_pyav(info.path)
+    for raw in decoded:
         if raw.shape[0] != info.channels:
             raise UndecodableAudio(f"{info.path}: the channel count changes mid-stream")
         frames_in += raw.shape[1]
-        finite = np.isfinite(raw)
+        finite = np.abs(raw) <= _MAX_SAMPLE  # False for NaN and Inf too
         if not finite.all():
             if bad_samples == 0:
-                logger.warning("%s contains NaN/Inf samples; replacing them with 0", info.path)
+                logger.warning("%s contains NaN/Inf or absurd (beyond ±%g) samples; replacing "
+                               "them with 0", info.path, _MAX_SAMPLE)
             bad_samples += int(raw.size - np.count_nonzero(finite))
             raw = np.where(finite, raw, np.float32(0))
         block = raw if matrix is None else matrix @ raw
@@ -185,6 +207,8 @@ def _stream(
             block = resampler.resample_chunk(np.ascontiguousarray(block.T)).T
         yield from buffer.push(_widen(block, channels))
     _check_complete(info, frames_in)
+    if on_decoded is not None:
+        on_decoded(frames_in)
     if resampler is not None:
         tail = resampler.resample_chunk(
             np.zeros((0, min(channels, info.channels)), dtype=np.float32), last=True
@@ -253,7 +277,7 @@ def _probe_pyav(path: Path, sf_reason: str) -> AudioInfo:
     try:
         with av.open(str(path)) as container:
             if not container.streams.audio:
-                raise UndecodableAudio(f"{path} has no audio stream")
+                raise UndecodableAudio(f"{path} has no audio stream; is it an audio file?")
             stream = container.streams.audio[0]
             context = stream.codec_context
             rate = stream.rate or context.sample_rate
@@ -266,7 +290,9 @@ def _probe_pyav(path: Path, sf_reason: str) -> AudioInfo:
                 seconds = None
             name = container.format.name
             codec = context.name
-    except (av.FFmpegError, OSError, ValueError) as err:
+    except (av.FFmpegError, OSError, ValueError, AttributeError) as err:
+        # AttributeError: PyAV's stream has no `rate` when FFmpeg knows no codec for it
+        # (found by fuzzing: a WAV whose format tag is 0)
         reason = getattr(err, "strerror", None) or sf_reason or str(err)
         raise UndecodableAudio(
             f"cannot decode {path}: {_one_line(reason)} (not audio, or a damaged file)"
@@ -277,19 +303,98 @@ def _probe_pyav(path: Path, sf_reason: str) -> AudioInfo:
     return AudioInfo(path, rate, channels, frames, seconds, name, codec, backend="pyav")
 
 
-def _decode_soundfile(path: Path, block_frames: int = 2**16) -> Iterator[np.ndarray]:
-    """`(channels, n)` float32 views straight from libsndfile."""
+def _decode_soundfile(
+    path: Path, block_frames: int = 2**16, hush: bool = False
+) -> Iterator[np.ndarray]:
+    """`(channels, n)` float32 views straight from libsndfile (`hush`: see below)."""
     import soundfile
 
+    quiet = _native_stderr_hushed if hush else contextlib.nullcontext
     try:
-        with soundfile.SoundFile(str(path)) as handle:
+        with quiet():
+            handle = soundfile.SoundFile(str(path))
+        with handle:
             while True:
-                data = handle.read(block_frames, dtype="float32", always_2d=True)
+                with quiet():
+                    data = handle.read(block_frames, dtype="float32", always_2d=True)
                 if not len(data):
                     return
                 yield data.T
     except (soundfile.SoundFileError, RuntimeError) as err:
-        raise UndecodableAudio(f"cannot decode {path}: {_one_line(str(err))}") from err
+        raise UndecodableAudio(
+            f"cannot decode {path}: {_one_line(str(err))} (the file is truncated or damaged)"
+        ) from err
+
+
+@contextlib.contextmanager
+def _native_stderr_hushed() -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null for the length of one decoder call.
+
+    libmpg123 (inside libsndfile) prints resync notes and Xing warnings straight to
+    fd 2, bypassing Python: a damaged MP3 would print lines beside our one-line error.
+    Kept as they are with debug logging on, where they may help.
+    """
+    if logger.isEnabledFor(logging.DEBUG):
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _warn_if_short_wav(path: Path, frames: int, samplerate: int) -> None:
+    """Warn when a WAV's header promises more data than the file holds.
+
+    libsndfile reads the frames that are there (right for a recording cut short, and
+    it never allocates for a header claiming hours); the user should still know.
+    """
+    declared = _wav_data_bytes(path)
+    if declared is None or frames <= 0:
+        return
+    size, offset = declared
+    stat = path.stat()
+    available = stat.st_size - offset
+    if size in (0, 0xFFFFFFFF) or size <= available:  # 0 / -1: written by a stream
+        return
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key in _warned_short:  # probed again for each model rate: say it once
+        return
+    _warned_short.add(key)
+    held = frames / samplerate
+    logger.warning(
+        "%s: the header promises %.1f s but the file holds %.1f s (truncated?); "
+        "separating what is there", path, held * size / max(available, 1), held,
+    )
+
+
+_warned_short: set[tuple[str, int, int]] = set()
+
+
+def _wav_data_bytes(path: Path) -> tuple[int, int] | None:
+    """(size the `data` chunk declares, its offset) of a RIFF WAV, or None."""
+    try:
+        with open(path, "rb") as handle:
+            if handle.read(12)[8:12] != b"WAVE":
+                return None
+            while len(header := handle.read(8)) == 8:
+                chunk, size = struct.unpack("<4sI", header)
+                if chunk == b"data":
+                    return size, handle.tell()
+                handle.seek(size + (size & 1), os.SEEK_CUR)
+    except OSError:
+        return None
+    return None
 
 
 def _decode_pyav(path: Path) -> Iterator[np.ndarray]:
@@ -304,7 +409,7 @@ def _decode_pyav(path: Path) -> Iterator[np.ndarray]:
                 if frame.sample_rate != rate:
                     raise UndecodableAudio(f"{path}: the sample rate changes mid-stream")
                 yield _frame_array(frame)
-    except (av.FFmpegError, OSError, ValueError) as err:
+    except (av.FFmpegError, OSError, ValueError, AttributeError) as err:
         reason = getattr(err, "strerror", None) or str(err)
         raise UndecodableAudio(f"cannot decode {path}: {_one_line(reason)}") from err
 

@@ -33,7 +33,7 @@ import numpy as np
 import soundfile
 
 from stemsplit.audio.formats import BitDepth, resolve_output
-from stemsplit.errors import OutputError, UsageError
+from stemsplit.errors import OutputError, UsageError, describe_os_error
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -235,16 +235,44 @@ class StemWriter:
         self._file.write(data)
         self.frames_written += len(data)
 
+    def _system_error_reason(self) -> str:
+        """libsndfile reports failed writes as "System error": name the likely cause."""
+        free = _free_bytes(self.path.parent)
+        if free is not None and free < 1 << 20:
+            return "no space left on the device; free some space or choose another --out"
+        try:
+            import resource
+
+            limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        except (ImportError, OSError, ValueError):
+            limit = None
+        if limit not in (None, getattr(resource, "RLIM_INFINITY", None)):
+            return (f"file too large for the file size limit ({limit} bytes, ulimit -f); "
+                    "raise it or choose another --out")
+        return ("system error while writing (disk full or a file size limit?); "
+                "free some space or choose another --out")
+
     def _guard(self, action: Callable[..., object], *args: object) -> None:
         """Run `action`; on OS/libsndfile errors remove the temporaries, raise OutputError."""
         try:
             action(*args)
         except (OSError, soundfile.SoundFileError, RuntimeError) as err:
             self.abort()
-            reason = getattr(err, "strerror", None) or " ".join(str(err).split())
+            if isinstance(err, OSError) and err.errno is not None:
+                reason = describe_os_error(err, with_path=False)
+            else:
+                reason = " ".join(str(err).split())
             if reason.rstrip(".") == "System error":  # libsndfile hides the errno
-                reason = "system error while writing (disk full or a file size limit?)"
+                reason = self._system_error_reason()
             raise OutputError(f"cannot write {self.path}: {reason}") from err
+
+
+def _free_bytes(folder: Path) -> int | None:
+    try:
+        stat = os.statvfs(folder)
+    except (OSError, AttributeError):
+        return None
+    return stat.f_bavail * stat.f_frsize
 
 
 def _fit(frames: np.ndarray, wanted: int) -> np.ndarray:

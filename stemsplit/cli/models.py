@@ -71,11 +71,29 @@ def _row(card: Any, model_dir: Path | None, implemented: dict[str, bool]) -> dic
     }
 
 
-def _implemented() -> dict[str, bool]:
-    from stemsplit.zoo.catalog import ARCHITECTURES
-    from stemsplit.zoo.loader import implemented
+# Where each architecture's factory lives (stemsplit.zoo.loader builds from them).
+FACTORY_MODULES = {
+    "demucs": "stemsplit.models.demucs",
+    "bs_roformer": "stemsplit.models.roformer",
+    "mel_band_roformer": "stemsplit.models.roformer",
+    "conv_tasnet": "stemsplit.models.conv_tasnet",
+}
 
-    return {arch: implemented(arch) for arch in ARCHITECTURES}
+
+def _implemented() -> dict[str, bool]:
+    """Whether each architecture's factory module and torch are installed.
+
+    Found, not imported: listing cards must not pay torch's import (seconds).
+    """
+    from importlib.util import find_spec
+
+    from stemsplit.zoo.catalog import ARCHITECTURES
+
+    has_torch = find_spec("torch") is not None
+    return {
+        arch: has_torch and arch in FACTORY_MODULES and find_spec(FACTORY_MODULES[arch]) is not None
+        for arch in ARCHITECTURES
+    }
 
 
 @models_app.callback()
@@ -86,10 +104,11 @@ def list_models(ctx: typer.Context, json: Json = False, model_dir: ModelDir = No
     from stemsplit.zoo import catalog
 
     cards = run_guarded(catalog.list_cards)
+    presets = run_guarded(catalog.list_presets)
     flags = _implemented()
     rows = [_row(card, model_dir, flags) for card in cards]
     if json:
-        print_json(rows)
+        print_json(rows + [_preset_row(preset) for preset in presets])
         return
     from rich.table import Table
 
@@ -111,6 +130,36 @@ def list_models(ctx: typer.Context, json: Json = False, model_dir: ModelDir = No
             "yes" if row["implemented"] else "not yet",
         )
     out_console.print(table)
+    if presets:
+        _print_presets(presets)
+
+
+def _preset_row(preset: Any) -> dict[str, Any]:
+    return {"name": preset.name, "aliases": list(preset.aliases), "architecture": "preset",
+            "models": list(preset.models), "ensemble": preset.ensemble,
+            "stems": list(preset.stems), "description": preset.description,
+            "why": preset.why}  # fmt: skip
+
+
+def _print_presets(presets: list[Any]) -> None:
+    """Presets: their models, algorithm and the line on why each is built so."""
+    from rich.table import Table
+
+    table = Table(title="presets (-m NAME runs the ensemble)")
+    table.add_column("name", no_wrap=True)
+    for column in ("models", "ensemble", "why"):
+        table.add_column(column, overflow="fold")
+    for preset in presets:
+        models = [
+            m if all(v == 1.0 for v in w.values()) else f"{m} {_weights_text(w)}"
+            for m, w in zip(preset.models, preset.weights)
+        ]  # fmt: skip
+        table.add_row(preset.name, "\n".join(models), preset.ensemble, preset.why)
+    out_console.print(table)
+
+
+def _weights_text(weights: dict[str, float]) -> str:
+    return "(" + ", ".join(f"{k}={v:g}" for k, v in weights.items()) + ")"
 
 
 @models_app.command("info")
@@ -118,6 +167,18 @@ def info(name: str, json: Json = False, model_dir: ModelDir = None) -> None:
     """Everything the card says about NAME, and where its files are cached."""
     from stemsplit.zoo import catalog, fetch
 
+    preset = run_guarded(catalog.get_preset, name)
+    if preset is not None:
+        if json:
+            print_json(preset.as_dict())
+            return
+        for key in ("name", "description", "ensemble", "stems", "why"):
+            value = getattr(preset, key)
+            value = ", ".join(value) if isinstance(value, tuple) else value
+            out_console.print(f"[bold]{key}[/]: {value or '-'}", soft_wrap=True)
+        for model, weights in zip(preset.models, preset.weights):
+            out_console.print(f"  {model} {_weights_text(weights)}")
+        return
     card = run_guarded(catalog.get_card, name)
     data = card.as_dict()
     data["cache"] = [
@@ -185,7 +246,9 @@ def download(
     def work() -> list[dict[str, Any]]:
         if all_models == bool(names):
             raise UsageError("give model names or --all (not both)")
-        cards = catalog.list_cards() if all_models else [catalog.get_card(n) for n in names or []]
+        cards = catalog.list_cards() if all_models else [
+            card for n in names or [] for card in _cards_of(n)
+        ]  # fmt: skip
         bars = None if json else _DownloadBars()
         done = []
         for card in cards:
@@ -205,6 +268,16 @@ def download(
         return
     for item in done:
         out_console.print(f"{item['name']}: ready ({len(item['files'])} file(s))")
+
+
+def _cards_of(name: str) -> list[Any]:
+    """The card of NAME, or the cards of a preset's models."""
+    from stemsplit.zoo import catalog
+
+    preset = catalog.get_preset(name)
+    if preset is None:
+        return [catalog.get_card(name)]
+    return [catalog.get_card(model) for model in preset.models]
 
 
 @models_app.command("verify")

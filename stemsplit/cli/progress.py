@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     Progress,
@@ -36,7 +37,7 @@ def progress_reporter(enabled: bool = True) -> Iterator:
 
     def on_event(event) -> None:
         if event.index not in tasks:
-            label = f"[{event.index + 1}/{event.count}] {event.track.name}"
+            label = f"[{event.index + 1}/{event.count}] {escape(event.track.name)}"
             tasks[event.index] = bars.add_task(label, total=1.0)
         bars.update(tasks[event.index], completed=event.fraction)
 

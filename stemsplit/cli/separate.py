@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import time
 from pathlib import Path
 from typing import List, Optional
 
@@ -27,29 +28,37 @@ def _parse_stems(value: Optional[str]) -> Optional[list[str]]:
     return [s.strip() for s in value.split(",") if s.strip()]
 
 
-def _parse_weights(values: Optional[List[str]], models: list[str]) -> Optional[list[dict]]:
-    """`--weights 2,1` (per model) or `--weights htdemucs_ft:vocals=2` (per model and stem)."""
+def _parse_weights(values: Optional[List[str]], models: list[str]):
+    """`--weights 2,1` (one per -m model) or `--weights htdemucs_ft:vocals=2,drums=0`
+    (per model and stem; the model may be a member of a preset given to -m)."""
     if not values:
         return None
     from stemsplit.errors import UsageError
 
-    weights: list[dict] = [{} for _ in models]
+    aligned: Optional[list] = None
+    named: dict = {}
     for value in values:
-        if ":" in value:
-            name, _, spec = value.partition(":")
-            if name not in models:
-                raise UsageError(f"--weights {value}: {name} is not one of the -m models")
-            target = weights[models.index(name)]
-            for item in spec.split(","):
-                stem, _, number = item.partition("=")
-                target[stem.strip() or "*"] = float(number)
-        else:
-            numbers = [float(v) for v in value.split(",")]
-            if len(numbers) != len(models):
-                raise UsageError(f"--weights {value}: give one weight per -m model")
-            for target, number in zip(weights, numbers):
-                target["*"] = number
-    return weights
+        try:
+            if ":" in value:
+                name, _, spec = value.partition(":")
+                target = named.setdefault(name.strip(), {})
+                for item in spec.split(","):
+                    stem, _, number = item.rpartition("=")
+                    target[stem.strip() or "*"] = float(number)
+            else:
+                numbers = [float(v) for v in value.split(",")]
+                if len(numbers) != len(models):
+                    raise UsageError(f"--weights {value}: give one weight per -m model")
+                aligned = [{"*": number} for number in numbers]
+        except ValueError:
+            raise UsageError(
+                f"--weights {value}: use numbers, e.g. 2,1 or htdemucs_ft:vocals=2"
+            ) from None
+    if not named:
+        return aligned
+    for name, table in zip(models, aligned or []):
+        named[name] = {**table, **named.get(name, {})}
+    return named
 
 
 def _parse_rate(value: str) -> str | int:
@@ -100,12 +109,26 @@ def separate(
     seed: Annotated[int, typer.Option(help="Seed for --shifts.")] = 0,
     tta: Annotated[bool, typer.Option(help="Test-time augmentation (MSST).")] = False,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch.")] = None,
-    ensemble: Annotated[str, typer.Option(help="avg, median, min-mag or max-mag.")] = "avg",
-    weights: Annotated[Optional[List[str]], typer.Option(help="Ensemble weights.")] = None,
+    ensemble: Annotated[Optional[str], typer.Option(
+        help="How -m models combine: avg (default), median, min-mag, max-mag, avg-spec, "
+             "max-spec or min-spec.")] = None,
+    weights: Annotated[Optional[List[str]], typer.Option(
+        help="Ensemble weights: 2,1 (per -m model) or MODEL:STEM=W,... (repeatable).")] = None,
     model_dir: Annotated[Optional[Path], typer.Option(help="Model cache folder.")] = None,
     offline: Annotated[bool, typer.Option(help="Never use the network.")] = False,
     recursive: Annotated[bool, typer.Option("-r", "--recursive", help="Descend into folders.")] = False,
-    overwrite: Annotated[bool, typer.Option(help="Redo tracks whose stems exist.")] = False,
+    skip_existing: Annotated[bool, typer.Option(
+        "--skip-existing/--overwrite",
+        help="Skip tracks whose stems are all written (resumes a stopped batch); "
+             "--overwrite redoes them.")] = True,
+    jobs: Annotated[int, typer.Option(
+        "-j", "--jobs",
+        help="I/O threads: decode the next tracks and encode stems while the model runs "
+             "(0: all in one thread).")] = 1,
+    report: Annotated[bool, typer.Option(
+        help="Write report.html beside each track's stems (and index.html for a batch).")] = False,
+    reference: Annotated[Optional[Path], typer.Option(
+        help="Reference stems for SDR in the report: <stem>.<ext> or <track>/<stem>.<ext>.")] = None,
     executor: Annotated[str, typer.Option(help="local, or ray (a Ray cluster).")] = "local",
     ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster address.")] = None,
     ray_workers: Annotated[int, typer.Option(help="Ray workers (one model each).")] = 2,
@@ -131,10 +154,13 @@ def separate(
             batch_size=batch_size, segment=segment, overlap=overlap, shifts=shifts, seed=seed,
             tta=tta, threads=threads, ensemble=ensemble,
             weights=_parse_weights(weights, models), model_dir=model_dir,
-            offline=offline or None, recursive=recursive, overwrite=overwrite,
+            offline=offline or None, recursive=recursive, skip_existing=skip_existing,
+            jobs=jobs, report=report or reference is not None, reference=reference,
             executor=executor, ray_address=ray_address, ray_workers=ray_workers,
         )
+        started = time.perf_counter()
         results = _run(inputs, options, silent=quiet or json_output)
+        elapsed = time.perf_counter() - started
     except KeyboardInterrupt:
         err_console.print("[bold red]interrupted[/]: partial files removed; rerun to finish")
         raise typer.Exit(130) from None
@@ -149,18 +175,17 @@ def separate(
         if debug:
             raise
         raise fail(f"unexpected {type(err).__name__}: {err} (rerun with --debug)", 1) from None
-    from stemsplit.cli.summary import render_summary
+    from rich.markup import escape
+
+    from stemsplit.cli.summary import render_summary, summary_dict
 
     failed = [r for r in results if r.status == "failed"]
     if json_output:
-        print_json({"tracks": [r.as_dict() for r in results],
-                    "done": sum(r.status == "done" for r in results),
-                    "skipped": sum(r.status == "skipped" for r in results),
-                    "failed": len(failed)})
+        print_json(summary_dict(results, elapsed, getattr(results, "index", None)))
     elif not quiet:
-        render_summary(results)
+        render_summary(results, elapsed, getattr(results, "index", None))
     for result in failed:
-        err_console.print(f"[bold red]error:[/] {result.error}", soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(result.error or '')}", soft_wrap=True)
     if failed:
         raise typer.Exit(1)
 

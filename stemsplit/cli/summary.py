@@ -1,13 +1,34 @@
-"""The end-of-run table: done / skipped / failed, time and real-time factor."""
+"""The end-of-run table: done / skipped / failed, time and real-time factor (or JSON)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
+from rich.markup import escape
 from rich.table import Table
 
 from stemsplit.cli.common import err_console
 
 
-def render_summary(results) -> None:
+def _totals(results, elapsed: float) -> dict[str, Any]:
+    """Counts, wall time, and the batch's real-time factor (audio separated per second)."""
+    audio = sum(r.audio_seconds for r in results if r.status == "done")
+    return {
+        **{s: sum(r.status == s for r in results) for s in ("done", "skipped", "failed")},
+        "seconds": round(elapsed, 3),
+        "audio_seconds": round(audio, 3),
+        "realtime_factor": round(audio / elapsed, 3) if audio and elapsed > 0 else None,
+    }
+
+
+def summary_dict(results, elapsed: float, index: Path | None = None) -> dict[str, Any]:
+    """What `--json` prints: the same summary as the table, one entry per track."""
+    return {"tracks": [r.as_dict() for r in results], **_totals(results, elapsed),
+            "index": str(index) if index else None}
+
+
+def render_summary(results, elapsed: float = 0.0, index: Path | None = None) -> None:
     """Print one row per track and a totals line, on stderr (stdout stays for --json)."""
     table = Table(show_edge=False, header_style="bold")
     for column in ("track", "status", "time", "speed", "output"):
@@ -16,15 +37,23 @@ def render_summary(results) -> None:
         folder = next(iter(r.stems.values())).parent if r.stems else None
         speed = f"{r.realtime_factor:.1f}x" if r.realtime_factor else ""
         style = {"done": "green", "skipped": "yellow", "failed": "red"}[r.status]
-        table.add_row(r.input.name, f"[{style}]{r.status}[/]", f"{r.seconds:.1f}s", speed,
-                      str(folder or r.error or ""))
+        time = f"{r.seconds:.1f}s" if r.status != "skipped" else ""
+        output = str(folder) if r.status != "failed" else "see below"
+        table.add_row(escape(r.input.name), f"[{style}]{r.status}[/]", time, speed, escape(output))
     err_console.print(table)
-    counts = {s: sum(r.status == s for r in results) for s in ("done", "skipped", "failed")}
     for r in results:
         for stem, clipped in r.clipped_samples.items():
             if clipped:
-                err_console.print(f"[yellow]note:[/] {r.input.name}/{stem}: {clipped} samples "
-                                  "clipped (use --clip rescale or --bit-depth float32)")
+                err_console.print(f"[yellow]note:[/] {escape(r.input.name)}/{stem}: {clipped} "
+                                  "samples clipped (use --clip rescale or --bit-depth float32)")
+    totals = _totals(results, elapsed)
+    speed = f", {totals['realtime_factor']:.1f}x real time" if totals["realtime_factor"] else ""
     err_console.print(
-        f"{counts['done']} done, {counts['skipped']} skipped, {counts['failed']} failed"
+        f"{totals['done']} done, {totals['skipped']} skipped, {totals['failed']} failed "
+        f"in {elapsed:.1f}s{speed}"
     )
+    for r in results:
+        if r.report is not None and index is None:
+            err_console.print(f"report: {escape(str(r.report))}", soft_wrap=True)
+    if index is not None:
+        err_console.print(f"index:  {escape(str(index))}", soft_wrap=True)

@@ -1,22 +1,39 @@
 """Combine the stems of several models: bags (per-member, per-stem weights, as
 demucs' BagOfModels) and ensembles across architectures (UVR-style algorithms).
 
+Ensembles match stems by what they contain, not only by name. Every model's
+stems partition the mix: its named stems (`drums`, `vocals`, ...) plus one
+catch-all (its `other`, or the residual of a one-target vocals model) holding the
+rest. An output stem is a set of those parts; a model votes for it when it can
+build exactly that set as a sum of its own stems. So a 6-stem model's
+`other + guitar + piano` votes for a 4-stem `other`, a vocals model's residual
+votes for `instrumental` (drums + bass + other of a 4-stem model) but never for a
+4-stem `other`, and a 4-stem model cannot vote for `other` once guitar is asked
+for separately.
+
 Blocks arrive aligned (same length from every model), so every algorithm works
-sample by sample and memory stays bounded by one block per model.
+block by block and memory stays bounded by one block per model (a few STFT frames
+for the spectral ones).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
+from stemsplit.engine.spectral import SPECTRAL_ALGORITHMS, SpectralCombiner
 from stemsplit.engine.streams import align
 from stemsplit.errors import UsageError
 
 WAVEFORM_ALGORITHMS = ("avg", "median", "min-mag", "max-mag")
+ALGORITHMS = WAVEFORM_ALGORITHMS + SPECTRAL_ALGORITHMS
 # 6-stem models split `other` further; a 4-stem ensemble folds them back.
 FOLDED_INTO_OTHER = ("guitar", "piano")
+CATCH_ALL = "other"
+INSTRUMENTAL = "instrumental"  # everything but vocals; written when asked for by name
+_REST = "\0rest"  # the part of the mix no model names
 
 
 def member_needed(weights: Sequence[float], sources: Sequence[str], needed: set[str]) -> bool:
@@ -42,11 +59,25 @@ def combine_blocks(blocks: Sequence[np.ndarray], matrix: np.ndarray) -> np.ndarr
     return out
 
 
+def check_algorithm(algorithm: str) -> None:
+    """UsageError for an unknown `--ensemble` value."""
+    if algorithm not in ALGORITHMS:
+        raise UsageError(
+            f"unknown ensemble algorithm {algorithm!r}: use one of {', '.join(ALGORITHMS)}"
+        )
+
+
 def combine(values: Sequence[np.ndarray], weights: Sequence[float], algorithm: str) -> np.ndarray:
-    """One stem from several models: `values` are equal-shaped blocks."""
+    """One stem from several models: `values` are equal-shaped blocks.
+
+    Weights matter to `avg` only; the others pick or rank per sample.
+    """
+    check_algorithm(algorithm)
+    if len(values) == 1:
+        return values[0]
     stack = np.stack(values)
     if algorithm == "avg":
-        w = np.asarray(weights, dtype=np.float32)
+        w = np.asarray(weights, dtype=np.float64)
         return np.tensordot(w / w.sum(), stack, axes=1).astype(np.float32)
     if algorithm == "median":
         return np.median(stack, axis=0).astype(np.float32)
@@ -54,69 +85,237 @@ def combine(values: Sequence[np.ndarray], weights: Sequence[float], algorithm: s
         pick = np.argmin if algorithm == "min-mag" else np.argmax
         index = pick(np.abs(stack), axis=0)
         return np.take_along_axis(stack, index[None], axis=0)[0]
-    raise UsageError(
-        f"unknown ensemble algorithm {algorithm!r}: use one of {', '.join(WAVEFORM_ALGORITHMS)}"
-    )
+    raise UsageError(f"{algorithm} is a spectral algorithm: use engine.spectral")
+
+
+@dataclass(frozen=True)
+class Vote:
+    """Model `model` estimates a stem as the sum of its stems `parts`, with `weight`."""
+
+    model: int
+    parts: tuple[str, ...]
+    weight: float
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How an ensemble builds each output stem.
+
+    `stems`: the output stems, in order; `votes[stem]`: who estimates it and how;
+    `streams[i]`: the stems model i's stream carries (its sources, then its residual
+    when a vote uses it); `residuals[i]`: model i's residual name or None.
+    """
+
+    stems: tuple[str, ...]
+    votes: Mapping[str, tuple[Vote, ...]]
+    streams: tuple[tuple[str, ...], ...]
+    residuals: tuple[str | None, ...]
+    algorithm: str = "avg"
+
+    @property
+    def passthrough(self) -> bool:
+        """One model whose stream is the output as is (nothing to combine)."""
+        return len(self.streams) == 1 and self.streams[0] == self.stems
+
+    def needs(self, model: int, wanted: Iterable[str]) -> set[str]:
+        """The sources of `model` that the output stems `wanted` need (empty: none)."""
+        residual = self.residuals[model]
+        sources = [s for s in self.streams[model] if s != residual]
+        need: set[str] = set()
+        for stem in wanted:
+            for vote in self.votes.get(stem, ()):
+                if vote.model == model:
+                    need.update(sources if residual in vote.parts else vote.parts)
+        return need
+
+    def uses_residual(self, model: int) -> bool:
+        return self.residuals[model] is not None and self.residuals[model] in self.streams[model]
+
+
+def _weight(weights: Mapping[str, float], stem: str) -> float:
+    value = float(weights.get(stem, weights.get("*", 1.0)))
+    if value < 0 or not np.isfinite(value):
+        raise UsageError(f"ensemble weight {value} for {stem}: weights must be >= 0")
+    return value
+
+
+def plan_ensemble(
+    models: Sequence[tuple[Sequence[str], str | None]],
+    requested: Iterable[str] = (),
+    weights: Sequence[Mapping[str, float]] | None = None,
+    algorithm: str = "avg",
+) -> Layout:
+    """Lay out an ensemble of `models` given as (sources, residual) pairs.
+
+    `requested`: stems asked for by name (`--stems`, `--two-stems`, a preset's
+    stems); they keep `guitar`/`piano` separate and make `instrumental` available.
+    `weights[i]` maps a stem (or "*") to model i's weight; zero removes a vote.
+    """
+    check_algorithm(algorithm)
+    requested = set(requested)
+    weights = list(weights) if weights else [{} for _ in models]
+    if len(weights) != len(models):
+        raise UsageError(f"{len(weights)} weight entries for {len(models)} models")
+    catch = [residual or (CATCH_ALL if CATCH_ALL in sources else None)
+             for sources, residual in models]  # fmt: skip
+    specific = [tuple(s for s in sources if s != c) for (sources, _), c in zip(models, catch)]
+    named = list(dict.fromkeys(s for group in specific for s in group))
+    with_other = [set(sources) for sources, _ in models if CATCH_ALL in sources]
+    folded = {
+        s for s in FOLDED_INTO_OTHER
+        if s in named and s not in requested and not all(s in group for group in with_other)
+    }  # fmt: skip
+    kept = [s for s in named if s not in folded]
+    universe = set(named) | {_REST}
+    residual_names = {r for _, r in models}
+    catch_name = CATCH_ALL
+    if len(residual_names) == 1 and None not in residual_names:
+        catch_name = next(iter(residual_names))  # e.g. every model calls it `instrumental`
+    targets: dict[str, set[str]] = {s: {s} for s in kept}
+    if catch_name not in targets:
+        targets[catch_name] = universe - set(kept)
+    if INSTRUMENTAL in requested and "vocals" in kept and INSTRUMENTAL not in targets:
+        targets[INSTRUMENTAL] = universe - {"vocals"}
+
+    votes: dict[str, tuple[Vote, ...]] = {}
+    for stem, atoms in targets.items():
+        found = []
+        for index, (own, rest_name) in enumerate(zip(specific, catch)):
+            parts = _parts(atoms, own, rest_name, universe)
+            weight = _weight(weights[index], stem)
+            if parts and weight > 0:
+                found.append(Vote(index, parts, weight))
+        if found:
+            votes[stem] = tuple(found)
+    order = []  # the richest model's stem order first (4-stem, not vocals-first)
+    richest = sorted(range(len(models)), key=lambda i: -len(models[i][0]))
+    for (sources, _), rest_name in ((models[i], catch[i]) for i in richest):
+        for source in (*sources, *([rest_name] if rest_name not in sources else [])):
+            stem = catch_name if source == rest_name else source
+            if stem in votes and stem not in order:
+                order.append(stem)
+    order += [s for s in votes if s not in order]
+    streams = []
+    for index, (sources, residual) in enumerate(models):
+        used = residual is not None and any(
+            residual in v.parts for vs in votes.values() for v in vs if v.model == index
+        )
+        streams.append(tuple(sources) + ((residual,) if used else ()))
+    return Layout(tuple(order), votes, tuple(streams), tuple(r for _, r in models), algorithm)
+
+
+def _parts(
+    atoms: set[str], own: Sequence[str], rest_name: str | None, universe: set[str]
+) -> tuple[str, ...]:
+    """The model's stems summing to exactly `atoms`, or () when it cannot."""
+    parts = [s for s in own if s in atoms]
+    missing = atoms - set(parts)
+    if not missing:
+        return tuple(parts)
+    if rest_name is not None and missing == universe - set(own):
+        return (*parts, rest_name)
+    return ()
+
+
+def single_layout(sources: Sequence[str]) -> Layout:
+    """The layout of one model used alone: its stream is the output."""
+    stems = tuple(sources)
+    votes = {s: (Vote(0, (s,), 1.0),) for s in stems}
+    return Layout(stems, votes, (stems,), (None,))
+
+
+def ensemble_layout(
+    bundles: Sequence,
+    stems: Sequence[str],
+    algorithm: str | None = "avg",
+    weights: Sequence[Mapping[str, float]] | None = None,
+) -> Layout:
+    """The layout for loaded models (`.sources`, `.residual`) whose plan outputs `stems`."""
+    if len(bundles) == 1:
+        return single_layout(bundles[0].sources)
+    models = [(tuple(b.sources), b.residual) for b in bundles]
+    layout = plan_ensemble(models, stems, weights, algorithm or "avg")
+    if layout.stems != tuple(stems):
+        raise ValueError(f"ensemble gives {layout.stems}, the plan expects {tuple(stems)}")
+    return layout
+
+
+def append_residual(blocks: Iterable[np.ndarray], source) -> Iterator[np.ndarray]:
+    """[stems, C, n] blocks -> [stems + 1, C, n]: the mixture (read from `source`,
+    a TrackSource at the blocks' rate) minus the stems, as a last stem."""
+    position = 0
+    for block in blocks:
+        count = block.shape[-1]
+        mixture = source.read(position, position + count)
+        position += count
+        yield np.concatenate([block, (mixture - block.sum(axis=0))[None]], axis=0)
 
 
 def ensemble_stems(
     streams: Sequence[Iterable[np.ndarray]],
-    bundles: Sequence,
-    stems: Sequence[str],
-    algorithm: str = "avg",
-    model_weights: Sequence[dict[str, float]] | None = None,
+    layout: Layout,
+    needed: Iterable[str] | None = None,
 ) -> Iterator[np.ndarray]:
-    """Yield [len(stems), channels, n] blocks combining each model's stems by name.
+    """Yield [len(layout.stems), channels, n] blocks combining the models' streams.
 
-    `model_weights[i]` maps a stem (or "*") to model i's weight. A model without a
-    stem does not vote for it; `guitar`/`piano` fold into `other` when `other` is
-    requested but they are not.
+    `streams[i]` carries `layout.streams[i]`; stems outside `needed` come out as
+    zeros (nobody will write them, so no work is spent on them).
     """
-    if len(streams) == 1 and tuple(bundles[0].sources) == tuple(stems):
+    if layout.passthrough:
         yield from streams[0]
         return
-    from stemsplit.engine.spectral import SPECTRAL_ALGORITHMS, SpectralCombiner
-
-    if algorithm not in WAVEFORM_ALGORITHMS + SPECTRAL_ALGORITHMS:
-        raise UsageError(
-            f"unknown ensemble algorithm {algorithm!r}: use one of "
-            f"{', '.join(WAVEFORM_ALGORITHMS + SPECTRAL_ALGORITHMS)}"
-        )
-    weights = model_weights or [{} for _ in bundles]
-    voters_of = {
-        stem: [i for i, b in enumerate(bundles) if stem in b.sources or
-               (stem == "other" and set(FOLDED_INTO_OTHER) & set(b.sources))]
-        for stem in stems
-    }
-    vote_weights = {
-        stem: [weights[i].get(stem, weights[i].get("*", 1.0)) for i in voters_of[stem]]
-        for stem in stems
-    }
-    spectral = algorithm in SPECTRAL_ALGORITHMS
-    combiners = {s: SpectralCombiner(algorithm, vote_weights[s]) for s in stems} if spectral else {}
-    for blocks in align(list(streams)):
-        named = [_by_name(b.sources, block, stems) for b, block in zip(bundles, blocks)]
-        out = []
-        for stem in stems:
-            values = [named[i][stem] for i in voters_of[stem]]
-            if not values:
-                values = [np.zeros_like(blocks[0][0])]
+    stems = layout.stems
+    compute = [s for s in stems if needed is None or s in set(needed)]
+    spectral = layout.algorithm in SPECTRAL_ALGORITHMS
+    combiners = {
+        s: SpectralCombiner(layout.algorithm, [v.weight for v in layout.votes[s]])
+        for s in compute
+    } if spectral else {}  # fmt: skip
+    shape = None
+    for blocks in _slices(align(list(streams))):
+        named = [dict(zip(names, block)) for names, block in zip(layout.streams, blocks)]
+        shape = blocks[0].shape[1:]
+        results = {}
+        for stem in compute:
+            values = [_sum(named[v.model], v.parts) for v in layout.votes[stem]]
             if spectral:
-                out.append(combiners[stem].push(np.stack(values)))
+                results[stem] = combiners[stem].push(np.stack(values))
             else:
-                out.append(combine(values, vote_weights[stem] or [1.0], algorithm))
-        if out[0].shape[-1]:
-            yield np.stack(out)
-    if spectral:
-        tails = [combiners[s].finish() for s in stems]
-        if tails[0].ndim > 1 and tails[0].shape[-1]:
-            yield np.stack(tails)
+                results[stem] = combine(values, [v.weight for v in layout.votes[stem]],
+                                        layout.algorithm)  # fmt: skip
+        block = _assemble(stems, results, shape)
+        if block.shape[-1]:
+            yield block
+    if spectral and shape is not None:
+        block = _assemble(stems, {s: combiners[s].finish() for s in compute}, shape)
+        if block.shape[-1]:
+            yield block
 
 
-def _by_name(sources: Sequence[str], block: np.ndarray, wanted: Sequence[str]) -> dict:
-    named = dict(zip(sources, block))
-    if "other" in wanted and "other" in named:
-        extra = [s for s in FOLDED_INTO_OTHER if s in named and s not in wanted]
-        if extra:
-            named["other"] = named["other"] + sum(named[s] for s in extra)
-    return named
+# Models release up to a batch of segments at once (tens of seconds); combining in
+# slices keeps the temporaries (stacks, float64 sums, STFT frames) a few MiB.
+SLICE_SAMPLES = 1 << 16
+
+
+def _slices(aligned: Iterable[list[np.ndarray]]) -> Iterator[list[np.ndarray]]:
+    for blocks in aligned:
+        length = blocks[0].shape[-1]
+        for start in range(0, length, SLICE_SAMPLES):
+            yield [b[..., start : start + SLICE_SAMPLES] for b in blocks]
+
+
+def _sum(named: Mapping[str, np.ndarray], parts: Sequence[str]) -> np.ndarray:
+    total = named[parts[0]]
+    for part in parts[1:]:
+        total = total + named[part]
+    return total
+
+
+def _assemble(stems: Sequence[str], results: Mapping[str, np.ndarray], shape) -> np.ndarray:
+    """Stack the computed stems, zeros for the others, as [stems, channels, n]."""
+    count = next((r.shape[-1] for r in results.values()), 0)
+    out = np.zeros((len(stems), shape[0], count), dtype=np.float32)
+    for index, stem in enumerate(stems):
+        if stem in results:
+            out[index] = results[stem]
+    return out

@@ -112,6 +112,43 @@ class TrackJob:
     settings: EngineSettings
     output_rate: int | str = "input"  # "input", "model" or an int
     writer_options: dict = field(default_factory=dict)
+    prepared: PreparedInput | None = None  # decoded ahead of time (batch prefetch)
+    writer_factory: Callable | None = None  # StemWriter's signature; StemWriter if None
+
+
+@dataclass
+class PreparedInput:
+    """An input decoded into one spool file per model rate; `close()` deletes them."""
+
+    info: object  # audio.reader.AudioInfo
+    sources: dict[int, SpoolSource]
+    decoded_frames: int  # frames at the input's own rate: its true length
+
+    def close(self) -> None:
+        for source in self.sources.values():
+            source.close()
+
+
+def prepare_input(path: Path, rates: Sequence[int], spool_dir: Path) -> PreparedInput:
+    """Decode `path` once per rate into spool files (a batch runs this ahead, in threads)."""
+    from stemsplit.audio.reader import probe, read_blocks
+
+    info = probe(path)
+    sources: dict[int, SpoolSource] = {}
+    decoded: list[int] = []
+    try:
+        for rate in sorted(set(rates)):
+            blocks = read_blocks(path, samplerate=rate, on_decoded=decoded.append)
+            sources[rate] = SpoolSource(blocks, rate, spool_dir)
+        if not decoded[0]:
+            from stemsplit.errors import UndecodableAudio
+
+            raise UndecodableAudio(f"{path} holds no samples (0 frames); nothing to separate")
+    except BaseException:
+        for source in sources.values():
+            source.close()
+        raise
+    return PreparedInput(info, sources, decoded[0])
 
 
 @dataclass
@@ -192,39 +229,43 @@ def run_track(
     on_progress: Callable[[float], None] | None = None,
 ) -> TrackOutcome:
     """Separate one track and write its stems; returns paths and clip counts."""
-    from stemsplit.audio.reader import probe, read_blocks
+    from stemsplit.audio.reader import read_blocks
     from stemsplit.audio.writer import StemWriter
-    from stemsplit.engine.ensemble import ensemble_stems
+    from stemsplit.engine.ensemble import append_residual, ensemble_layout, ensemble_stems
 
-    info = probe(job.input)
     rates = sorted({b.samplerate for b in bundles})
-    if job.output_rate == "input":
-        out_rate = info.samplerate
-    elif job.output_rate == "model":
-        out_rate = bundles[0].samplerate
-    else:
-        out_rate = int(job.output_rate)
-    sources: dict[int, SpoolSource] = {}
+    prepared = job.prepared
     writers: dict[str, StemWriter] = {}
     runners = runners or {}
+    new_writer = job.writer_factory or StemWriter
     try:
-        for rate in rates:
-            sources[rate] = SpoolSource(read_blocks(job.input, samplerate=rate), rate, job.spool_dir)
+        if prepared is None:
+            prepared = prepare_input(job.input, rates, job.spool_dir)
+        info, sources = prepared.info, prepared.sources
+        if job.output_rate == "input":
+            out_rate = info.samplerate
+        elif job.output_rate == "model":
+            out_rate = bundles[0].samplerate
+        else:
+            out_rate = int(job.output_rate)
         reference = sources[rates[0]]
-        out_length = round(reference.length * out_rate / reference.samplerate)
-        if job.output_rate == "input" and info.frames:
-            out_length = info.frames
+        # The input's length is what its decoder gives, not `info.frames`: for PyAV inputs
+        # (m4a, mp4) that is the container's estimate, often off by an AAC frame or more.
+        out_length = round(prepared.decoded_frames * out_rate / info.samplerate)
         total_chunks = _progress_counter(on_progress, len(bundles))
 
+        layout = ensemble_layout(bundles, plan.model_stems, ensemble, model_weights)
         streams = []
-        for bundle in bundles:
+        for index, bundle in enumerate(bundles):
             source = sources[bundle.samplerate]
-            needed = {s for s in plan.needed if s in bundle.sources} or set(bundle.sources)
+            needed = layout.needs(index, plan.needed) or set(bundle.sources)
             blocks = bundle_stream(bundle, source, needed, job.settings, runners, total_chunks)
-            resample = _StemResampler(bundle.samplerate, out_rate, len(bundle.sources),
+            if layout.uses_residual(index):  # a vocals model's instrumental votes too
+                blocks = append_residual(blocks, source)
+            resample = _StemResampler(bundle.samplerate, out_rate, len(layout.streams[index]),
                                       source.channels)
             streams.append(fit_length(resample(blocks), out_length))
-        merged = ensemble_stems(streams, bundles, plan.model_stems, ensemble, model_weights)
+        merged = ensemble_stems(streams, layout, plan.needed)
         if plan.needs_mixture:
             native = out_rate == info.samplerate
             mixture = fit_length(
@@ -234,7 +275,7 @@ def run_track(
         else:
             paired = ([block, None] for block in merged)
         for stem in plan.written:
-            writers[stem] = StemWriter(
+            writers[stem] = new_writer(
                 job.outputs[stem], out_rate, reference.channels, **job.writer_options
             )
         for stems_block, mix_block in paired:
@@ -253,8 +294,8 @@ def run_track(
             writer.abort()
         raise
     finally:
-        for source in sources.values():
-            source.close()
+        if prepared is not None:
+            prepared.close()
 
 
 def _stem_block(stem: str, by_name: dict, mixture, plan: StemPlan) -> np.ndarray:

@@ -3,7 +3,10 @@
 Built-in cards live in `weights/*.toml` (shipped as the package data
 `stemsplit.weights`); `STEMSPLIT_ZOO=FILE.toml` adds cards or overrides built-in ones
 by name. One top-level table per model; see `weights/demucs.toml` for the layout.
-Names are matched case-insensitively with `-` and `_` treated alike.
+A table with `models` instead of `architecture` is a preset: a named ensemble of
+cards with its weights and algorithm (`weights/presets.toml`); `expand_models` turns
+preset names into their models. Names are matched case-insensitively with `-` and
+`_` treated alike.
 """
 
 from __future__ import annotations
@@ -12,11 +15,12 @@ import dataclasses
 import difflib
 import os
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stemsplit.errors import ModelError, UnknownModel
+from stemsplit.errors import ModelError, UnknownModel, UsageError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -179,27 +183,39 @@ def parse_card(name: str, table: dict[str, Any], origin: str) -> ModelCard:
     return card
 
 
-def read_cards(path: Path) -> list[ModelCard]:
-    """All cards of one TOML file."""
+def _is_preset(table: Any) -> bool:
+    return isinstance(table, dict) and "models" in table and "architecture" not in table
+
+
+def _read_tables(path: Path) -> dict[str, Any]:
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
         raise ModelError(f"cannot read model cards {path}: {err}") from err
-    return [parse_card(name, table, str(path)) for name, table in data.items()]
 
 
-def _load_all() -> dict[str, ModelCard]:
-    cards: dict[str, ModelCard] = {}
-    order = {"demucs": 0, "roformer": 1, "conv_tasnet": 2}
+def read_cards(path: Path) -> list[ModelCard]:
+    """All model cards of one TOML file (presets are read by `read_presets`)."""
+    data = _read_tables(path)
+    return [parse_card(n, t, str(path)) for n, t in data.items() if not _is_preset(t)]
+
+
+def _zoo_paths() -> list[Path]:
+    """Built-in card files in listing order, then STEMSPLIT_ZOO's."""
+    order = {"demucs": 0, "roformer": 1, "conv_tasnet": 2, "presets": 8}
     paths = sorted(weights_dir().glob("*.toml"), key=lambda p: (order.get(p.stem, 9), p.name))
-    for path in paths:
-        for card in read_cards(path):
-            cards[normalize(card.name)] = card
     extra = os.environ.get(ZOO_ENV)
     if extra:
         path = Path(extra).expanduser()
         if not path.is_file():
             raise ModelError(f"{ZOO_ENV}={extra} is not a file: point it at a TOML of model cards")
+        paths.append(path)
+    return paths
+
+
+def _load_all() -> dict[str, ModelCard]:
+    cards: dict[str, ModelCard] = {}
+    for path in _zoo_paths():
         for card in read_cards(path):
             cards[normalize(card.name)] = card
     return cards
@@ -219,8 +235,15 @@ def get_card(name: str) -> ModelCard:
     for card in cards.values():
         if key in {normalize(alias) for alias in card.aliases}:
             return card
+    preset = get_preset(name)
+    if preset is not None:
+        raise UnknownModel(
+            f"{name!r} is a preset (an ensemble of {', '.join(preset.models)}), not one model: "
+            "give it to `-m` / `separate(model=...)`, which expand it"
+        )
     known = [card.name for card in cards.values()]
     known += [alias for card in cards.values() for alias in card.aliases]
+    known += [preset.name for preset in list_presets()]
     close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
     hint = f"did you mean {', '.join(close)}? " if close else ""
     raise UnknownModel(f"unknown model {name!r}: {hint}`stemsplit models` lists them")
@@ -242,3 +265,169 @@ def load_card_config(card: ModelCard, downloaded: dict[str, Path] | None = None)
     if not path.is_file():
         raise ModelError(f"config {card.config!r} of model {card.name!r} not found at {path}")
     return load_yaml(path)
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named ensemble of zoo models: what `-m NAME` expands to.
+
+    `weights[i]` maps a stem (or "*") to `models[i]`'s weight; `stems` are written
+    when the user asks for none; `why` says in one line why it is built so.
+    """
+
+    name: str
+    models: tuple[str, ...]
+    weights: tuple[dict[str, float], ...]
+    ensemble: str = "avg"
+    stems: tuple[str, ...] = ()
+    description: str = ""
+    why: str = ""
+    aliases: tuple[str, ...] = ()
+    origin: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain JSON-able data, marked as a preset."""
+        data = dataclasses.asdict(self)
+        data["kind"] = "preset"
+        data["weights"] = {m: dict(w) for m, w in zip(self.models, self.weights)}
+        return data
+
+
+def _weight_table(value: Any, where: str) -> dict[str, float]:
+    """A weight as given: a number (every stem) or a table of stem -> number."""
+    table = value if isinstance(value, Mapping) else {"*": value}
+    try:
+        weights = {str(stem): float(number) for stem, number in table.items()}
+    except (TypeError, ValueError) as err:
+        raise ModelError(f"{where}: weights are numbers or tables of stem = number") from err
+    if any(not w >= 0 for w in weights.values()):
+        raise ModelError(f"{where}: weights must be >= 0")
+    return weights
+
+
+def parse_preset(name: str, table: dict[str, Any], origin: str) -> Preset:
+    """Build and check one preset from its TOML table."""
+    where = f"preset {name!r} in {origin}"
+    models = table.get("models")
+    if not isinstance(models, list) or not models or not all(isinstance(m, str) for m in models):
+        raise ModelError(f"{where}: `models` must be a list of model names")
+    given = table.get("weights", {})
+    if not isinstance(given, Mapping) or set(given) - set(models):
+        raise ModelError(f"{where}: `weights` is a table keyed by names from `models`")
+    return Preset(
+        name=name,
+        models=tuple(models),
+        weights=tuple(_weight_table(given.get(m, 1.0), where) for m in models),
+        ensemble=str(table.get("ensemble", "avg")),
+        stems=tuple(str(s) for s in table.get("stems", ())),
+        description=str(table.get("description", "")),
+        why=str(table.get("why", "")),
+        aliases=tuple(str(a) for a in table.get("aliases", ())),
+        origin=origin,
+    )
+
+
+def read_presets(path: Path) -> list[Preset]:
+    """All presets of one TOML file."""
+    data = _read_tables(path)
+    return [parse_preset(n, t, str(path)) for n, t in data.items() if _is_preset(t)]
+
+
+def list_presets() -> list[Preset]:
+    """Every preset, built-in and from STEMSPLIT_ZOO (which may override by name)."""
+    presets: dict[str, Preset] = {}
+    for path in _zoo_paths():
+        for preset in read_presets(path):
+            presets[normalize(preset.name)] = preset
+    return list(presets.values())
+
+
+def get_preset(name: str) -> Preset | None:
+    """The preset named (or aliased) `name`, or None."""
+    key = normalize(name)
+    for preset in list_presets():
+        if key in {normalize(n) for n in (preset.name, *preset.aliases)}:
+            return preset
+    return None
+
+
+@dataclass(frozen=True)
+class Expansion:
+    """A model request with presets replaced by their models.
+
+    `names` holds model names (or ready bundles, passed through); `weights[i]` is
+    model i's stem -> weight table; `ensemble` the algorithm; `stems` the stems a
+    lone preset writes by default; `label` names the output folder.
+    """
+
+    names: list[Any]
+    weights: list[dict[str, float]]
+    ensemble: str
+    stems: tuple[str, ...]
+    label: str
+
+
+def expand_models(
+    names: Sequence[Any],
+    weights: Sequence[Any] | Mapping[str, Any] | None = None,
+    ensemble: str | None = None,
+) -> Expansion:
+    """Expand presets in `names` into their models, weights and algorithm.
+
+    `weights` is one entry per name (a number or a stem -> number table), or a table
+    keyed by model name. A weight given for a preset scales its members' weights; one
+    given for a member by name replaces that member's preset weights for those stems.
+    An explicit `ensemble` wins over the presets' algorithm.
+    """
+    names = list(names)
+    label = "+".join(n if isinstance(n, str) else str(getattr(n, "name", n)) for n in names)
+    presets = [get_preset(n) if isinstance(n, str) else None for n in names]
+    keyed: dict[str, dict[str, float]] = {}
+    if weights is None:
+        aligned: list[dict[str, float]] = [{} for _ in names]
+    elif isinstance(weights, Mapping):
+        aligned = [{} for _ in names]
+        keyed = {normalize(k): _weight_table(v, f"weights for {k}") for k, v in weights.items()}
+    else:
+        if len(weights) != len(names):
+            raise UsageError(f"{len(weights)} weights for {len(names)} models: give one per model")
+        aligned = [_weight_table(w, "weights") for w in weights]
+    known = {normalize(n) for n in names if isinstance(n, str)}
+    known |= {normalize(m) for p in presets if p is not None for m in p.models}
+    unknown = [k for k in keyed if k not in known]
+    if unknown:
+        raise UsageError(f"weights for {', '.join(unknown)}: not one of the models given")
+
+    out_names: list[Any] = []
+    out_weights: list[dict[str, float]] = []
+    for name, preset, given in zip(names, presets, aligned):
+        if preset is None:
+            key = normalize(name) if isinstance(name, str) else None
+            out_names.append(name)
+            out_weights.append({**given, **keyed.get(key or "", {})})
+            continue
+        scale = {**given, **keyed.get(normalize(name), {})}
+        for model, own in zip(preset.models, preset.weights):
+            out_names.append(model)
+            out_weights.append({**_scaled(own, scale), **keyed.get(normalize(model), {})})
+    algorithms = {p.ensemble for p in presets if p is not None}
+    if ensemble is None and len(algorithms) > 1:
+        raise UsageError(
+            f"the presets use different algorithms ({', '.join(sorted(algorithms))}): "
+            "choose one with --ensemble"
+        )
+    chosen = ensemble or (algorithms.pop() if algorithms else "avg")
+    lone = presets[0] if len(names) == 1 else None
+    return Expansion(out_names, out_weights, chosen, lone.stems if lone else (), label)
+
+
+def _scaled(own: Mapping[str, float], scale: Mapping[str, float]) -> dict[str, float]:
+    """Member weights times a preset-wide scale, stem by stem."""
+    if not scale:
+        return dict(own)
+    keys = set(own) | set(scale) | {"*"}
+
+    def at(table: Mapping[str, float], stem: str) -> float:
+        return table.get(stem, table.get("*", 1.0))
+
+    return {k: at(own, k) * at(scale, k) for k in keys}

@@ -17,8 +17,11 @@ UnsafeCheckpoint before anything runs; truncated or corrupt files raise ModelErr
 
 from __future__ import annotations
 
+import io
 import json
 import re
+import struct
+import warnings
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -72,9 +75,11 @@ def read_torch_file(path: str | Path) -> Any:
 
     path = Path(path)
     if not path.is_file():
-        raise ModelError(f"checkpoint {path} does not exist")
+        what = "is a folder, not a file" if path.is_dir() else "does not exist"
+        raise ModelError(f"checkpoint {path} {what}")
     try:
-        with torch.serialization.safe_globals([*_STUBS, Fraction]):
+        with torch.serialization.safe_globals([*_STUBS, Fraction]), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. "Detected pickle protocol 4": noise here
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         found = re.search(r"GLOBAL (\S+)", str(err))
@@ -85,14 +90,20 @@ def read_torch_file(path: str | Path) -> Any:
                 f"{path}: refused, the file asks to load {what}, which is not plain data; "
                 "use a checkpoint from a trusted upstream source"
             ) from err
-        raise ModelError(f"{path}: not a readable checkpoint ({_first_line(err)})") from err
-    except (RuntimeError, EOFError, ValueError, OSError, KeyError, AttributeError) as err:
+        raise ModelError(
+            f"{path}: not a checkpoint this program can read ({_unpickler_reason(err)}); "
+            "expected a PyTorch .th/.ckpt/.pt or .safetensors file"
+        ) from err
+    except (RuntimeError, EOFError, ValueError, OSError, KeyError, AttributeError,
+            IndexError, TypeError, MemoryError, OverflowError, struct.error,
+            AssertionError) as err:  # torch's legacy reader asserts on missing storages
         raise ModelError(
             f"{path}: truncated or corrupt checkpoint ({_first_line(err)}); delete it and "
             "download it again"
         ) from err
 
 
+_SCAN_BYTES = 1 << 22  # globals sit near a pickle's start; never scan more than 4 MiB
 _PLAIN_MODULES = ("torch", "collections", "fractions", "demucs", "numpy", "_codecs")
 
 
@@ -110,19 +121,30 @@ def _foreign_global(path: Path) -> str | None:
     strings: list[str] = []
     try:
         with open(path, "rb") as stream:
-            for opcode, arg, _ in pickletools.genops(stream):
-                if isinstance(arg, str) and "UNICODE" in opcode.name:
-                    strings.append(arg)
-                name = None
-                if opcode.name == "GLOBAL" and isinstance(arg, str):
-                    name = arg.replace(" ", ".")
-                elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
-                    name = f"{strings[-2]}.{strings[-1]}"
-                if name and not name.split(".")[0] in _PLAIN_MODULES:
-                    return name
-    except (ValueError, EOFError, OSError):
+            # From memory: genops reads a length first, and a damaged 8-byte length
+            # makes a file read try to allocate it (found by fuzzing: MemoryError).
+            head = io.BytesIO(stream.read(_SCAN_BYTES))
+        for opcode, arg, _ in pickletools.genops(head):
+            if isinstance(arg, str) and "UNICODE" in opcode.name:
+                strings.append(arg)
+            name = None
+            if opcode.name == "GLOBAL" and isinstance(arg, str):
+                name = arg.replace(" ", ".")
+            elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
+                name = f"{strings[-2]}.{strings[-1]}"
+            if name and not name.split(".")[0] in _PLAIN_MODULES:
+                return name
+    except Exception:  # noqa: BLE001 - best effort: only improves an error message
         return None
     return None
+
+
+def _unpickler_reason(err: BaseException) -> str:
+    """The reason inside torch's weights_only refusal, without its advice to disable it."""
+    text = str(err)
+    found = re.search(r"WeightsUnpickler error:\s*(.*?)\s*(?:Check the documentation|$)", text, re.S)
+    reason = " ".join(found.group(1).split()) if found else ""
+    return reason[:200] or _first_line(err)
 
 
 def _first_line(err: BaseException) -> str:

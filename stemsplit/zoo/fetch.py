@@ -7,7 +7,9 @@ published), then renamed into place atomically. A lock file keeps two processes
 from downloading the same file; the second one waits and finds it cached.
 
 Environment: `STEMSPLIT_MODEL_DIR` (cache folder), `STEMSPLIT_OFFLINE=1` (never touch
-the network), `STEMSPLIT_MIRROR=BASE_URL` (fetch every file as BASE_URL/<file name>).
+the network), `STEMSPLIT_MIRROR=BASE_URL` (fetch every file as BASE_URL/<file name>),
+`STEMSPLIT_TIMEOUT=SECONDS` (give up on a silent server after this long; default 10 s
+to connect, 60 s between bytes).
 The library stays quiet: progress goes to an optional callback the CLI renders.
 """
 
@@ -32,6 +34,7 @@ log = logging.getLogger(__name__)
 MODEL_DIR_ENV = "STEMSPLIT_MODEL_DIR"
 OFFLINE_ENV = "STEMSPLIT_OFFLINE"
 MIRROR_ENV = "STEMSPLIT_MIRROR"
+TIMEOUT_ENV = "STEMSPLIT_TIMEOUT"
 HASHES_FILE = "hashes.json"
 CHUNK_BYTES = 1 << 16  # small reads: a cut connection loses at most this much
 DEFAULT_TIMEOUT = (10.0, 60.0)  # (connect, read) seconds
@@ -75,6 +78,22 @@ def is_offline(offline: bool | None = None) -> bool:
     if offline is not None:
         return offline
     return os.environ.get(OFFLINE_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def network_timeout() -> tuple[float, float]:
+    """(connect, read) seconds: `STEMSPLIT_TIMEOUT` for both when set, else the default."""
+    value = os.environ.get(TIMEOUT_ENV, "").strip()
+    if not value:
+        return DEFAULT_TIMEOUT
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0:
+        from stemsplit.errors import UsageError
+
+        raise UsageError(f"{TIMEOUT_ENV}={value!r}: give a positive number of seconds")
+    return (seconds, seconds)
 
 
 def file_urls(spec: FileSpec) -> list[str]:
@@ -251,11 +270,14 @@ def ensure_file(
     model_dir: str | Path | None = None,
     progress: ProgressCallback | None = None,
     retries: int = 3,
-    timeout: Any = DEFAULT_TIMEOUT,
+    timeout: Any = None,
     backoff: float = 0.5,
     model_name: str = "",
 ) -> Path:
-    """The cached path of `spec`, downloading and verifying it first if needed."""
+    """The cached path of `spec`, downloading and verifying it first if needed.
+
+    `timeout` is requests' (connect, read) seconds; None: `STEMSPLIT_TIMEOUT` or the default.
+    """
     cache = cache_dir(model_dir)
     dest = cache / spec.name
     if is_cached(spec, cache):
@@ -275,7 +297,8 @@ def ensure_file(
         if is_cached(spec, cache):  # another process finished it while we waited
             return dest
         part = cache / f"{spec.name}.part"
-        url = _download(spec, part, urls, progress, retries, timeout, backoff)
+        url = _download(spec, part, urls, progress, retries, timeout or network_timeout(),
+                        backoff)
         digest = sha256_of(part)
         size = part.stat().st_size
         recorded = recorded_hashes(cache)

@@ -219,8 +219,9 @@ def _read_demucs_file(path: Path) -> checkpoints.DemucsPackage:
 def _load_single(
     state: dict[str, torch.Tensor], config: Any, card: ModelCard | None, path: str
 ) -> nn.Module:
-    """An MSST or Conv-TasNet network from a state_dict (and its config for MSST)."""
-    if config is not None:
+    """An MSST or Conv-TasNet network from a state_dict and its config (MSST yaml, or
+    the args.json of a Demucs v2 Conv-TasNet; without one its shapes are inferred)."""
+    if config is not None and not checkpoints.is_conv_tasnet_state(state):
         architecture = checkpoints.msst_architecture(config, str(path))
         if card is not None and card.architecture != architecture:
             raise ModelError(
@@ -239,6 +240,13 @@ def _load_single(
         options: dict[str, Any] = {}
         if card is not None:
             options = {"sources": list(card.sources), "samplerate": card.samplerate}
+        if isinstance(config, dict) and "model" in config and "audio" in config:
+            raise ModelError(
+                f"{path} is a Conv-TasNet state_dict but its config is an MSST yaml; "
+                "pass the config published with this checkpoint, or none"
+            )
+        if isinstance(config, dict):  # demucs v2's constructor arguments (its args.json)
+            return _load_state(build({**config, **options}), state, str(path))
         return _load_state(build(infer(state, **options)), state, str(path))
     raise ModelError(
         f"{path}: cannot tell the architecture from a bare state_dict; pass its MSST yaml "
@@ -306,6 +314,10 @@ def _load_checkpoint(checkpoint: Path, config: Path | None, stems: list[str] | N
     )
 
 
+def _missing(path: Path) -> str:
+    return "is a folder, not a file" if path.is_dir() else "does not exist; check the path"
+
+
 def load_bundle(
     name: str | None = None,
     checkpoint: str | Path | None = None,
@@ -328,10 +340,10 @@ def load_bundle(
     if checkpoint is not None:
         path = Path(checkpoint).expanduser()
         if not path.is_file():
-            raise ModelError(f"checkpoint {path} does not exist")
+            raise ModelError(f"checkpoint {path} {_missing(path)}")
         config_path = Path(config).expanduser() if config is not None else None
         if config_path is not None and not config_path.is_file():
-            raise ModelError(f"config {config_path} does not exist")
+            raise ModelError(f"config {config_path} {_missing(config_path)}")
         return _load_checkpoint(path, config_path, stems)
     card = catalog.get_card(str(name))
     return _load_card(card, stems, offline=offline, model_dir=model_dir, progress=progress)

@@ -35,9 +35,19 @@ def load_yaml_text(text: str, source: str = "<string>") -> Any:
             raise UnsafeCheckpoint(
                 f"{source}: refuses a YAML tag that would build Python objects ({err.problem})"
             ) from err
-        raise ModelError(f"{source}: invalid YAML config: {err}") from err
+        raise ModelError(f"{source}: invalid YAML config: {_one_line(err)}") from err
     except yaml.YAMLError as err:
-        raise ModelError(f"{source}: invalid YAML config: {err}") from err
+        raise ModelError(f"{source}: invalid YAML config: {_one_line(err)}; fix the file or "
+                         "use the config published with the checkpoint") from err
+
+
+def _one_line(err: yaml.YAMLError) -> str:
+    """PyYAML's messages span lines and quote the source; keep the problem and its place."""
+    problem = getattr(err, "problem", None)
+    mark = getattr(err, "problem_mark", None)
+    if problem and mark is not None:
+        return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
+    return " ".join(str(problem or err).split())[:200]
 
 
 def load_yaml(path: str | Path) -> Any:
@@ -46,5 +56,6 @@ def load_yaml(path: str | Path) -> Any:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
-        raise ModelError(f"cannot read config {path}: {err}") from err
+        reason = getattr(err, "strerror", None) or " ".join(str(err).split())[:200]
+        raise ModelError(f"cannot read config {path}: {reason}") from err
     return load_yaml_text(text, str(path))

@@ -203,6 +203,9 @@ class HybridUNet(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None, _Skips]:
         """Run both encoders; the time branch merges into the freq one at its empty layer."""
         skips = _Skips()
+        # The frequency branch runs channels-last: oneDNN's native layout (no reorder
+        # around each conv) and DConv's token layout (see `_dconv_over_freqs`).
+        x = x.contiguous(memory_format=torch.channels_last)
         num_time = len(self.tencoder) if self.hybrid else 0
         for idx, encode in enumerate(self.encoder):
             skips.lengths.append(x.shape[-1])
@@ -220,7 +223,7 @@ class HybridUNet(nn.Module):
                 # Frequency embedding: convolutions over frequency are not equivariant.
                 bins = torch.arange(x.shape[-2], device=x.device)
                 emb = self.freq_emb(bins).t()[None, :, :, None]
-                x = x + self.freq_emb_scale * emb
+                x = x.add_(emb, alpha=self.freq_emb_scale)  # x is this layer's output
             skips.freq.append(x)
         return x, xt, skips
 
@@ -229,6 +232,7 @@ class HybridUNet(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Run both decoders; the time branch splits off from the freq one's `pre`."""
         offset = self.depth - len(self.tdecoder) if self.hybrid else self.depth
+        x = x.contiguous(memory_format=torch.channels_last)  # as the encoder's skips
         for idx, decode in enumerate(self.decoder):
             x, pre = decode(x, skips.freq.pop(), skips.lengths.pop())
             if idx < offset:
@@ -252,13 +256,18 @@ class HybridUNet(nn.Module):
         """Denormalise, turn the freq branch into waveforms and add the time branch."""
         batch, _, freqs, frames = x.shape
         num_sources = len(self.sources)
-        x = x.view(batch, num_sources, -1, freqs, frames) * stats.std[:, None] + stats.mean[:, None]
-        if self.cac:
-            zout = spec.channels_as_complex(x)
-        else:  # plain masking of the mixture's phase (wiener_iters < 0)
-            zout = z[:, None] / (1e-8 + z.abs()[:, None]) * x
-        out = spec.hybrid_ispec(zout, length, self.hybrid, self.hybrid_old)
+        if self.cac and self.hybrid and not self.hybrid_old:
+            zout = spec.padded_cac_spec(x, num_sources, stats.std, stats.mean)
+            out = spec.hybrid_ispec(zout, length, padded=True)
+        else:
+            x = x.reshape(batch, num_sources, -1, freqs, frames)  # channels-last: a copy
+            x = x * stats.std[:, None] + stats.mean[:, None]
+            if self.cac:
+                zout = spec.channels_as_complex(x)
+            else:  # plain masking of the mixture's phase (wiener_iters < 0)
+                zout = z[:, None] / (1e-8 + z.abs()[:, None]) * x
+            out = spec.hybrid_ispec(zout, length, self.hybrid, self.hybrid_old)
         if xt is None:
             return out
-        xt = xt.view(batch, num_sources, -1, length) * stats.std_t[:, None] + stats.mean_t[:, None]
-        return xt + out
+        xt = xt.view(batch, num_sources, -1, length)
+        return torch.addcmul(out, xt, stats.std_t[:, None]).add_(stats.mean_t[:, None])

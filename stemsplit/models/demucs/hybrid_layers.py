@@ -22,11 +22,39 @@ def _norm(enabled: bool, groups: int, channels: int) -> nn.Module:
 
 
 def _dconv_over_freqs(dconv: DConv, y: torch.Tensor) -> torch.Tensor:
-    """Run a time-axis DConv on every frequency row of `[B, C, F, T]`."""
+    """Run a time-axis DConv on every frequency row of `[B, C, F, T]`.
+
+    The rows go through as channel-last tokens `[B * F, T, C]`: a free view of a
+    channels-last `y`, and the result is channels-last again.
+    """
     batch, channels, freqs, frames = y.shape
-    y = y.permute(0, 2, 1, 3).reshape(-1, channels, frames)
-    y = dconv(y)
-    return y.view(batch, freqs, channels, frames).permute(0, 2, 1, 3)
+    tokens = dconv.forward_tokens(y.permute(0, 2, 3, 1).reshape(-1, frames, channels))
+    return tokens.view(batch, freqs, frames, channels).permute(0, 3, 1, 2)
+
+
+def _gelu_(y: torch.Tensor) -> torch.Tensor:
+    """GELU in place (on a tensor this layer just made; saves a large allocation)."""
+    return torch.ops.aten.gelu_(y)
+
+
+def _token_layer_tail(y: torch.Tensor, dconv: DConv | None, rewrite: nn.Module) -> torch.Tensor:
+    """[DConv], 1x1 rewrite to 2C and GLU of `[B, C, F, T]` as matmuls over tokens.
+
+    The GLU's two halves come from two matmuls, so the 2C-wide rewrite output is
+    never written; the result is channels-last `[B, C, F, T]`.
+    """
+    batch, channels, freqs, frames = y.shape
+    tokens = y.permute(0, 2, 3, 1).reshape(-1, frames, channels)
+    if dconv is not None:
+        tokens = dconv.forward_tokens(tokens)
+    flat = tokens.reshape(-1, channels)
+    weight = rewrite.weight.flatten(1)  # [2C', C] (1x1 Conv1d or Conv2d)
+    half = weight.shape[0] // 2
+    bias = rewrite.bias if rewrite.bias is not None else weight.new_zeros(2 * half)
+    values = torch.addmm(bias[:half], flat, weight[:half].t())
+    gates = torch.addmm(bias[half:], flat, weight[half:].t())
+    values.mul_(gates.sigmoid_())
+    return values.view(batch, freqs, frames, half).permute(0, 3, 1, 2)
 
 
 class ScaledEmbedding(nn.Module):
@@ -101,13 +129,28 @@ class HEncLayer(nn.Module):
         if inject is not None:
             if inject.dim() == 3 and y.dim() == 4:
                 inject = inject[:, :, None]
-            y = y + inject
-        y = F.gelu(self.norm1(y))
+            y = y.add_(inject)  # y is the conv's fresh output
+        y = _gelu_(self.norm1(y))
+        if self._token_rewrite():
+            if self.freq:
+                return _token_layer_tail(y, self.dconv, self.rewrite)
+            return _token_layer_tail(y[:, :, None], self.dconv, self.rewrite)[:, :, 0]
         if self.dconv is not None:
             y = _dconv_over_freqs(self.dconv, y) if self.freq else self.dconv(y)
         if self.rewrite is not None:
             return F.glu(self.norm2(self.rewrite(y)), dim=1)
         return y
+
+    def _token_rewrite(self) -> bool:
+        """Whether DConv and the 1x1 rewrite + GLU can all run on tokens."""
+        rewrite = self.rewrite
+        return (
+            rewrite is not None
+            and isinstance(self.norm2, nn.Identity)
+            and set(rewrite.kernel_size) == {1}
+            and set(rewrite.stride) == {1}
+            and rewrite.groups == 1
+        )
 
 
 class HDecLayer(nn.Module):
@@ -182,7 +225,7 @@ class HDecLayer(nn.Module):
         else:
             z = z[..., self.pad : self.pad + length]
         if not self.last:
-            z = F.gelu(z)
+            z = F.gelu(z)  # not in place: z may be a view of the conv's output
         return z, y
 
 

@@ -177,7 +177,125 @@ class DConv(nn.Module):
             ]
             self.layers.append(nn.Sequential(*mods))
 
+        # Plain layers (no LSTM, no attention) run on channel-last tokens: see forward_tokens.
+        self.plain = not (lstm or attn)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """`[B, C, T] -> [B, C, T]`."""
+        if self.plain:
+            return self.forward_tokens(x.transpose(1, 2).contiguous()).transpose(1, 2)
         for layer in self.layers:
             x = x + layer(x)
         return x
+
+    def forward_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """`[N, T, C] -> [N, T, C]`: the same computation on channel-last rows.
+
+        oneDNN runs these thin convolutions (C / compress channels, a few taps) far
+        below its peak on `[N, C, T]`; as matmuls over contiguous tokens they cost
+        about one pass over memory each, and the norms become row-wise layer norms.
+        """
+        if not self.plain:
+            return self.forward(x.transpose(1, 2).contiguous()).transpose(1, 2).contiguous()
+        for index, layer in enumerate(self.layers):
+            conv1, norm1, act, conv2, norm2, _glu, scale = layer
+            hidden = act(_token_group_norm(token_conv(x, conv1), norm1))
+            values, gates = _normalized_glu_halves(hidden, conv2, norm2, scale.scale)
+            values.mul_(gates.sigmoid_())
+            # In place once x is ours (fresh large tensors cost page faults).
+            x = x + values if index == 0 else x.add_(values)
+        return x
+
+
+def token_conv(x: torch.Tensor, conv: nn.Conv1d) -> torch.Tensor:
+    """A stride-1 'same' Conv1d on tokens: `[N, T, Cin] -> [N, T, Cout]`.
+
+    One matmul gives every tap's contribution (`[N, T, k, Cout]`); the taps are then
+    added with their time shifts (zero past each row's ends, as the conv's padding).
+    """
+    rows, steps, chin = x.shape
+    weight = conv.weight  # [Cout, Cin, k]
+    chout, _, kernel = weight.shape
+    dilation, padding = conv.dilation[0], conv.padding[0]
+    if conv.stride[0] != 1 or conv.groups != 1 or 2 * padding != dilation * (kernel - 1):
+        raise ValueError("token_conv needs a stride-1, ungrouped, length-preserving conv")
+    flat = x.reshape(-1, chin)
+    bias = conv.bias if conv.bias is not None else weight.new_zeros(chout)
+    if kernel == 1:
+        return torch.addmm(bias, flat, weight[:, :, 0].t()).view(rows, steps, chout)
+    taps = (flat @ weight.permute(1, 2, 0).reshape(chin, kernel * chout)).view(
+        rows, steps, kernel, chout
+    )
+    out = taps[:, :, kernel // 2] + bias
+    for tap in range(kernel):
+        shift = tap * dilation - padding  # output t reads input t + shift
+        if shift == 0 or abs(shift) >= steps:
+            continue
+        if shift > 0:
+            out[:, : steps - shift] += taps[:, shift:, tap]
+        else:
+            out[:, -shift:] += taps[:, : steps + shift, tap]
+    return out
+
+
+def _token_group_norm(x: torch.Tensor, norm: nn.Module) -> torch.Tensor:
+    """GroupNorm(1, C) of `[N, C, T]` applied to tokens `[N, T, C]` (or Identity)."""
+    if isinstance(norm, nn.Identity):
+        return x
+    if norm.num_groups != 1:
+        raise ValueError("token group norm supports one group")
+    rows, steps, channels = x.shape
+    y = F.layer_norm(x.reshape(rows, steps * channels), (steps * channels,), eps=norm.eps)
+    return torch.addcmul(norm.bias, y.view(rows, steps, channels), norm.weight)
+
+
+def _normalized_glu_halves(
+    h: torch.Tensor, conv: nn.Conv1d, norm: nn.Module, out_scale: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`out_scale * GLU(norm(conv(h)))`'s two halves, without materialising `conv(h)`.
+
+    `h: [N, T, H]` tokens with few channels, `conv`: 1x1 to 2C, `norm`: GroupNorm(1)
+    or Identity. The norm's per-row mean and std follow from `h`'s row sums and Gram
+    matrices (float64), so the wide output is written once per half: each is one matmul
+    of `h` scaled by 1/std, plus three columns carrying the bias terms.
+    """
+    rows, steps, hidden = h.shape
+    weight = conv.weight[:, :, 0]  # [2C, H]
+    bias = conv.bias if conv.bias is not None else weight.new_zeros(weight.shape[0])
+    wide = weight.shape[0]
+    if isinstance(norm, nn.Identity):
+        inv_std = h.new_ones(rows)
+        mean_over_std = h.new_zeros(rows)
+        gamma, beta = torch.ones_like(bias), torch.zeros_like(bias)
+    else:
+        if norm.num_groups != 1:
+            raise ValueError("fused DConv norm supports one group")
+        h64, w64, b64 = h.double(), weight.double(), bias.double()
+        sums = h64.sum(dim=1)  # [N, H]
+        gram = torch.bmm(h64.transpose(1, 2), h64)  # [N, H, H]
+        count = steps * wide
+        total = sums @ w64.sum(dim=0) + steps * b64.sum()
+        total_sq = (
+            (gram * (w64.t() @ w64)).sum(dim=(1, 2))
+            + 2 * sums @ (w64.t() @ b64)
+            + steps * b64.dot(b64)
+        )
+        mean = total / count
+        var = (total_sq / count - mean**2).clamp_min(0)
+        inv_std64 = 1 / torch.sqrt(var + norm.eps)
+        inv_std = inv_std64.to(h.dtype)
+        mean_over_std = (mean * inv_std64).to(h.dtype)
+        gamma, beta = norm.weight, norm.bias
+    # n = (h W^T + b - mean) / std * gamma + beta, as one matmul over augmented tokens.
+    columns = [h * inv_std[:, None, None]]
+    columns += [c[:, None, None].expand(rows, steps, 1) for c in (inv_std, mean_over_std)]
+    columns.append(h.new_ones(rows, steps, 1))
+    augmented = torch.cat(columns, dim=-1).view(rows * steps, hidden + 3)
+    full = torch.cat(
+        [(weight * gamma[:, None]).t(), (bias * gamma)[None], -gamma[None], beta[None]], dim=0
+    )  # [H + 3, 2C]
+    half = wide // 2
+    scaled = full[:, :half] * out_scale
+    values = (augmented @ scaled).view(rows, steps, half)
+    gates = (augmented @ full[:, half:]).view(rows, steps, half)
+    return values, gates

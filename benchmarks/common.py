@@ -1,0 +1,127 @@
+"""Shared pieces of the benchmarks: model configs, test audio, demucs checkpoints, timing.
+
+Weights are random (demucs' HTDemucs with seed 0): speed and memory do not depend on
+their values. Audio is the MUSDB sample from ../shared looped to the wanted length
+(noise when it is absent), written block by block so long files cost no memory here.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import time
+import types
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+RATE = 44100
+SOURCES = ["drums", "bass", "other", "vocals"]
+SHARED_MIX = Path(__file__).resolve().parents[2] / "shared/data/musdb-sample/mixture.flac"
+
+# Released htdemucs hyperparameters (demucs remote/htdemucs.yaml).
+HTDEMUCS_KWARGS = dict(
+    sources=SOURCES, audio_channels=2, samplerate=RATE,
+    segment=Fraction(39, 5), channels=48, growth=2, nfft=4096, depth=4, kernel_size=8, stride=4,
+    context=1, context_enc=0, norm_starts=4, dconv_mode=3, dconv_depth=2, dconv_comp=8,
+    dconv_init=1e-3, freq_emb=0.2, emb_scale=10, bottom_channels=512, t_layers=5, t_heads=8,
+    t_hidden_scale=4.0, t_emb="sin", t_norm_in=True, t_norm_first=True, t_norm_out=True,
+    t_layer_scale=True, t_gelu=True, t_cross_first=False, cac=True, rewrite=True,
+)  # fmt: skip
+# A small HTDemucs with the same structure (depth 4 keeps the transformer's time
+# stream short) for runs over long files: same engine, a fraction of the compute.
+SMALL_KWARGS = dict(
+    HTDEMUCS_KWARGS, channels=8, bottom_channels=0, t_layers=1, t_heads=2
+)
+CONFIGS = {"full": HTDEMUCS_KWARGS, "small": SMALL_KWARGS}
+
+
+def music(seconds: float) -> np.ndarray:
+    """`[2, seconds * 44100]` float32: the MUSDB sample looped (noise without it)."""
+    length = int(seconds * RATE)
+    if SHARED_MIX.exists():
+        import soundfile as sf
+
+        sample, _ = sf.read(SHARED_MIX, dtype="float32", always_2d=True)
+        return np.tile(sample.T, (1, length // sample.shape[0] + 1))[:, :length]
+    return np.random.default_rng(0).standard_normal((2, length)).astype(np.float32) * 0.1
+
+
+def write_music_wav(path: Path, seconds: float, block_seconds: int = 60) -> Path:
+    """A 16-bit stereo WAV of `seconds` of looped music, written block by block."""
+    import soundfile as sf
+
+    block = music(min(seconds, block_seconds))
+    total = int(seconds * RATE)
+    with sf.SoundFile(path, "w", RATE, 2, subtype="PCM_16") as handle:
+        for start in range(0, total, block.shape[1]):
+            handle.write(block[:, : total - start].T)
+    return path
+
+
+def demucs_model(config: str = "full"):
+    """demucs' own HTDemucs with `config`'s hyperparameters, seed 0, eval mode."""
+    import torch
+    from demucs.htdemucs import HTDemucs
+
+    torch.manual_seed(0)
+    return HTDemucs(**CONFIGS[config]).eval()
+
+
+def write_demucs_checkpoint(path: Path, config: str = "full") -> Path:
+    """A `.th` file as demucs writes it (serialize_model + torch.save), for --checkpoint."""
+    import torch
+
+    if "omegaconf" not in sys.modules:  # serialize_model only needs OmegaConf.to_container
+        try:
+            import omegaconf  # noqa: F401
+        except ModuleNotFoundError:
+            stub = types.ModuleType("omegaconf")
+            stub.OmegaConf = types.SimpleNamespace(  # type: ignore[attr-defined]
+                to_container=lambda value, resolve=True: dict(value)
+            )
+            sys.modules["omegaconf"] = stub
+    from demucs.states import serialize_model
+
+    buffer = io.BytesIO()
+    torch.save(serialize_model(demucs_model(config), {"bench": config}, half=False), buffer)
+    path.write_bytes(buffer.getvalue())
+    return path
+
+
+def run_measured(command: list[str], env: dict[str, str] | None = None) -> dict:
+    """Run `command`; its wall time and peak RSS (of the process and its waited children)."""
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **(env or {})}
+    )
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - started
+    stdout, stderr = process.stdout.read(), process.stderr.read()
+    process.stdout.close()
+    process.stderr.close()
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise RuntimeError(f"{command} failed ({code}):\n{stderr.decode(errors='replace')}")
+    return {
+        "seconds": seconds,
+        "peak_rss_mb": usage.ru_maxrss / 1024,
+        "stdout": stdout.decode(errors="replace"),
+        "stderr": stderr.decode(errors="replace"),
+    }
+
+
+def stemsplit_command() -> list[str]:
+    """The installed console script beside this interpreter, else `python -m stemsplit`."""
+    script = Path(sys.executable).with_name("stemsplit")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "stemsplit"]
+
+
+def run_stemsplit(wav: Path, checkpoint: Path, out: Path, threads: int = 2) -> dict:
+    """`stemsplit WAV --checkpoint CKPT -o OUT --device cpu` in a fresh process, measured."""
+    command = [*stemsplit_command(), str(wav), "--checkpoint", str(checkpoint), "-o", str(out),
+               "--device", "cpu", "--threads", str(threads), "--format", "flac"]  # fmt: skip
+    return run_measured(command, env={"OMP_NUM_THREADS": str(threads)})
