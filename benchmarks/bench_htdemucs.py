@@ -39,7 +39,7 @@ def run_one(impl: str, audio_path: Path, out_path: Path, threads: int, precision
     torch.set_num_threads(threads)
     audio = np.load(audio_path)
     reference = demucs_model("full")
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     if impl == "demucs":
         from demucs.apply import apply_model
 
@@ -53,14 +53,16 @@ def run_one(impl: str, audio_path: Path, out_path: Path, threads: int, precision
 
         model = build_demucs("HTDemucs", (), dict(HTDEMUCS_KWARGS))
         model.load_state_dict(reference.state_dict(), strict=True)
-        started = time.perf_counter()  # model build excluded on both sides
+        # Model build excluded on both sides.
+        started, cpu_started = time.perf_counter(), time.process_time()
         settings = EngineSettings(device="cpu", precision=precision)
         out = np.concatenate(list(separate_stream(model, ArraySource(audio, 44100), settings)),
                              axis=-1)
     seconds = time.perf_counter() - started
+    cpu_seconds = time.process_time() - cpu_started
     np.save(out_path, out)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"impl": impl, "seconds": seconds, "peak_rss_mb": rss_mb}
+    return {"impl": impl, "seconds": seconds, "cpu_seconds": cpu_seconds, "peak_rss_mb": rss_mb}
 
 
 def snr_db(estimate: np.ndarray, reference: np.ndarray) -> float:
@@ -95,19 +97,25 @@ def main() -> None:
                     capture_output=True, text=True, check=True,
                 )
                 runs.setdefault(key, []).append(json.loads(result.stdout.splitlines()[-1]))
+                line = {"variant": key, **runs[key][-1]}
+                if impl != "demucs":
+                    line["snr_db"] = snr_db(np.load(out), np.load(folder / "demucs-fp32.npy"))
+                print(json.dumps(line), flush=True)
         reference = np.load(folder / "demucs-fp32.npy")
         ours_fp32 = np.load(folder / "stemsplit-fp32.npy") if "stemsplit-fp32" in runs else None
         base = statistics.median(r["seconds"] for r in runs["demucs-fp32"])
         print(f"HTDemucs, {args.seconds:.0f} s stereo, {args.threads} threads, "
               f"{args.repeats} alternating runs")
-        print(f"{'variant':18} {'median s':>9} {'speed-up':>9} {'RTF':>7} {'peak MB':>8} "
-              f"{'SNR vs demucs':>14} {'SNR vs ours fp32':>17}")
+        base_cpu = statistics.median(r["cpu_seconds"] for r in runs["demucs-fp32"])
+        print(f"{'variant':18} {'median s':>9} {'speed-up':>9} {'RTF':>7} {'CPU s':>7} "
+              f"{'CPU ratio':>9} {'peak MB':>8} {'SNR vs demucs':>14} {'SNR vs ours fp32':>17}")
         for key, values in runs.items():
             median = statistics.median(r["seconds"] for r in values)
             output = np.load(folder / f"{key}.npy")
             vs_ours = snr_db(output, ours_fp32) if ours_fp32 is not None else float("nan")
+            cpu = statistics.median(r["cpu_seconds"] for r in values)
             print(f"{key:18} {median:9.2f} {base / median:9.2f} {args.seconds / median:7.2f} "
-                  f"{max(r['peak_rss_mb'] for r in values):8.0f} "
+                  f"{cpu:7.1f} {base_cpu / cpu:9.2f} {max(r['peak_rss_mb'] for r in values):8.0f} "
                   f"{snr_db(output, reference):14.1f} {vs_ours:17.1f}")
 
 

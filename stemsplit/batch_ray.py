@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from stemsplit.errors import UsageError
+from stemsplit.errors import StemsplitError, UsageError
 
 
 def _import_ray():
@@ -67,20 +67,40 @@ def run_on_ray(
                      include_dashboard=False)
     actor = ray.remote(num_cpus=1)(_Worker)
     actors = [actor.remote(options) for _ in range(workers)]
-    # Clashes are checked once, over the whole batch, before any track starts.
-    check_clashes(ray.get(actors[0].outputs.remote([str(t) for t in tracks])))
-    pool = ActorPool(actors)
     order = {str(t): i for i, t in enumerate(tracks)}
     results: list = [None] * len(tracks)
-    done = 0
-    pending = pool.map_unordered(
-        lambda worker, track: worker.process.remote(track, skip_existing),
-        [str(t) for t in tracks],
-    )
-    for result in pending:
-        results[order[str(result.input)]] = result
-        done += 1
-        if progress:
-            progress(Progress(order[str(result.input)], len(tracks), result.input, 1.0,
-                              result.status))
+    try:
+        # Clashes are checked once, over the whole batch, before any track starts.
+        check_clashes(ray.get(actors[0].outputs.remote([str(t) for t in tracks])))
+        pending = ActorPool(actors).map_unordered(
+            lambda worker, track: worker.process.remote(track, skip_existing),
+            [str(t) for t in tracks],
+        )
+        for result in pending:
+            index = order[str(result.input)]
+            results[index] = result
+            if progress:
+                progress(Progress(index, len(tracks), result.input, 1.0, result.status))
+    except ray.exceptions.RayError as err:
+        raise _our_error(err, ray.exceptions.RayError) from err
     return results
+
+
+def _our_error(err: BaseException, ray_error: type) -> StemsplitError:
+    """The StemsplitError a worker raised (model load, clashes), else Ray's in one line.
+
+    Ray wraps a task's exception in a class deriving from both RayTaskError and the
+    original type; its `cause` is the original, with the plain message.
+    """
+    cause: BaseException | None = err
+    seen: set[int] = set()
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, StemsplitError) and not isinstance(cause, ray_error):
+            return cause
+        cause = getattr(cause, "cause", None) or cause.__cause__
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    last = lines[-1] if lines else type(err).__name__
+    if last.startswith("stemsplit.errors."):  # an actor's constructor failed: our message
+        return StemsplitError(last.split(": ", 1)[-1])
+    return StemsplitError(f"Ray: {last}")

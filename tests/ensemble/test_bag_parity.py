@@ -9,6 +9,7 @@ counted with a global forward hook, to show which members really run.
 from __future__ import annotations
 
 import io
+import signal
 from collections import Counter
 from pathlib import Path
 
@@ -128,7 +129,12 @@ def _cli(*args: str) -> None:
     from stemsplit.cli import _register, _with_default_command, app
 
     _register()
-    result = CliRunner().invoke(app, _with_default_command(list(args)), catch_exceptions=False)
+    on_term = signal.getsignal(signal.SIGTERM)  # the command installs its own handler
+    try:
+        result = CliRunner().invoke(app, _with_default_command(list(args)),
+                                    catch_exceptions=False)  # fmt: skip
+    finally:
+        signal.signal(signal.SIGTERM, on_term)
     assert result.exit_code == 0, result.output
 
 

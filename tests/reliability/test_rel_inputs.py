@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import assert_one_line_failure, error_lines, leftovers, noise, stemsplit
+from rel_cli import assert_one_line_failure, error_lines, leftovers, noise, stemsplit
 
 RATE = 44100
 TEMPLATE = "{track}_{trackext}/{stem}.{ext}"  # trunc.wav and trunc.flac must not clash
@@ -186,6 +186,7 @@ def test_folder_without_audio_is_an_input_error(tmp_path: Path, tiny_model: Path
     assert_one_line_failure(result, 1, "no audio files found")
 
 
+@pytest.mark.slow  # two more runs of the command
 def test_debug_shows_the_traceback(tmp_path: Path, tiny_model: Path) -> None:
     empty = tmp_path / "zero.wav"
     empty.write_bytes(b"")

@@ -15,7 +15,7 @@ import pytest
 import soundfile as sf
 import torch
 import zoo_checkpoints as zc
-from conftest import assert_one_line_failure, leftovers, noise, stemsplit
+from rel_cli import assert_one_line_failure, leftovers, noise, stemsplit
 from zoo_server import ZooServer
 
 MARKER = "stemsplit-pwned"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
-from conftest import assert_one_line_failure, leftovers, noise, stemsplit
+from rel_cli import assert_one_line_failure, leftovers, noise, stemsplit
 
 RATE = 44100
 
@@ -38,7 +38,7 @@ def tmpfs(folder: Path, options: str) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
-@pytest.mark.parametrize("where", ["under-a-file", "proc"])
+@pytest.mark.parametrize("where", ["under-a-file", pytest.param("proc", marks=pytest.mark.slow)])
 def test_unwritable_folder(tmp_path: Path, song: Path, tiny_model: Path, where: str) -> None:
     """Root ignores chmod, so: a folder path under a regular file, and /proc."""
     out = song / "sub" if where == "under-a-file" else Path("/proc/stemsplit-test")
@@ -47,12 +47,14 @@ def test_unwritable_folder(tmp_path: Path, song: Path, tiny_model: Path, where: 
     assert_one_line_failure(result, 1, "song.wav", reason, "choose another --out")
 
 
+@pytest.mark.slow  # the default run stays under a minute
 def test_read_only_file_system(tmp_path: Path, song: Path, tiny_model: Path) -> None:
     with tmpfs(tmp_path / "ro", "ro,size=1m") as folder:
         result = stemsplit(song, "--checkpoint", tiny_model, "-o", folder / "sep", "-q")
     assert_one_line_failure(result, 1, "read-only file system", "choose another --out")
 
 
+@pytest.mark.slow  # the default run stays under a minute
 def test_disk_full_tmpfs(tmp_path: Path, song: Path, tiny_model: Path) -> None:
     """A 1.5 MB tmpfs: the 1 MB spool fits, the 4 stems (2 MB) do not -> ENOSPC."""
     with tmpfs(tmp_path / "small", "size=1536k") as folder:
@@ -66,6 +68,7 @@ def _limit_file_size() -> None:  # in the child: files beyond 1.5 MB fail with E
     resource.setrlimit(resource.RLIMIT_FSIZE, (1_500_000, resource.RLIM_INFINITY))
 
 
+@pytest.mark.slow  # the default run stays under a minute
 def test_disk_full_file_size_limit(tmp_path: Path, song: Path, tiny_model: Path) -> None:
     """Portable stand-in for a full disk: RLIMIT_FSIZE (Python ignores SIGXFSZ, so the
     write fails with EFBIG). float32 stems at 96 kHz outgrow the limit; the spool not."""
@@ -99,6 +102,7 @@ def test_folder_in_the_way_of_a_stem(tmp_path: Path, song: Path, tiny_model: Pat
     assert not (out / "tiny" / "song" / "drums.wav").exists()  # no half-written track
 
 
+@pytest.mark.slow  # the default run stays under a minute
 def test_existing_stems_are_skipped_then_overwritten(tmp_path: Path, song: Path,
                                                      tiny_model: Path) -> None:  # fmt: skip
     """A finished track is skipped (resume); --overwrite redoes it, replacing atomically."""

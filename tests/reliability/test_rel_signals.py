@@ -11,10 +11,12 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
-from conftest import leftovers, noise, stemsplit
+from rel_cli import leftovers, noise, stemsplit
 
 RATE = 44100
-STOP_LIMIT = 2.0  # seconds; measured ~0.5 s on an idle 2-core machine (docs/reliability.md)
+# Seconds. Measured ~0.5 s on a quiet 2-core machine (docs/reliability.md); the signal
+# lands between two chunk forward passes, so a heavily loaded runner needs slack.
+STOP_LIMIT = float(os.environ.get("STEMSPLIT_STOP_LIMIT", 5.0))
 
 
 def _interrupt(song: Path, model: Path, out: Path, signum: int) -> tuple[int, float, str]:
@@ -41,8 +43,10 @@ def _interrupt(song: Path, model: Path, out: Path, signum: int) -> tuple[int, fl
             process.wait()
 
 
-@pytest.mark.parametrize("signum, code, word", [(signal.SIGINT, 130, "interrupted"),
-                                                (signal.SIGTERM, 143, "terminated")])  # fmt: skip
+@pytest.mark.parametrize("signum, code, word", [
+    (signal.SIGINT, 130, "interrupted"),
+    pytest.param(signal.SIGTERM, 143, "terminated", marks=pytest.mark.slow),  # + a rerun
+])  # fmt: skip
 def test_signal_mid_track_stops_fast_and_cleans_up(tmp_path: Path, tiny_model: Path,
                                                    signum: int, code: int, word: str) -> None:  # fmt: skip
     song = tmp_path / "long.wav"
