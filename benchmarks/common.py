@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -98,7 +99,12 @@ def run_measured(command: list[str], env: dict[str, str] | None = None) -> dict:
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **(env or {})}
     )
-    _, status, usage = os.wait4(process.pid, 0)
+    try:
+        _, status, usage = os.wait4(process.pid, 0)
+    except BaseException:  # interrupted: do not leave the child running
+        process.terminate()
+        process.wait()
+        raise
     seconds = time.perf_counter() - started
     stdout, stderr = process.stdout.read(), process.stderr.read()
     process.stdout.close()
@@ -125,3 +131,8 @@ def run_stemsplit(wav: Path, checkpoint: Path, out: Path, threads: int = 2) -> d
     command = [*stemsplit_command(), str(wav), "--checkpoint", str(checkpoint), "-o", str(out),
                "--device", "cpu", "--threads", str(threads), "--format", "flac"]  # fmt: skip
     return run_measured(command, env={"OMP_NUM_THREADS": str(threads)})
+
+
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit, so temporary folders (GBs of WAV) are removed."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))

@@ -126,8 +126,11 @@ def main() -> None:
         source = folder / f"mix_{args.minutes:g}min.wav"
         make_wav(source, args.minutes)
         runs = [(1, "-")] + [(3, name) for name in args.ensemble]
-        results = []
-        for count, ensemble in runs:
+        print(f"{args.minutes:g} min input, {source.stat().st_size / 2**20:.0f} MiB WAV")
+        print(f"{'models':>6} {'ensemble':>9} {'baseline MiB':>13} {'peak RSS MiB':>13} "
+              f"{'seconds':>8} {'peak / one':>10}", flush=True)
+        single = None
+        for count, ensemble in runs:  # each in a fresh process: its own peak
             done = subprocess.run(
                 [sys.executable, __file__, "--child", str(source),
                  str(folder / f"out_{count}_{ensemble}"), str(count), ensemble],
@@ -135,14 +138,10 @@ def main() -> None:
             )  # fmt: skip
             if done.returncode:
                 sys.exit(done.stderr)
-            results.append((count, ensemble, json.loads(done.stdout.strip().splitlines()[-1])))
-        single = results[0][2]["peak_mib"]
-        print(f"{args.minutes:g} min input, {source.stat().st_size / 2**20:.0f} MiB WAV")
-        print(f"{'models':>6} {'ensemble':>9} {'baseline MiB':>13} {'peak RSS MiB':>13} "
-              f"{'seconds':>8} {'peak / one':>10}")
-        for count, ensemble, fig in results:
+            fig = json.loads(done.stdout.strip().splitlines()[-1])
+            single = single or fig["peak_mib"]
             print(f"{count:>6} {ensemble:>9} {fig['baseline_mib']:>13.1f} {fig['peak_mib']:>13.1f} "
-                  f"{fig['seconds']:>8.1f} {fig['peak_mib'] / single:>10.3f}")
+                  f"{fig['seconds']:>8.1f} {fig['peak_mib'] / single:>10.3f}", flush=True)
 
 
 if __name__ == "__main__":

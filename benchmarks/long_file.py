@@ -17,7 +17,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from common import run_stemsplit, write_demucs_checkpoint, write_music_wav
+from common import exit_on_sigterm, run_stemsplit, write_demucs_checkpoint, write_music_wav
 
 BAR_MB = 1500
 
@@ -28,6 +28,7 @@ def main() -> None:
     parser.add_argument("--config", choices=["small", "full"], default="small")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
+    exit_on_sigterm()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         checkpoint = write_demucs_checkpoint(folder / f"{args.config}.th", args.config)

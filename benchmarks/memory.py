@@ -16,7 +16,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from common import run_stemsplit, write_demucs_checkpoint, write_music_wav
+from common import exit_on_sigterm, run_stemsplit, write_demucs_checkpoint, write_music_wav
 
 
 def main() -> None:
@@ -25,6 +25,7 @@ def main() -> None:
     parser.add_argument("--config", choices=["small", "full"], default="small")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
+    exit_on_sigterm()
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

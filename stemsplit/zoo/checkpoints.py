@@ -91,7 +91,7 @@ def read_torch_file(path: str | Path) -> Any:
                 "use a checkpoint from a trusted upstream source"
             ) from err
         raise ModelError(
-            f"{path}: not a checkpoint this program can read ({_unpickler_reason(err)}); "
+            f"{path}: not a readable checkpoint ({_unpickler_reason(err)}); "
             "expected a PyTorch .th/.ckpt/.pt or .safetensors file"
         ) from err
     except (RuntimeError, EOFError, ValueError, OSError, KeyError, AttributeError,

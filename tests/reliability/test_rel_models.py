@@ -119,7 +119,7 @@ EXPECTED = {  # case -> (exit code, words the one stderr line must contain)
     "broken_config": (1, ["broken.yaml", "invalid YAML config", "line 2"]),
     "no_config": (1, ["cannot tell the architecture", "--config"]),
     "truncated": (1, ["cut.th", "truncated or corrupt checkpoint", "download it again"]),
-    "garbage": (1, ["garbage.th", "not a checkpoint this program can read"]),
+    "garbage": (1, ["garbage.th", "not a readable checkpoint"]),
     "folder": (1, ["is a folder, not a file"]),
     "pickle_code_zip": (1, ["evil.th", "refused", "system", "trusted"]),
     "pickle_code_raw": (1, ["evil.pkl", "refused", "system", "trusted"]),

@@ -19,16 +19,18 @@ from typing import Any
 import torch
 
 SOURCES = ["drums", "bass", "other", "vocals"]
+# depth 4 as released: the time branch runs at T / 4**depth steps (the transformer's
+# sequence length), and shallower HDemucs configs do not run even in demucs itself.
 TINY_HTDEMUCS = {
-    "channels": 8,
-    "depth": 2,
-    "nfft": 256,
+    "channels": 4,
+    "depth": 4,
+    "nfft": 1024,
     "t_layers": 1,
     "t_heads": 2,
     "bottom_channels": 0,
     "dconv_comp": 2,
 }
-TINY_HDEMUCS = {"channels": 8, "depth": 2, "nfft": 256, "dconv_comp": 2}
+TINY_HDEMUCS = {"channels": 4, "depth": 4, "nfft": 1024, "dconv_comp": 2}
 TINY_TASNET = {"sources": SOURCES, "N": 16, "L": 8, "B": 8, "H": 16, "P": 3, "X": 2, "R": 1}
 
 TINY_MEL_YAML = """\

@@ -232,7 +232,8 @@ class HybridUNet(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Run both decoders; the time branch splits off from the freq one's `pre`."""
         offset = self.depth - len(self.tdecoder) if self.hybrid else self.depth
-        x = x.contiguous(memory_format=torch.channels_last)  # as the encoder's skips
+        if x.dim() == 4:  # HDemucs' deepest layers are time convs: 3-D there
+            x = x.contiguous(memory_format=torch.channels_last)  # as the encoder's skips
         for idx, decode in enumerate(self.decoder):
             x, pre = decode(x, skips.freq.pop(), skips.lengths.pop())
             if idx < offset:

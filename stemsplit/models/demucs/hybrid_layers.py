@@ -211,6 +211,7 @@ class HDecLayer(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         if self.freq and x.dim() == 3:
             x = x.view(x.shape[0], self.chin, -1, x.shape[-1])
+            x = x.contiguous(memory_format=torch.channels_last)
         if self.empty:
             y = x
         else:
