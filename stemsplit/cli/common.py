@@ -7,16 +7,27 @@ import sys
 from typing import Any
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
-err_console = Console(stderr=True, highlight=False)
-out_console = Console(highlight=False)
+_CONSOLES: dict[str, Any] = {}
+
+
+def __getattr__(name: str) -> Any:
+    """`err_console` / `out_console`, built on first use: rich costs ~50 ms to import,
+    which `stemsplit --help` must not pay (PEP 562 lazy module attributes)."""
+    if name not in ("err_console", "out_console"):
+        raise AttributeError(name)
+    if name not in _CONSOLES:
+        from rich.console import Console
+
+        _CONSOLES[name] = Console(stderr=name == "err_console", highlight=False)
+    return _CONSOLES[name]
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
     """Print one line on stderr and return the Exit to raise."""
-    err_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+    from rich.markup import escape
+
+    __getattr__("err_console").print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     return typer.Exit(code)
 
 

@@ -16,7 +16,8 @@ from typing import Annotated, Any
 import typer
 
 from stemsplit.cli import app
-from stemsplit.cli.common import err_console, out_console, print_json, run_guarded
+from stemsplit.cli import common
+from stemsplit.cli.common import print_json, run_guarded
 
 _LABELS = {"usdr": "uSDR", "si_sdr": "SI-SDR", "bss_sdr": "SDR (BSSEval v4)"}
 
@@ -64,7 +65,7 @@ def _render(report) -> None:
         table.add_column(_LABELS[name], justify="right")
     for score in report.scores:
         table.add_row(score.track, score.stem, *(_db(getattr(score, m)) for m in names))
-    out_console.print(table)
+    common.out_console.print(table)
     summary = Table(title="over tracks: mean / median (dB)")
     summary.add_column("stem", no_wrap=True)
     summary.add_column("tracks", justify="right")
@@ -73,7 +74,7 @@ def _render(report) -> None:
     for stem, by_metric in report.aggregate().items():
         cells = [f"{_db(by_metric[m]['mean'])} / {_db(by_metric[m]['median'])}" for m in names]
         summary.add_row(stem, str(by_metric[names[0]]["tracks"]), *cells)
-    out_console.print(summary)
+    common.out_console.print(summary)
 
 
 def _write_csv(report, path: Path) -> None:
@@ -144,9 +145,9 @@ def eval_command(
         _render(report)
     for item in report.missing:
         what = f"{item['track']}/{item['stem']}" if item["stem"] else f"track {item['track']}"
-        err_console.print(f"[yellow]not scored:[/] {what} is missing from {item['missing_from']}",
+        common.err_console.print(f"[yellow]not scored:[/] {what} is missing from {item['missing_from']}",
                           soft_wrap=True)
     for item in report.failed:
-        err_console.print(f"[bold red]error:[/] {item['track']}: {item['error']}", soft_wrap=True)
+        common.err_console.print(f"[bold red]error:[/] {item['track']}: {item['error']}", soft_wrap=True)
     if report.failed:
         raise typer.Exit(1)

@@ -12,7 +12,8 @@ from typing import Annotated, Any
 import typer
 
 from stemsplit.cli import app
-from stemsplit.cli.common import err_console, out_console, print_json, run_guarded
+from stemsplit.cli import common
+from stemsplit.cli.common import print_json, run_guarded
 
 models_app = typer.Typer(
     help="List, inspect, download, verify and remove pretrained models.",
@@ -129,7 +130,7 @@ def list_models(ctx: typer.Context, json: Json = False, model_dir: ModelDir = No
             downloaded,
             "yes" if row["implemented"] else "not yet",
         )
-    out_console.print(table)
+    common.out_console.print(table)
     if presets:
         _print_presets(presets)
 
@@ -155,7 +156,7 @@ def _print_presets(presets: list[Any]) -> None:
             for m, w in zip(preset.models, preset.weights)
         ]  # fmt: skip
         table.add_row(preset.name, "\n".join(models), preset.ensemble, preset.why)
-    out_console.print(table)
+    common.out_console.print(table)
 
 
 def _weights_text(weights: dict[str, float]) -> str:
@@ -175,9 +176,9 @@ def info(name: str, json: Json = False, model_dir: ModelDir = None) -> None:
         for key in ("name", "description", "ensemble", "stems", "why"):
             value = getattr(preset, key)
             value = ", ".join(value) if isinstance(value, tuple) else value
-            out_console.print(f"[bold]{key}[/]: {value or '-'}", soft_wrap=True)
+            common.out_console.print(f"[bold]{key}[/]: {value or '-'}", soft_wrap=True)
         for model, weights in zip(preset.models, preset.weights):
-            out_console.print(f"  {model} {_weights_text(weights)}")
+            common.out_console.print(f"  {model} {_weights_text(weights)}")
         return
     card = run_guarded(catalog.get_card, name)
     data = card.as_dict()
@@ -195,14 +196,14 @@ def info(name: str, json: Json = False, model_dir: ModelDir = None) -> None:
         value = data[key]
         if isinstance(value, (list, tuple)):
             value = ", ".join(map(str, value)) or "-"
-        out_console.print(f"[bold]{key}[/]: {value}")
+        common.out_console.print(f"[bold]{key}[/]: {value}")
     if card.quality:
-        out_console.print(f"[bold]quality[/]: {card.quality}")
+        common.out_console.print(f"[bold]quality[/]: {card.quality}")
     for spec, cached in zip(card.files, data["cache"]):
         check = spec.sha256 or (f"prefix {spec.sha256_prefix}" if spec.sha256_prefix else "-")
         state = "downloaded" if cached["downloaded"] else "not downloaded"
-        out_console.print(f"  {spec.url}\n    sha256 {check}; {_human(spec.size)}; {state}")
-        out_console.print(f"    {cached['path']}", soft_wrap=True)
+        common.out_console.print(f"  {spec.url}\n    sha256 {check}; {_human(spec.size)}; {state}")
+        common.out_console.print(f"    {cached['path']}", soft_wrap=True)
 
 
 class _DownloadBars:
@@ -220,7 +221,7 @@ class _DownloadBars:
 
         self.progress = Progress(
             TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-            TransferSpeedColumn(), TimeRemainingColumn(), console=err_console,
+            TransferSpeedColumn(), TimeRemainingColumn(), console=common.err_console,
         )  # fmt: skip
         self.tasks: dict[str, Any] = {}
 
@@ -233,7 +234,7 @@ class _DownloadBars:
 
 @models_app.command("download")
 def download(
-    names: Annotated[list[str] | None, typer.Argument(help="Model names.")] = None,
+    names: Annotated[list[str] | None, typer.Argument(metavar="NAME", help="Model names.")] = None,
     all_models: Annotated[bool, typer.Option("--all", help="Every model in the zoo.")] = False,
     json: Json = False,
     model_dir: ModelDir = None,
@@ -267,7 +268,7 @@ def download(
         print_json(done)
         return
     for item in done:
-        out_console.print(f"{item['name']}: ready ({len(item['files'])} file(s))")
+        common.out_console.print(f"{item['name']}: ready ({len(item['files'])} file(s))")
 
 
 def _cards_of(name: str) -> list[Any]:
@@ -296,11 +297,11 @@ def verify(json: Json = False, model_dir: ModelDir = None) -> None:
     else:
         for r in results:
             colour = "green" if r.status == "ok" else "red"
-            out_console.print(f"[{colour}]{r.status}[/] {r.model}: {r.path}", soft_wrap=True)
+            common.out_console.print(f"[{colour}]{r.status}[/] {r.model}: {r.path}", soft_wrap=True)
         if not results:
-            out_console.print("no model files in the cache")
+            common.out_console.print("no model files in the cache")
     if bad:
-        err_console.print(
+        common.err_console.print(
             f"[bold red]error:[/] {len(bad)} cached file(s) do not match their checksum: "
             "`stemsplit models rm NAME` and download again"
         )
@@ -309,7 +310,7 @@ def verify(json: Json = False, model_dir: ModelDir = None) -> None:
 
 @models_app.command("rm")
 def remove(
-    names: Annotated[list[str], typer.Argument(help="Model names.")],
+    names: Annotated[list[str], typer.Argument(metavar="NAME", help="Model names.")],
     json: Json = False,
     model_dir: ModelDir = None,
 ) -> None:
@@ -322,9 +323,9 @@ def remove(
         print_json({"removed": removed})
         return
     for path in removed:
-        out_console.print(f"removed {path}", soft_wrap=True)
+        common.out_console.print(f"removed {path}", soft_wrap=True)
     if not removed:
-        out_console.print("nothing to remove")
+        common.out_console.print("nothing to remove")
 
 
 @models_app.command("path")

@@ -12,7 +12,8 @@ from typing import Annotated
 import typer
 
 from stemsplit.cli import app
-from stemsplit.cli.common import out_console, print_json, run_guarded
+from stemsplit.cli import common
+from stemsplit.cli.common import print_json, run_guarded
 
 
 def _report(folder: Path, mixture: Path | None, reference: Path | None):
@@ -44,6 +45,6 @@ def report(
         print_json({"reports": [str(p) for p in reports], "index": str(index) if index else None})
         return
     for path in reports:
-        out_console.print(f"report: {path}", soft_wrap=True)
+        common.out_console.print(f"report: {path}", soft_wrap=True)
     if index is not None:
-        out_console.print(f"index:  {index}", soft_wrap=True)
+        common.out_console.print(f"index:  {index}", soft_wrap=True)

@@ -12,7 +12,8 @@ import typer
 from typing_extensions import Annotated
 
 from stemsplit.cli import app
-from stemsplit.cli.common import err_console, fail, print_json
+from stemsplit.cli import common
+from stemsplit.cli.common import fail, print_json
 
 log = logging.getLogger("stemsplit")
 
@@ -86,7 +87,7 @@ def _install_signal_handlers() -> None:
 
 @app.command(no_args_is_help=True)
 def separate(
-    inputs: Annotated[List[Path], typer.Argument(help="Audio files, folders or globs.")],
+    inputs: Annotated[List[Path], typer.Argument(metavar="INPUT", help="Audio files, folders or globs.")],
     model: Model = None,
     checkpoint: Annotated[Optional[Path], typer.Option(help="A model file instead of a zoo name.")] = None,
     config: Annotated[Optional[Path], typer.Option(help="Config for --checkpoint (yaml/json).")] = None,
@@ -162,10 +163,10 @@ def separate(
         results = _run(inputs, options, silent=quiet or json_output)
         elapsed = time.perf_counter() - started
     except KeyboardInterrupt:
-        err_console.print("[bold red]interrupted[/]: partial files removed; rerun to finish")
+        common.err_console.print("[bold red]interrupted[/]: partial files removed; rerun to finish")
         raise typer.Exit(130) from None
     except Interrupted as err:
-        err_console.print("[bold red]terminated[/]: partial files removed; rerun to finish")
+        common.err_console.print("[bold red]terminated[/]: partial files removed; rerun to finish")
         raise typer.Exit(err.exit_code) from None
     except StemsplitError as err:
         if debug:
@@ -185,7 +186,7 @@ def separate(
     elif not quiet:
         render_summary(results, elapsed, getattr(results, "index", None))
     for result in failed:
-        err_console.print(f"[bold red]error:[/] {escape(result.error or '')}", soft_wrap=True)
+        common.err_console.print(f"[bold red]error:[/] {escape(result.error or '')}", soft_wrap=True)
     if failed:
         raise typer.Exit(1)
 

@@ -13,7 +13,8 @@ try:
     main()
 except SystemExit:
     pass
-heavy = sorted(m for m in ("torch", "numpy", "soundfile", "av", "soxr") if m in sys.modules)
+heavy = sorted(m for m in ("torch", "numpy", "soundfile", "av", "soxr", "rich.console",
+                            "rich.markdown") if m in sys.modules)
 print("HEAVY=" + ",".join(heavy))
 """
 
@@ -31,6 +32,13 @@ def test_help_and_version_do_not_import_torch():
         stdout = _probe(*args)
         heavy = stdout.rsplit("HEAVY=", 1)[1].strip()
         assert "torch" not in heavy.split(","), (args, heavy)
+
+
+def test_help_does_not_import_rich():
+    """rich (and typer's rich help renderer) cost ~0.2 s; `--help` must stay <= 0.3 s."""
+    for args in (["--help"], ["separate", "--help"]):
+        heavy = _probe(*args).rsplit("HEAVY=", 1)[1].strip()
+        assert heavy == "", (args, heavy)
 
 
 def test_version_and_module_entry_point():
