@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import HTDEMUCS_KWARGS, demucs_model, music
+from common import HTDEMUCS_KWARGS, demucs_model, music, snr_db, worker_result
 
 
 def make_input(path: Path, seconds: float) -> None:
@@ -58,16 +57,7 @@ def run_one(impl: str, audio_path: Path, out_path: Path, threads: int, precision
         settings = EngineSettings(device="cpu", precision=precision)
         out = np.concatenate(list(separate_stream(model, ArraySource(audio, 44100), settings)),
                              axis=-1)
-    seconds = time.perf_counter() - started
-    cpu_seconds = time.process_time() - cpu_started
-    np.save(out_path, out)
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"impl": impl, "seconds": seconds, "cpu_seconds": cpu_seconds, "peak_rss_mb": rss_mb}
-
-
-def snr_db(estimate: np.ndarray, reference: np.ndarray) -> float:
-    noise = np.sum((estimate - reference) ** 2)
-    return float(10 * np.log10(np.sum(reference**2) / max(noise, 1e-20)))
+    return worker_result(impl, out, out_path, started, cpu_started)
 
 
 def main() -> None:

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -39,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import music
+from common import music, snr_db, worker_result
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT.parent / "shared" / "data" / "configs" / "model_bs_roformer_ep_317_sdr_12.9755.yaml"
@@ -102,16 +101,7 @@ def run_one(impl: str, audio_path: Path, out_path: Path, args: argparse.Namespac
         settings = EngineSettings(device="cpu", precision=args.precision)
         out = np.concatenate(list(separate_stream(model, ArraySource(audio, RATE), settings)),
                              axis=-1)
-    seconds = time.perf_counter() - started
-    cpu_seconds = time.process_time() - cpu_started
-    np.save(out_path, out)
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"impl": impl, "seconds": seconds, "cpu_seconds": cpu_seconds, "peak_rss_mb": rss_mb}
-
-
-def snr_db(estimate: np.ndarray, reference: np.ndarray) -> float:
-    noise = np.sum((estimate - reference) ** 2)
-    return float(10 * np.log10(np.sum(reference**2) / max(noise, 1e-20)))
+    return worker_result(impl, out, out_path, started, cpu_started)
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -136,3 +137,19 @@ def run_stemsplit(wav: Path, checkpoint: Path, out: Path, threads: int = 2) -> d
 def exit_on_sigterm() -> None:
     """Turn SIGTERM into SystemExit, so temporary folders (GBs of WAV) are removed."""
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
+
+def worker_result(impl: str, out: np.ndarray, out_path: Path, started: float,
+                  cpu_started: float) -> dict:
+    """A timed in-process run's figures: wall and CPU seconds since `started` /
+    `cpu_started`, the output saved for the parent to compare, this process's peak RSS."""
+    seconds = time.perf_counter() - started
+    cpu_seconds = time.process_time() - cpu_started
+    np.save(out_path, out)
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"impl": impl, "seconds": seconds, "cpu_seconds": cpu_seconds, "peak_rss_mb": rss_mb}
+
+
+def snr_db(estimate: np.ndarray, reference: np.ndarray) -> float:
+    noise = np.sum((estimate - reference) ** 2)
+    return float(10 * np.log10(np.sum(reference**2) / max(noise, 1e-20)))
