@@ -80,23 +80,32 @@ def expand_inputs(inputs: Sequence[str | Path], recursive: bool = False) -> list
             seen.add(key)
             tracks.append(path)
 
+    barren: list[str] = []  # folders and globs that gave nothing
     for item in inputs:
         path = Path(item)
+        before = len(tracks)
         if path.is_dir():
             pattern = "**/*" if recursive else "*"
             for child in sorted(path.glob(pattern)):
                 if child.is_file() and child.suffix.lower().lstrip(".") in extensions:
                     if not child.name.startswith("."):
                         add(child)
+            if len(tracks) == before:
+                barren.append(f"{path}: no audio files in this folder"
+                              + ("" if recursive else " (add -r to search its subfolders)"))
         elif not path.exists() and glob.has_magic(str(item)):
             for match in sorted(glob.glob(str(item), recursive=recursive)):
                 match_path = Path(match)
                 if match_path.is_file():
                     add(match_path)
+            if len(tracks) == before:
+                barren.append(f"{item}: the pattern matches no files")
         else:
             add(path)
     if not tracks:
         raise InputError("no audio files found in the given inputs")
+    for message in barren:  # the others still run; say what was left out
+        log.warning("%s", message)
     if not any(t.exists() for t in tracks):
         missing = ", ".join(str(t) for t in tracks[:3])
         raise InputError(f"no such file: {missing}")

@@ -186,6 +186,20 @@ def test_folder_without_audio_is_an_input_error(tmp_path: Path, tiny_model: Path
     assert_one_line_failure(result, 1, "no audio files found")
 
 
+def test_empty_folder_in_a_batch_is_named_and_the_rest_runs(tmp_path: Path,
+                                                            tiny_model: Path) -> None:
+    """A folder with no audio beside a real track: a warning names it, the track is split."""
+    (tmp_path / "empty").mkdir()
+    track = tmp_path / "song.wav"
+    sf.write(track, noise(1.0), 44100)
+    out = tmp_path / "out"
+    result = stemsplit(tmp_path / "empty", track, "--checkpoint", tiny_model, "-o", out)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("empty: no audio files in this folder") == 1, result.stderr
+    assert "-r" in result.stderr
+    assert len(list(out.rglob("song/*.wav"))) >= 2
+
+
 @pytest.mark.slow  # two more runs of the command
 def test_debug_shows_the_traceback(tmp_path: Path, tiny_model: Path) -> None:
     empty = tmp_path / "zero.wav"
