@@ -26,13 +26,13 @@ import numpy as np
 from stemsplit.engine.spectral import SPECTRAL_ALGORITHMS, SpectralCombiner
 from stemsplit.engine.streams import align
 from stemsplit.errors import UsageError
+from stemsplit.models.base import INSTRUMENTAL  # everything but vocals; written when asked
 
 WAVEFORM_ALGORITHMS = ("avg", "median", "min-mag", "max-mag")
 ALGORITHMS = WAVEFORM_ALGORITHMS + SPECTRAL_ALGORITHMS
 # 6-stem models split `other` further; a 4-stem ensemble folds them back.
 FOLDED_INTO_OTHER = ("guitar", "piano")
 CATCH_ALL = "other"
-INSTRUMENTAL = "instrumental"  # everything but vocals; written when asked for by name
 _REST = "\0rest"  # the part of the mix no model names
 
 

@@ -21,6 +21,7 @@ from stemsplit.engine.runner import EngineSettings, separate_stream
 from stemsplit.engine.source import NormalizedSource, SpoolSource, TrackSource
 from stemsplit.engine.streams import align, fit_length
 from stemsplit.errors import UnknownStem, UsageError
+from stemsplit.models.base import residual_alias
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,9 @@ def plan_stems(
     derived: dict[str, Derived] = {}
     if residual and residual not in available:
         derived[residual] = Derived("minus", available)
+    alias = residual_alias(available, residual)
+    if alias and alias in {*(stems or ()), two_stems}:  # written only when asked for
+        derived[alias] = Derived("minus", available)
     everything = available + tuple(derived)
     if two_stems is not None:
         if other_method not in {"minus", "add"}:

@@ -65,3 +65,14 @@ class SeparationModel(Protocol):
     def valid_length(self, length: int) -> int: ...
 
     def __call__(self, mix: torch.Tensor) -> torch.Tensor: ...
+
+
+INSTRUMENTAL = "instrumental"
+
+
+def residual_alias(sources: tuple[str, ...] | list[str], residual: str | None) -> str | None:
+    """`instrumental` for a vocals-only model's residual, whatever its config calls it
+    (MSST configs say `other`): the name UVR and audio-separator users ask for."""
+    if residual and [s.lower() for s in sources] == ["vocals"] and residual != INSTRUMENTAL:
+        return INSTRUMENTAL
+    return None

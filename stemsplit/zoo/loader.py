@@ -153,7 +153,10 @@ def _member_indices(card: ModelCard, stems: list[str] | None) -> list[int]:
 
 def check_stems(sources: list[str], residual: str | None, stems: list[str] | None) -> None:
     """UnknownStem for a requested stem the model cannot produce."""
+    from stemsplit.models.base import residual_alias
+
     known = {s.lower() for s in sources} | ({residual.lower()} if residual else set())
+    known |= {residual_alias(sources, residual)} - {None}
     for stem in stems or []:
         if stem.lower() not in known:
             choices = ", ".join([*sources, *([residual] if residual else [])])

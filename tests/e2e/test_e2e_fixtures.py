@@ -61,6 +61,17 @@ def test_roformer_cli_reproduces_msst_demix(shared_dir, tmp_path, name):
     assert np.abs(vocals + other - mix).max() <= 1e-6
 
 
+def test_vocals_model_gives_instrumental_by_that_name(shared_dir, tmp_path):
+    """`-s instrumental` on a vocals-only RoFormer whose config calls the residual `other`."""
+    folder = _fixture(shared_dir, "bs_roformer")
+    written = _separate(folder, tmp_path, "model.ckpt", "config.yaml", "-s", "instrumental")
+    assert list(written) == ["instrumental"]
+    mix = soundfile.read(str(folder / "mixture.wav"), dtype="float32")[0]
+    vocals = soundfile.read(str(folder / "demix" / "vocals.wav"), dtype="float32")[0]
+    instrumental = soundfile.read(str(written["instrumental"]), dtype="float32")[0]
+    assert np.abs(instrumental - (mix - vocals)).max() <= TOLERANCE
+
+
 def test_conv_tasnet_cli_reproduces_demucs_v2_separate(shared_dir, tmp_path):
     folder = _fixture(shared_dir, "conv_tasnet")
     settings = json.loads((folder / "separate" / "settings.json").read_text())
