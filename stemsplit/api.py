@@ -23,7 +23,7 @@ from stemsplit.batch import (
     write_batch_index,
 )
 from stemsplit.engine.runner import EngineSettings
-from stemsplit.errors import StemsplitError, UsageError
+from stemsplit.errors import ModelError, StemsplitError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -102,10 +102,46 @@ class Separator:
                 raise UsageError("--threads must be at least 1")
             torch.set_num_threads(threads)
         self.label = self._expand()
-        self.bundles = self._load(download_progress)
-        self.name = self.label or "+".join(b.name for b in self.bundles)
+        self._download_progress = download_progress
+        self._bundles: list | None = None
+        self._names_needs = self._members_to_load()
+        if self._names_needs is None:  # a checkpoint or ready bundles: load now
+            self._bundles = self._load()
+            self.heads: list = self._bundles
+        else:  # zoo names: stems and output paths come from the cards, weights later
+            from stemsplit.zoo.catalog import get_card
+
+            self.heads = [get_card(name) for name in self._names_needs[0]]
+        self.name = self.label or "+".join(h.name for h in self.heads)
         self.plan = self._plan()
         self.runners: dict[int, Any] = {}
+
+    @property
+    def bundles(self) -> list:
+        """The loaded models; zoo models are fetched and loaded on first use, so a batch
+        whose stems all exist already never downloads or loads them."""
+        if self._bundles is None:
+            self._bundles = self._load()
+            for head, bundle in zip(self.heads, self._bundles):
+                if bundle.residual != head.residual:
+                    raise ModelError(
+                        f"model {head.name!r}: its config names a residual stem "
+                        f"{bundle.residual!r} the card does not; add `residual = "
+                        f"\"{bundle.residual}\"` to the card"
+                    )
+        return self._bundles
+
+    def _members_to_load(self) -> tuple[list, list] | None:
+        """Zoo names and the stems each must give; None for a checkpoint or bundles."""
+        if self.models.checkpoint is not None:
+            return None
+        names = list(self.models.names)
+        if any(hasattr(name, "members") for name in names):
+            return None
+        needs: list[list[str] | None] = [self._needed_guess()] * len(names)
+        if len(names) > 1:
+            names, needs = self._ensemble_needs(names)
+        return names, needs
 
     def _expand(self) -> str | None:
         """Replace presets by their models, weights, algorithm and default stems."""
@@ -128,7 +164,7 @@ class Separator:
             self.stem_options = replace(so, stems=list(expanded.stems))
         return expanded.label
 
-    def _load(self, download_progress) -> list:
+    def _load(self) -> list:
         from stemsplit.zoo.loader import load_bundle
 
         if self.models.checkpoint is not None:
@@ -139,13 +175,16 @@ class Separator:
                     stems=self._needed_guess(),
                 )
             ]
-        names = list(self.models.names)
-        needs: list[list[str] | None] = [self._needed_guess()] * len(names)
-        if len(names) > 1:
-            names, needs = self._ensemble_needs(names)
+        if self._names_needs is None:  # ready bundles (tests, advanced use)
+            names = list(self.models.names)
+            needs: list[list[str] | None] = [self._needed_guess()] * len(names)
+            if len(names) > 1:
+                names, needs = self._ensemble_needs(names)
+        else:
+            names, needs = self._names_needs
         bundles = []
         for name, stems in zip(names, needs):
-            if hasattr(name, "members"):  # a ready ModelBundle (tests, advanced use)
+            if hasattr(name, "members"):
                 bundles.append(name)
                 continue
             bundles.append(
@@ -154,7 +193,7 @@ class Separator:
                     stems=stems,
                     offline=self.models.offline,
                     model_dir=self.models.model_dir,
-                    progress=download_progress,
+                    progress=self._download_progress,
                 )
             )
         return bundles
@@ -202,14 +241,14 @@ class Separator:
         from stemsplit.engine.pipeline import plan_stems
 
         so = self.stem_options
-        if len(self.bundles) == 1:
-            bundle = self.bundles[0]
+        if len(self.heads) == 1:
+            bundle = self.heads[0]
             return plan_stems(
                 bundle.sources, bundle.residual, so.stems, so.two_stems, so.other_method
             )
         from stemsplit.engine.ensemble import plan_ensemble
 
-        models = [(tuple(b.sources), b.residual) for b in self.bundles]
+        models = [(tuple(b.sources), b.residual) for b in self.heads]
         requested = [*(so.stems or ()), *([so.two_stems] if so.two_stems else [])]
         layout = plan_ensemble(models, requested, self.models.weights, self.models.ensemble)
         return plan_stems(layout.stems, None, so.stems, so.two_stems, so.other_method)
@@ -226,11 +265,11 @@ class Separator:
 
         return {
             "stemsplit": __version__,
-            "models": [b.name for b in self.bundles],
+            "models": [b.name for b in self.heads],
             "settings": {
                 **asdict(self.engine),
                 "stems": list(self.plan.written),
-                "ensemble": self.models.ensemble if len(self.bundles) > 1 else None,
+                "ensemble": self.models.ensemble if len(self.heads) > 1 else None,
                 "format": self.output.format,
                 "bit_depth": self.output.bit_depth,
                 "clip": self.output.clip,
@@ -242,7 +281,7 @@ class Separator:
         """Decode `track` into spool files at the models' rates (a batch does this ahead)."""
         from stemsplit.engine.pipeline import prepare_input
 
-        return prepare_input(track, [b.samplerate for b in self.bundles], spool_dir)
+        return prepare_input(track, [b.samplerate for b in self.heads], spool_dir)
 
     def separate_track(
         self,

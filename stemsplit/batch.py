@@ -251,6 +251,8 @@ def run_batch(
             results[index] = TrackResult(track, "skipped", stems=outputs[track])
         else:
             todo.append(index)
+    if todo:  # fetch and load the models here, not in a decode-ahead thread
+        separator.bundles  # noqa: B018
     spool_dir = out_dir / f"{SPOOL_PREFIX}{os.getpid()}"
 
     def prepare(track: Path):

@@ -79,6 +79,39 @@ def test_loaded_demucs_forward_matches_demucs(zoo, tmp_path, klass) -> None:
     assert max_error < 1e-5, max_error
 
 
+def test_rerun_of_a_finished_batch_needs_no_model(zoo, server, model_dir, tmp_path) -> None:
+    """Skipped tracks take their output names from the card: with every stem written,
+    a rerun neither downloads nor loads the model (here: cache emptied, --offline)."""
+    import shutil
+    import subprocess
+    import sys
+
+    import numpy as np
+    import soundfile as sf
+
+    payload = zc.demucs_package_bytes(zc.demucs_model("HDemucs", seed=1))
+    zoo("tiny", {"architecture": "demucs", "sources": zc.SOURCES}, {"tiny-1.th": payload})
+    track = tmp_path / "song.wav"
+    sf.write(track, 0.1 * np.random.default_rng(0).standard_normal((44100, 2)), 44100)
+
+    def run(*extra: str) -> dict:
+        result = subprocess.run(
+            [sys.executable, "-m", "stemsplit", str(track), "-m", "tiny", "-o",
+             str(tmp_path / "out"), "--json", *extra],
+            capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)["tracks"][0]
+
+    assert run()["status"] == "done"
+    assert len(server.requests_for("tiny-1.th")) == 1
+    shutil.rmtree(model_dir)
+    again = run("--offline")
+    assert again["status"] == "skipped"
+    assert sorted(again["stems"]) == sorted(zc.SOURCES)
+    assert len(server.requests_for("tiny-1.th")) == 1
+
+
 def test_bag_loads_only_the_members_a_stem_needs(zoo, server) -> None:
     payloads = {
         f"member{i}.th": zc.demucs_package_bytes(zc.demucs_model("HTDemucs", seed=i))
