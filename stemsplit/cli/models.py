@@ -72,29 +72,12 @@ def _row(card: Any, model_dir: Path | None, implemented: dict[str, bool]) -> dic
     }
 
 
-# Where each architecture's factory lives (stemsplit.zoo.loader builds from them).
-FACTORY_MODULES = {
-    "demucs": "stemsplit.models.demucs",
-    "bs_roformer": "stemsplit.models.roformer",
-    "mel_band_roformer": "stemsplit.models.roformer",
-    "conv_tasnet": "stemsplit.models.conv_tasnet",
-}
-
-
 def _implemented() -> dict[str, bool]:
-    """Whether each architecture's factory module and torch are installed.
+    """Whether each architecture's code and torch are installed (found, not imported:
+    listing cards must not pay torch's import)."""
+    from stemsplit.models import registry
 
-    Found, not imported: listing cards must not pay torch's import (seconds).
-    """
-    from importlib.util import find_spec
-
-    from stemsplit.zoo.catalog import ARCHITECTURES
-
-    has_torch = find_spec("torch") is not None
-    return {
-        arch: has_torch and arch in FACTORY_MODULES and find_spec(FACTORY_MODULES[arch]) is not None
-        for arch in ARCHITECTURES
-    }
+    return {name: entry.installed() for name, entry in registry.ARCHITECTURES.items()}
 
 
 @models_app.callback()

@@ -339,6 +339,23 @@ def build_conv_tasnet(kwargs: dict[str, Any]) -> ConvTasNet:
     return ConvTasNet(ConvTasNetConfig.from_kwargs(kwargs))
 
 
+def build_conv_tasnet_state(
+    state: dict[str, Any], config: Any = None, **card: Any
+) -> ConvTasNet:
+    """The registry's factory: demucs v2's args.json as `config`, else shapes inferred.
+
+    `card` may fix `sources` and `samplerate` (a zoo card knows them; the weights don't).
+    """
+    if isinstance(config, dict) and "model" in config and "audio" in config:
+        raise ModelError(
+            "a Conv-TasNet state_dict came with an MSST yaml; pass the config published "
+            "with this checkpoint (demucs v2's args.json), or none"
+        )
+    if isinstance(config, dict):
+        return build_conv_tasnet({**config, **card})
+    return build_conv_tasnet(infer_conv_tasnet_args(state, **card))
+
+
 _PREFIX = "separator.network."
 
 

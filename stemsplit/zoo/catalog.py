@@ -21,13 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from stemsplit.errors import ModelError, UnknownModel, UsageError
+from stemsplit.models import registry
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-ARCHITECTURES = ("demucs", "bs_roformer", "mel_band_roformer", "conv_tasnet")
 ZOO_ENV = "STEMSPLIT_ZOO"
 
 
@@ -143,10 +143,10 @@ def parse_card(name: str, table: dict[str, Any], origin: str) -> ModelCard:
     if not isinstance(table, dict):
         raise ModelError(f"{origin}: {name!r} is not a table; one [table] per model")
     architecture = str(_require(table, "architecture", name, origin))
-    if architecture not in ARCHITECTURES:
+    if architecture not in registry.ARCHITECTURES:
         raise ModelError(
             f"model card {name!r} in {origin}: unknown architecture {architecture!r} "
-            f"(one of {', '.join(ARCHITECTURES)})"
+            f"(one of {', '.join(registry.names())})"
         )
     files = tuple(_parse_file(e, name, origin) for e in _require(table, "files", name, origin))
     sources = tuple(str(s) for s in _require(table, "sources", name, origin))

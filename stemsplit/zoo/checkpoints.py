@@ -31,6 +31,7 @@ from stemsplit.errors import ModelError, UnsafeCheckpoint
 from stemsplit.zoo.safe_yaml import load_yaml
 
 if TYPE_CHECKING:
+    from stemsplit.models.registry import Architecture
     import torch
 
 # Classes a Demucs package may name in `klass`, by their pickled path.
@@ -294,23 +295,21 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return unwrap_state_dict(read_torch_file(path), str(path))
 
 
-def msst_architecture(config: Any, source: str = "config") -> str:
-    """`bs_roformer` or `mel_band_roformer` from an MSST config's model section."""
-    model = config.get("model") if isinstance(config, dict) else None
-    if not isinstance(model, dict):
+def msst_architecture(config: Any, source: str = "config") -> Architecture:
+    """The MSST architecture an MSST yaml describes, recognised by its model keys."""
+    from stemsplit.models import registry
+
+    if not isinstance(config, dict) or not any(
+        isinstance(config.get(entry.config_section), dict)
+        for entry in registry.ARCHITECTURES.values()
+    ):
         raise ModelError(f"{source}: not an MSST config (no `model` section)")
-    if "freqs_per_bands" in model:
-        return "bs_roformer"
-    if "num_bands" in model:
-        return "mel_band_roformer"
-    raise ModelError(
-        f"{source}: the model section has neither freqs_per_bands (BS-RoFormer) nor "
-        "num_bands (Mel-Band RoFormer); other MSST architectures are not supported"
-    )
-
-
-def is_conv_tasnet_state(state: dict[str, Any]) -> bool:
-    """Demucs v2 Conv-TasNet key names (encoder.conv1d_U, separator.network)."""
-    return "encoder.conv1d_U.weight" in state and any(
-        k.startswith("separator.network.") for k in state
-    )
+    found = registry.recognise_config(config)
+    if found is None:
+        known = [e for e in registry.ARCHITECTURES.values() if e.config_markers]
+        raise ModelError(
+            f"{source}: the model section matches no known MSST architecture ("
+            + ", ".join(f"{e.name}: {'+'.join(e.config_markers)}" for e in known)
+            + "); name it with --model-type"
+        )
+    return found

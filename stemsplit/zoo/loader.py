@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from stemsplit.errors import ModelError, UnknownStem
+from stemsplit.models import registry
 from stemsplit.zoo import catalog, checkpoints, fetch
 from stemsplit.zoo.catalog import ModelCard
 
@@ -42,29 +43,10 @@ class ModelBundle:
     card: ModelCard | None = None
 
 
-def _factory(module: str, function: str) -> Any:
-    """An architecture factory, or ModelError when that architecture is not built yet."""
-    import importlib
-
-    try:
-        return getattr(importlib.import_module(module), function)
-    except (ImportError, AttributeError) as err:
-        raise ModelError(
-            f"{module}.{function} is not available: this architecture is not implemented "
-            "in this version of stemsplit"
-        ) from err
-
-
 def implemented(architecture: str) -> bool:
     """True when the factory for `architecture` can be imported (imports torch)."""
-    module, function = {
-        "demucs": ("stemsplit.models.demucs", "build_demucs"),
-        "bs_roformer": ("stemsplit.models.roformer", "build_roformer"),
-        "mel_band_roformer": ("stemsplit.models.roformer", "build_roformer"),
-        "conv_tasnet": ("stemsplit.models.conv_tasnet", "build_conv_tasnet"),
-    }[architecture]
     try:
-        _factory(module, function)
+        registry.get(architecture).build_function()
     except ModelError:
         return False
     return True
@@ -86,7 +68,7 @@ def _short(err: BaseException) -> str:
 
 def build_demucs_member(package: checkpoints.DemucsPackage, source: str) -> nn.Module:
     """One Demucs network from its package."""
-    build = _factory("stemsplit.models.demucs", "build_demucs")
+    build = registry.get("demucs").build_function()
     try:
         model = build(package.klass, package.args, package.kwargs)
     except (TypeError, ValueError) as err:
@@ -222,39 +204,37 @@ def _read_demucs_file(path: Path) -> checkpoints.DemucsPackage:
 def _load_single(
     state: dict[str, torch.Tensor], config: Any, card: ModelCard | None, path: str
 ) -> nn.Module:
-    """An MSST or Conv-TasNet network from a state_dict and its config (MSST yaml, or
-    the args.json of a Demucs v2 Conv-TasNet; without one its shapes are inferred)."""
-    if config is not None and not checkpoints.is_conv_tasnet_state(state):
+    """A network from a bare state_dict and its config: an MSST yaml names the
+    architecture by its keys; without one, the state dict's key names do (Conv-TasNet,
+    whose arguments are then inferred from the shapes, or read from demucs v2's
+    args.json)."""
+    by_state = registry.recognise_state(state)
+    if by_state is not None:
+        architecture = by_state
+    elif config is not None:
         architecture = checkpoints.msst_architecture(config, str(path))
-        if card is not None and card.architecture != architecture:
-            raise ModelError(
-                f"model {card.name!r}: the card says {card.architecture} but its config "
-                f"describes {architecture}"
-            )
-        build = _factory("stemsplit.models.roformer", "build_roformer")
-        try:
-            model = build(architecture, config)
-        except (TypeError, ValueError, KeyError) as err:
-            raise ModelError(f"{path}: cannot build {architecture} ({_short(err)})") from err
-        return _load_state(model, state, str(path))
-    if checkpoints.is_conv_tasnet_state(state):
-        infer = _factory("stemsplit.models.conv_tasnet", "infer_conv_tasnet_args")
-        build = _factory("stemsplit.models.conv_tasnet", "build_conv_tasnet")
-        options: dict[str, Any] = {}
-        if card is not None:
-            options = {"sources": list(card.sources), "samplerate": card.samplerate}
-        if isinstance(config, dict) and "model" in config and "audio" in config:
-            raise ModelError(
-                f"{path} is a Conv-TasNet state_dict but its config is an MSST yaml; "
-                "pass the config published with this checkpoint, or none"
-            )
-        if isinstance(config, dict):  # demucs v2's constructor arguments (its args.json)
-            return _load_state(build({**config, **options}), state, str(path))
-        return _load_state(build(infer(state, **options)), state, str(path))
-    raise ModelError(
-        f"{path}: cannot tell the architecture from a bare state_dict; pass its MSST yaml "
-        "with --config"
-    )
+    else:
+        raise ModelError(
+            f"{path}: cannot tell the architecture from a bare state_dict; pass its MSST yaml "
+            "with --config"
+        )
+    if card is not None and card.architecture != architecture.name:
+        raise ModelError(
+            f"model {card.name!r}: the card says {card.architecture} but its files "
+            f"describe {architecture.name}"
+        )
+    build = architecture.build_function()
+    try:
+        if architecture.file_format == "state":
+            options: dict[str, Any] = {}
+            if card is not None:
+                options = {"sources": list(card.sources), "samplerate": card.samplerate}
+            model = build(state, config, **options)
+        else:
+            model = build(architecture.name, config)
+    except (TypeError, ValueError, KeyError) as err:
+        raise ModelError(f"{path}: cannot build {architecture.name} ({_short(err)})") from err
+    return _load_state(model, state, str(path))
 
 
 def _bag_member_file(folder: Path, signature: str) -> Path:

@@ -175,7 +175,7 @@ def _check_config(case: tuple[str, bytes]) -> None:
     _, payload = case
     try:
         config = load_yaml_text(payload.decode("utf-8", "replace"), "fuzz.yaml")
-        architecture = msst_architecture(config, "fuzz.yaml")
+        architecture = msst_architecture(config, "fuzz.yaml").name
         read = (roformer_config.bs_roformer_config if architecture == "bs_roformer"
                 else roformer_config.mel_band_roformer_config)  # fmt: skip
         read(config["model"])

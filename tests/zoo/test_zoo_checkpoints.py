@@ -14,6 +14,7 @@ import torch
 import zoo_checkpoints as zc
 
 from stemsplit.errors import ModelError, UnsafeCheckpoint
+from stemsplit.models import registry
 from stemsplit.zoo import checkpoints
 from stemsplit.zoo.safe_yaml import load_yaml, load_yaml_text
 
@@ -154,13 +155,13 @@ def test_safetensors_reader_matches_the_library(tmp_path: Path) -> None:
 def test_architecture_detection_helpers(tmp_path: Path) -> None:
     bs = load_yaml_text(zc.TINY_BS_YAML)
     mel = load_yaml_text(zc.TINY_MEL_YAML)
-    assert checkpoints.msst_architecture(bs) == "bs_roformer"
-    assert checkpoints.msst_architecture(mel) == "mel_band_roformer"
-    with pytest.raises(ModelError, match="neither"):
+    assert checkpoints.msst_architecture(bs).name == "bs_roformer"
+    assert checkpoints.msst_architecture(mel).name == "mel_band_roformer"
+    with pytest.raises(ModelError, match="matches no known MSST architecture"):
         checkpoints.msst_architecture({"model": {"dim": 3}})
     tasnet = zc.tasnet_model().state_dict()
-    assert checkpoints.is_conv_tasnet_state(tasnet)
-    assert not checkpoints.is_conv_tasnet_state({"final.bias": torch.zeros(1)})
+    assert registry.recognise_state(tasnet).name == "conv_tasnet"
+    assert registry.recognise_state({"final.bias": torch.zeros(1)}) is None
     bag = tmp_path / "bag.yaml"
     bag.write_text("models: ['aa', 'bb']\nweights: [[1., 0.], [0., 1.]]\nsegment: 44\n")
     parsed = checkpoints.read_demucs_bag(bag)

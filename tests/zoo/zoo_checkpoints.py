@@ -128,7 +128,7 @@ def roformer_model(yaml_text: str, seed: int = 0):
 
     config = load_yaml_text(yaml_text)
     torch.manual_seed(seed)
-    model = build_roformer(msst_architecture(config), config)
+    model = build_roformer(msst_architecture(config).name, config)
     with torch.no_grad():  # non-trivial values everywhere, norms included
         for parameter in model.parameters():
             parameter.add_(0.1 * torch.randn_like(parameter))

@@ -1,0 +1,144 @@
+"""The one list of architectures: name -> where its code lives and how to recognise it.
+
+Read by the zoo catalog (which `architecture` a card may name), the loader (which
+factory builds a checkpoint, recognised from its config or state dict) and
+`stemsplit models` (families, whether the code is installed). Importing this module
+is cheap: entries name their factory as `"module:function"`, imported on first use
+(the modules import torch).
+
+A new architecture is one module under `models/`, one entry here and one card.
+
+Factories by file format (`Architecture.file_format`):
+- `"msst"`: `factory(model_type: str, config: Mapping) -> nn.Module`, the whole parsed
+  MSST yaml (its hyperparameters under `config_section`); the loader then loads the
+  state dict strictly.
+- `"demucs"`: `factory(klass: str, args, kwargs) -> nn.Module` from a Demucs package.
+- `"state"`: `factory(state: Mapping[str, Tensor], config: Mapping | None, **card)`:
+  the architecture's arguments are inferred from the state dict's shapes (Conv-TasNet).
+- `"onnx"` / `"uvr-vr"`: UVR files, `factory(path: Path, params: Mapping) -> nn.Module`
+  with the hash-keyed model data (or a user's `--config` JSON) as `params`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from importlib.util import find_spec
+from typing import Any, Literal
+
+from stemsplit.errors import ModelError
+
+FileFormat = Literal["msst", "demucs", "state", "onnx", "uvr-vr"]
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """One architecture.
+
+    `name` is MSST's `--model_type` where MSST has the architecture (so `--model-type`
+    takes the names its users know); `config_markers` are keys of the yaml's
+    `config_section` that only this architecture has (all must be present), tried in
+    registry order; `state_markers` are state-dict key prefixes that identify a bare
+    state dict without a config.
+    """
+
+    name: str
+    family: str
+    factory: str  # "module:function"
+    file_format: FileFormat
+    description: str = ""
+    config_section: str = "model"
+    config_markers: tuple[str, ...] = ()
+    state_markers: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def module(self) -> str:
+        return self.factory.partition(":")[0]
+
+    def build_function(self) -> Callable[..., Any]:
+        """The factory, imported now; ModelError when this install lacks its code."""
+        module, _, function = self.factory.partition(":")
+        try:
+            return getattr(importlib.import_module(module), function)  # type: ignore[no-any-return]
+        except (ImportError, AttributeError) as err:
+            raise ModelError(
+                f"architecture {self.name}: {self.factory} cannot be imported ({err}); "
+                "is this install complete (torch, and the architecture's extras)?"
+            ) from err
+
+    def installed(self) -> bool:
+        """Whether its module and torch are importable, found without importing them."""
+        return find_spec("torch") is not None and find_spec(self.module) is not None
+
+
+_ENTRIES: tuple[Architecture, ...] = (
+    Architecture(
+        "demucs", "Demucs", "stemsplit.models.demucs:build_demucs", "demucs",
+        "Demucs v2/v3/v4 (HTDemucs, HDemucs, time-domain Demucs) and their bags",
+    ),
+    Architecture(
+        "bs_roformer", "RoFormer", "stemsplit.models.roformer:build_roformer", "msst",
+        "Band-Split RoFormer (MSST checkpoints)",
+        config_markers=("freqs_per_bands",),
+    ),
+    Architecture(
+        "mel_band_roformer", "RoFormer", "stemsplit.models.roformer:build_roformer", "msst",
+        "Mel-Band RoFormer (MSST checkpoints)",
+        config_markers=("num_bands",),
+    ),
+    Architecture(
+        "conv_tasnet", "Conv-TasNet", "stemsplit.models.conv_tasnet:build_conv_tasnet_state",
+        "state", "Conv-TasNet as Demucs v2 trained it (shapes inferred from the weights)",
+        state_markers=("encoder.conv1d_U.", "separator.network."),
+    ),
+)
+
+ARCHITECTURES: dict[str, Architecture] = {entry.name: entry for entry in _ENTRIES}
+_ALIASES: dict[str, str] = {
+    alias: entry.name for entry in _ENTRIES for alias in entry.aliases
+}
+
+
+def names() -> tuple[str, ...]:
+    """Every architecture name, in registry order."""
+    return tuple(ARCHITECTURES)
+
+
+def get(name: str) -> Architecture:
+    """The architecture called `name` (or one of its aliases)."""
+    entry = ARCHITECTURES.get(_ALIASES.get(name, name))
+    if entry is None:
+        raise ModelError(f"unknown architecture {name!r}; one of {', '.join(names())}")
+    return entry
+
+
+def recognise_config(config: Mapping[str, Any]) -> Architecture | None:
+    """The MSST architecture whose markers a parsed yaml carries, or None."""
+    for entry in _ENTRIES:
+        if entry.file_format != "msst" or not entry.config_markers:
+            continue
+        section = config.get(entry.config_section)
+        if isinstance(section, Mapping) and all(key in section for key in entry.config_markers):
+            return entry
+    return None
+
+
+def recognise_state(keys: Iterable[str]) -> Architecture | None:
+    """The architecture whose state-dict markers every appear among `keys`, or None."""
+    keys = list(keys)
+    for entry in _ENTRIES:
+        if entry.state_markers and all(
+            any(key.startswith(marker) for key in keys) for marker in entry.state_markers
+        ):
+            return entry
+    return None
+
+
+def families() -> dict[str, list[str]]:
+    """Family -> architecture names, in registry order (for listings)."""
+    out: dict[str, list[str]] = {}
+    for entry in _ENTRIES:
+        out.setdefault(entry.family, []).append(entry.name)
+    return out
