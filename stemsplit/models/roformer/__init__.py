@@ -12,58 +12,12 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from stemsplit.errors import ModelError
-from stemsplit.models.base import Recipe
+from stemsplit.models import msst_config
 
 if TYPE_CHECKING:
     from stemsplit.models.roformer.network import RoformerNetwork
 
 ARCHITECTURES = ("bs_roformer", "mel_band_roformer")
-
-
-def _section(config: Mapping[str, Any], name: str, required: bool = False) -> Mapping[str, Any]:
-    section = config.get(name)
-    if section is None:
-        if required:
-            raise ModelError(f"RoFormer config has no '{name}' section; use an MSST config")
-        return {}
-    if not isinstance(section, Mapping):
-        raise ModelError(
-            f"RoFormer config: '{name}' must be a mapping, got {type(section).__name__}"
-        )
-    return section
-
-
-def _stems(training: Mapping[str, Any], num_stems: int) -> tuple[tuple[str, ...], str | None]:
-    """Output stems and the residual stem, as MSST's `prefer_target_instrument`."""
-    instruments = training.get("instruments")
-    if not isinstance(instruments, (list, tuple)) or not all(
-        isinstance(name, str) for name in instruments
-    ):
-        raise ModelError("RoFormer config: training.instruments must be a list of stem names")
-    target = training.get("target_instrument")
-    if target:
-        if num_stems != 1:
-            raise ModelError(
-                f"RoFormer config: target_instrument {target!r} needs model.num_stems 1, "
-                f"got {num_stems}"
-            )
-        others = [name for name in instruments if name != target]
-        return (str(target),), (others[0] if others else None)
-    if len(instruments) != num_stems:
-        raise ModelError(
-            f"RoFormer config: model.num_stems is {num_stems} but training.instruments "
-            f"names {len(instruments)} stems; they must match"
-        )
-    return tuple(instruments), None
-
-
-def _positive_int(section: Mapping[str, Any], key: str, default: int | None, where: str) -> int:
-    value = section.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ModelError(
-            f"RoFormer config: {where}.{key} must be a positive integer, got {value!r}"
-        )
-    return value
 
 
 def build_roformer(architecture: str, config: Mapping[str, Any]) -> RoformerNetwork:
@@ -81,12 +35,8 @@ def build_roformer(architecture: str, config: Mapping[str, Any]) -> RoformerNetw
         raise ModelError(
             f"unknown RoFormer architecture {architecture!r}; use one of {ARCHITECTURES}"
         )
-    if not isinstance(config, Mapping):
-        raise ModelError("RoFormer config must be a mapping of sections (audio, model, ...)")
-    model = _section(config, "model", required=True)
-    audio = _section(config, "audio")
-    training = _section(config, "training", required=True)
-    inference = _section(config, "inference")
+    model = msst_config.section(config, "model", "RoFormer", required=True)
+    audio = msst_config.section(config, "audio", "RoFormer")
 
     parsed = (bs_roformer_config if architecture == "bs_roformer" else mel_band_roformer_config)(
         model
@@ -97,21 +47,14 @@ def build_roformer(architecture: str, config: Mapping[str, Any]) -> RoformerNetw
             f"RoFormer config: audio.num_channels {channels} disagrees with model.stereo "
             f"{parsed.trunk.stereo}; fix the config"
         )
-    sources, residual = _stems(training, parsed.trunk.num_stems)
-    num_overlap = _positive_int(inference, "num_overlap", 2, "inference")
-    recipe = Recipe(
-        segment_samples=_positive_int(audio, "chunk_size", None, "audio"),
-        overlap=1.0 - 1.0 / num_overlap,
-        window="fade",
-        padding="reflect-border",
-        normalization="none",
-        batch_size=_positive_int(inference, "batch_size", 1, "inference"),
+    sources, residual = msst_config.stems(
+        config, parsed.trunk.num_stems, "RoFormer", "model.num_stems"
     )
     info = ModelInfo(
         sources=sources,
         residual=residual,
-        samplerate=_positive_int(audio, "sample_rate", 44100, "audio"),
-        recipe=recipe,
+        samplerate=msst_config.samplerate(config, "RoFormer"),
+        recipe=msst_config.recipe(config, "RoFormer"),
     )
     if architecture == "bs_roformer":
         return BSRoformer(parsed, info)  # type: ignore[arg-type]
