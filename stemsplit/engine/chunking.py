@@ -17,6 +17,10 @@ Two reference algorithms are reproduced exactly, chosen by the model's recipe:
   per chunk, which equals MSST at batch size 1 (the fixtures' setting). For a single
   chunk that is both first and last MSST keeps the fade-out (an `elif`); we drop both
   fades, as its comment intends ("no fadeout on the last chunk").
+- MSST's `demix` in its 'demucs' mode (HTDemucs trained by MSST; recipe padding
+  "zeros", window "uniform"): chunks start every `step = segment // num_overlap`
+  from 0, each is a whole segment read from its start with zeros past the track's
+  end, no border; every chunk weighs 1 (sum of outputs / number of chunks).
 
 Everything here is numpy and pure: the engine reads, runs and writes around it.
 """
@@ -59,6 +63,9 @@ class Plan:
     border: int  # samples of reflect padding on each side (MSST), 0 for Demucs
     segment: int
     window: str
+    # How chunks are read: "context" = the window [read_start, read_stop) of the
+    # track, zeros outside it (recipes "context" and "zeros"); "reflect-border" =
+    # MSST's reflect-padded track, the last short chunk reflect- or zero-padded.
     padding: str
 
 
@@ -102,6 +109,9 @@ def plan_chunks(length: int, recipe: Recipe, segment: int, valid_length=None) ->
             )
         return Plan(tuple(chunks), length, 0, segment, recipe.window, recipe.padding)
 
+    if recipe.padding == "zeros":
+        return _plan_zeros(length, recipe, segment, stride)
+
     border = segment - stride
     if not (length > 2 * border and border > 0):
         border = 0
@@ -121,6 +131,29 @@ def plan_chunks(length: int, recipe: Recipe, segment: int, valid_length=None) ->
         for index, start in enumerate(starts)
     ]
     return Plan(tuple(chunks), padded_length, border, segment, recipe.window, recipe.padding)
+
+
+def _plan_zeros(length: int, recipe: Recipe, segment: int, stride: int) -> Plan:
+    """MSST's 'demucs' mode: whole segments from each start, zeros past the end.
+
+    Read like "context" chunks (the window of the track, zeros outside), never
+    centred: the model always sees `segment` samples starting at the chunk.
+    """
+    starts = range(0, length, stride)
+    chunks = tuple(
+        Chunk(
+            index=index,
+            start=start,
+            length=min(segment, length - start),
+            read_start=start,
+            read_stop=start + segment,
+            trim=0,
+            first=index == 0,
+            last=index == len(starts) - 1,
+        )
+        for index, start in enumerate(starts)
+    )
+    return Plan(chunks, length, 0, segment, recipe.window, "context")
 
 
 def triangle_window(segment: int) -> np.ndarray:
@@ -151,6 +184,8 @@ def chunk_window(plan: Plan, chunk: Chunk) -> np.ndarray:
     """The weights of `chunk`'s contributing samples (length `chunk.length`)."""
     if plan.window == "triangle":
         return triangle_window(plan.segment)[: chunk.length]
+    if plan.window == "uniform":
+        return np.ones(chunk.length, dtype=np.float32)
     return fade_window(plan.segment, chunk.first, chunk.last)[: chunk.length]
 
 

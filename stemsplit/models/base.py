@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 if TYPE_CHECKING:  # torch is imported lazily everywhere else
     import torch
 
-WindowKind = Literal["triangle", "fade"]
-PaddingPolicy = Literal["context", "reflect-border"]
+WindowKind = Literal["triangle", "fade", "uniform"]
+PaddingPolicy = Literal["context", "reflect-border", "zeros"]
 Normalization = Literal["track-mean-std", "none"]
 
 
@@ -26,11 +26,14 @@ class Recipe:
     - `overlap`: fraction of a chunk shared with the next (Demucs 0.25; MSST
       1 - 1/num_overlap).
     - `window`: "triangle" (Demucs' apply_model: triangle normalised by its max) or
-      "fade" (MSST demix: linear fades of segment // 10, none at the track's ends).
+      "fade" (MSST demix: linear fades of segment // 10, none at the track's ends) or
+      "uniform" (MSST demix in its 'demucs' mode: every chunk weighs 1).
     - `padding`: "context" (Demucs: a chunk is padded to the model's valid length
       with the real audio around it, zeros past the track's ends) or
       "reflect-border" (MSST: reflect-pad the track by segment - step on both ends,
-      reflect/zero-pad the last short chunk).
+      reflect/zero-pad the last short chunk) or "zeros" (MSST demix in its 'demucs'
+      mode: every chunk is a whole segment read from its start, zeros past the
+      track's end; no border).
     - `normalization`: "track-mean-std" (Demucs: divide by the mono mix's std after
       removing its mean, undo after) or "none".
     - `batch_size`: chunks per forward call by default.

@@ -89,6 +89,11 @@ _ENTRIES: tuple[Architecture, ...] = (
         config_markers=("num_bands",),
     ),
     Architecture(
+        "htdemucs", "Demucs", "stemsplit.models.demucs.msst:build_msst_demucs", "msst",
+        "HTDemucs/HDemucs as MSST trains them (yaml `model: htdemucs|hdemucs` + state dict)",
+        config_section="htdemucs", config_markers=("channels",),
+    ),
+    Architecture(
         "conv_tasnet", "Conv-TasNet", "stemsplit.models.conv_tasnet:build_conv_tasnet_state",
         "state", "Conv-TasNet as Demucs v2 trained it (shapes inferred from the weights)",
         state_markers=("encoder.conv1d_U.", "separator.network."),

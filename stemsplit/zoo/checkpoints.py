@@ -41,6 +41,7 @@ DEMUCS_CLASSES = {
     "demucs.demucs.Demucs": "Demucs",
 }
 STATE_KEYS = ("state_dict", "model_state_dict", "state", "model")
+MSST_DEMUCS_SECTIONS = ("htdemucs", "hdemucs", "demucs")
 
 
 class ClassName:
@@ -299,6 +300,14 @@ def msst_architecture(config: Any, source: str = "config") -> Architecture:
     """The MSST architecture an MSST yaml describes, recognised by its model keys."""
     from stemsplit.models import registry
 
+    # MSST's Demucs family: `model: htdemucs|hdemucs|demucs` names the section holding
+    # the hyperparameters; MSST runs all three as `--model_type htdemucs`.
+    if (
+        isinstance(config, dict)
+        and config.get("model") in MSST_DEMUCS_SECTIONS
+        and isinstance(config.get(config["model"]), dict)
+    ):
+        return registry.get("htdemucs")
     if not isinstance(config, dict) or not any(
         isinstance(config.get(entry.config_section), dict)
         for entry in registry.ARCHITECTURES.values()

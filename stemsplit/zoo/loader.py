@@ -271,7 +271,9 @@ def _load_checkpoint(checkpoint: Path, config: Path | None, stems: list[str] | N
         sources = list(model.sources)
     else:
         loaded = checkpoints.read_torch_file(checkpoint)
-        if checkpoints.is_demucs_package(loaded):
+        # With an MSST yaml, a Demucs package is only weights (MSST takes its `state`):
+        # the network and its recipe come from the yaml, as MSST builds them.
+        if checkpoints.is_demucs_package(loaded) and config is None:
             package = checkpoints.demucs_package(loaded, str(checkpoint))
             model = build_demucs_member(package, str(checkpoint))
         else:
