@@ -94,6 +94,11 @@ _ENTRIES: tuple[Architecture, ...] = (
         config_section="htdemucs", config_markers=("channels",),
     ),
     Architecture(
+        "bandit_v2", "BandIt", "stemsplit.models.bandit_v2:build_bandit_v2", "msst",
+        "BandIt v2: speech / music / effects (MSST checkpoints, yaml `cls: Bandit` + kwargs)",
+        config_section="kwargs", config_markers=("n_sqm_modules",),
+    ),
+    Architecture(
         "conv_tasnet", "Conv-TasNet", "stemsplit.models.conv_tasnet:build_conv_tasnet_state",
         "state", "Conv-TasNet as Demucs v2 trained it (shapes inferred from the weights)",
         state_markers=("encoder.conv1d_U.", "separator.network."),

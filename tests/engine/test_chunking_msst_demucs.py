@@ -12,18 +12,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from toy_models import PositionalToy
 
 from stemsplit.engine.chunking import chunk_window, plan_chunks
 from stemsplit.engine.runner import EngineSettings, separate_stream
 from stemsplit.engine.source import ArraySource
 from stemsplit.models.base import Recipe
-from toy_models import PositionalToy
 
 SR = 100
 
 
-def msst_demix_demucs(model, mix: torch.Tensor, chunk_size: int, num_overlap: int,
-                      batch_size: int) -> np.ndarray:
+def msst_demix_demucs(
+    model, mix: torch.Tensor, chunk_size: int, num_overlap: int, batch_size: int
+) -> np.ndarray:
     """MSST's 'demucs' mode, restated."""
     step = chunk_size // num_overlap
     result = torch.zeros((len(model.sources),) + tuple(mix.shape))

@@ -120,8 +120,10 @@ def build_msst_demucs(model_type: str, config: Mapping[str, Any]) -> nn.Module:
     kwargs = dict(config[name])
     training = _mapping(config, "training")
     instruments = training.get("instruments")
-    if not isinstance(instruments, (list, tuple)) or not instruments or not all(
-        isinstance(item, str) for item in instruments
+    if (
+        not isinstance(instruments, (list, tuple))
+        or not instruments
+        or not all(isinstance(item, str) for item in instruments)
     ):
         raise ModelError("MSST Demucs config: training.instruments must list the stems")
     num_subbands = kwargs.pop("num_subbands", 1)

@@ -1,0 +1,224 @@
+"""MSST-format HTDemucs and BandIt v2 against MSST's own outputs (commit ccc011a).
+
+Fixtures: ../shared/fixtures/{htdemucs_msst,bandit_v2} (made with MSST's code) and the
+held-out ones under tests/data/msst/ (other sizes, stems, chunk sizes, num_overlap;
+written by tools/msst_fixtures.py from MSST's public code). Each is checked three
+ways: the network's forward on the first chunk, demix through the engine, and the
+real CLI (`python -m stemsplit MIX --checkpoint --config`) with the architecture
+recognised from the yaml.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+from e2e_cli import stemsplit
+
+from stemsplit.engine.runner import EngineSettings, separate_stream
+from stemsplit.engine.source import ArraySource
+from stemsplit.errors import ModelError
+from stemsplit.models import registry
+from stemsplit.zoo import checkpoints
+from stemsplit.zoo.loader import load_bundle
+from stemsplit.zoo.safe_yaml import load_yaml
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "msst"
+FORWARD_DB = 90.0
+DEMIX_DB = 90.0
+CLI_DB = 80.0
+
+SHARED = ["htdemucs_msst", "bandit_v2"]
+HELD_OUT = sorted(p.name for p in DATA.glob("*") if (p / "meta.json").is_file()
+                  and json.loads((p / "meta.json").read_text())["model_type"]
+                  in ("htdemucs", "bandit_v2"))  # fmt: skip
+
+
+def snr_db(reference: np.ndarray, estimate: np.ndarray) -> float:
+    noise = float(np.sum((reference.astype(np.float64) - estimate) ** 2))
+    signal = float(np.sum(reference.astype(np.float64) ** 2))
+    return 10 * np.log10(signal / max(noise, 1e-30))
+
+
+def _folder(shared_dir: Path | None, name: str) -> Path:
+    if name in SHARED:
+        if shared_dir is None:
+            pytest.skip("../shared is absent")
+        folder = shared_dir / "fixtures" / name
+    else:
+        folder = DATA / name
+    if not folder.is_dir():
+        pytest.skip(f"fixture {folder} is absent")
+    return folder
+
+
+@pytest.fixture
+def shared_or_none(request) -> Path | None:
+    try:
+        return request.getfixturevalue("shared_dir")
+    except pytest.skip.Exception:
+        return None
+
+
+def _read(path: Path) -> np.ndarray:
+    return soundfile.read(str(path), dtype="float32", always_2d=True)[0].T
+
+
+def _meta(folder: Path) -> dict:
+    return json.loads((folder / "meta.json").read_text())
+
+
+ALL = SHARED + HELD_OUT
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_recognised_from_the_yaml(shared_or_none, name):
+    folder = _folder(shared_or_none, name)
+    config = load_yaml(folder / "config.yaml")
+    assert checkpoints.msst_architecture(config).name == _meta(folder)["model_type"]
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_forward_matches_msst(shared_or_none, name):
+    folder = _folder(shared_or_none, name)
+    meta = _meta(folder)
+    model = load_bundle(checkpoint=folder / "model.ckpt", config=folder / "config.yaml").members[0]
+    assert list(model.sources) == meta["stems"]
+    mix = _read(folder / "mixture.wav")
+    with torch.inference_mode():
+        out = model(torch.from_numpy(mix[:, : meta["chunk_size"]])[None]).numpy()
+    expected = np.load(folder / "forward_output.npy")
+    assert out.shape == expected.shape
+    assert snr_db(expected, out) >= FORWARD_DB
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_demix_through_the_engine_matches_msst(shared_or_none, name):
+    folder = _folder(shared_or_none, name)
+    model = load_bundle(checkpoint=folder / "model.ckpt", config=folder / "config.yaml").members[0]
+    mix = _read(folder / "mixture.wav")
+    blocks = separate_stream(model, ArraySource(mix, model.samplerate), EngineSettings())
+    out = np.concatenate(list(blocks), axis=-1)
+    assert out.shape == (len(model.sources), 2, mix.shape[-1])
+    for index, stem in enumerate(model.sources):
+        expected = _read(folder / "demix" / f"{stem}.wav")
+        assert snr_db(expected, out[index]) >= DEMIX_DB, stem
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_cli_reproduces_msst_demix(shared_or_none, name, tmp_path):
+    folder = _folder(shared_or_none, name)
+    result = stemsplit(folder / "mixture.wav", "--checkpoint", folder / "model.ckpt",
+                       "--config", folder / "config.yaml", "--bit-depth", "float32",
+                       "-o", tmp_path, "--json")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (track,) = json.loads(result.stdout)["tracks"]
+    assert track["status"] == "done", track
+    written = {stem: Path(path) for stem, path in track["stems"].items()}
+    references = sorted((folder / "demix").glob("*.wav"))
+    assert sorted(written) == sorted(p.stem for p in references) == sorted(_meta(folder)["stems"])
+    length = soundfile.info(str(folder / "mixture.wav")).frames
+    for reference in references:
+        actual = _read(written[reference.stem])
+        expected = _read(reference)
+        assert actual.shape == expected.shape == (2, length)
+        assert snr_db(expected, actual) >= CLI_DB, reference.stem
+
+
+# --- HTDemucs in MSST's layout -------------------------------------------------------
+
+
+def _htdemucs_config(shared_dir: Path) -> dict:
+    return load_yaml(_folder(shared_dir, "htdemucs_msst") / "config.yaml")
+
+
+def test_msst_demucs_recipe(shared_dir):
+    config = _htdemucs_config(shared_dir)
+    model = registry.get("htdemucs").build_function()("htdemucs", config)
+    recipe = model.recipe
+    assert (recipe.segment_samples, recipe.overlap) == (44100, 0.5)
+    assert (recipe.window, recipe.padding, recipe.normalization) == ("uniform", "zeros", "none")
+    config["inference"]["normalize"] = True
+    config["training"]["segment"] = 2
+    recipe = registry.get("htdemucs").build_function()("htdemucs", config).recipe
+    assert (recipe.segment_samples, recipe.normalization) == (88200, "track-mean-std")
+
+
+def test_msst_hdemucs_section_builds_hdemucs(shared_dir):
+    """DrumSep's config says `model: hdemucs` (MSST still runs it as --model_type htdemucs)."""
+    config = _htdemucs_config(shared_dir)
+    config["model"] = "hdemucs"
+    config["hdemucs"] = {"channels": 4, "depth": 6, "nfft": 4096, "dconv_lstm": 4,
+                         "dconv_attn": 4, "dconv_comp": 4}  # fmt: skip
+    del config["htdemucs"]
+    assert checkpoints.msst_architecture(config).name == "htdemucs"
+    model = registry.get("htdemucs").build_function()("htdemucs", config)
+    assert type(model).__name__ == "MsstHDemucs" and model.recipe.window == "uniform"
+    with torch.inference_mode():
+        assert model(torch.zeros(1, 2, 4410)).shape == (1, 4, 2, 4410)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [({"num_subbands": 2}, "num_subbands"), ({"bogus": 1}, "bogus"),
+     ({"t_sparse_self_attn": True}, "sparse")],
+)  # fmt: skip
+def test_msst_demucs_config_errors(shared_dir, change, message):
+    config = _htdemucs_config(shared_dir)
+    config["htdemucs"].update(change)
+    with pytest.raises(ModelError, match=message):
+        registry.get("htdemucs").build_function()("htdemucs", config)
+
+
+def test_demucs_package_with_msst_yaml_uses_the_yaml(shared_dir, tmp_path):
+    """MSST loads a Demucs package's `state` into the network its yaml describes."""
+    folder = _folder(shared_dir, "htdemucs_msst")
+    state = checkpoints.read_state_dict(folder / "model.ckpt")
+    package = {"klass": "demucs.htdemucs.HTDemucs", "args": [], "kwargs": {}, "state": state}
+    torch.save(package, tmp_path / "package.th")
+    model = load_bundle(checkpoint=tmp_path / "package.th", config=folder / "config.yaml")
+    assert model.members[0].recipe.window == "uniform"
+
+
+# --- BandIt v2 -------------------------------------------------------------------------
+
+
+def test_bandit_aliases_load_strictly_and_must_agree(shared_dir):
+    """MSST's mask heads hold norm/hidden/output twice (also as `combined.K`)."""
+    folder = _folder(shared_dir, "bandit_v2")
+    state = checkpoints.read_state_dict(folder / "model.ckpt")
+    config = load_yaml(folder / "config.yaml")
+    model = registry.get("bandit_v2").build_function()("bandit_v2", config)
+    assert sorted(model.state_dict()) == sorted(state)  # the aliases are written back too
+    alias = "mask_estim.music.norm_mlp.3.combined.1.0.weight"
+    assert alias in state and "mask_estim.music.norm_mlp.3.hidden.0.weight" in state
+    model.load_state_dict(state, strict=True)
+    # one tensor per pair: only the canonical copy is a parameter
+    names = {name for name, _ in model.named_parameters()}
+    assert alias not in names and "mask_estim.music.norm_mlp.3.hidden.0.weight" in names
+    broken = dict(state)
+    broken[alias] = broken[alias] + 1
+    with pytest.raises(RuntimeError, match="differs"):
+        model.load_state_dict(broken, strict=True)
+    del broken[alias]
+    model.load_state_dict(broken, strict=True)  # the canonical copy alone is enough
+    with pytest.raises(RuntimeError):
+        model.load_state_dict({k: v for k, v in state.items() if "freq_weights/3" not in k})
+
+
+def test_bandit_config_errors(shared_dir):
+    config = load_yaml(_folder(shared_dir, "bandit_v2") / "config.yaml")
+    build = registry.get("bandit_v2").build_function()
+    for change, message in [({"in_channels": 2}, "mono"), ({"bogus": 1}, "bogus"),
+                            ({"hidden_activation": "os"}, "activation"),
+                            ({"rnn_type": "Transformer"}, "rnn_type")]:  # fmt: skip
+        broken = {**config, "kwargs": {**config["kwargs"], **change}}
+        with pytest.raises(ModelError, match=message):
+            build("bandit_v2", broken)
+    broken = {**config, "training": {**config["training"], "instruments": ["a", "b"]}}
+    with pytest.raises(ModelError, match="kwargs.stems"):
+        build("bandit_v2", broken)
