@@ -25,6 +25,8 @@ def section(
     config: Mapping[str, Any], name: str, family: str, required: bool = False
 ) -> Mapping[str, Any]:
     """`config[name]` as a mapping ({} when absent and not required)."""
+    if config is None:
+        raise ModelError(f"{family} needs its MSST yaml config (pass --config)")
     if not isinstance(config, Mapping):
         raise ModelError(f"{family} config must be a mapping of sections (audio, model, ...)")
     value = config.get(name)
@@ -33,9 +35,7 @@ def section(
             raise ModelError(f"{family} config has no '{name}' section; use an MSST config")
         return {}
     if not isinstance(value, Mapping):
-        raise ModelError(
-            f"{family} config: '{name}' must be a mapping, got {type(value).__name__}"
-        )
+        raise ModelError(f"{family} config: '{name}' must be a mapping, got {type(value).__name__}")
     return value
 
 

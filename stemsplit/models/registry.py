@@ -89,6 +89,22 @@ _ENTRIES: tuple[Architecture, ...] = (
         config_markers=("num_bands",),
     ),
     Architecture(
+        "mdx23c", "MDX23C", "stemsplit.models.mdx23c:build_mdx23c", "msst",
+        "MDX23C / TFC-TDF v3 U-Net (MSST checkpoints)",
+        config_markers=("num_subbands", "num_scales", "bottleneck_factor"),
+    ),
+    Architecture(
+        "scnet_masked", "SCNet", "stemsplit.models.scnet:build_scnet", "msst",
+        "SCNet with a spectral mask head (MSST checkpoints; same yaml keys as scnet, "
+        "recognised from its weights)",
+        state_markers=("pos_embed_f", "mask_layer."),
+    ),
+    Architecture(
+        "scnet", "SCNet", "stemsplit.models.scnet:build_scnet", "msst",
+        "SCNet, sparse compression network (MSST checkpoints)",
+        config_markers=("band_SR", "band_stride", "band_kernel", "dims"),
+    ),
+    Architecture(
         "htdemucs", "Demucs", "stemsplit.models.demucs.msst:build_msst_demucs", "msst",
         "HTDemucs/HDemucs as MSST trains them (yaml `model: htdemucs|hdemucs` + state dict)",
         config_section="htdemucs", config_markers=("channels",),

@@ -1,0 +1,245 @@
+"""MSST-format MDX23C (TFC-TDF v3) and SCNet against MSST's own outputs (commit ccc011a).
+
+Fixtures: ../shared/fixtures/{mdx23c,scnet} and the held-out ones under
+tests/data/msst/ (one-target vocals with a residual, BatchNorm/GroupNorm, relu/elu,
+mono 22.05 kHz, num_overlap 3 and 4, `inference.normalize`, the masked SCNet; written
+by tools/msst_fixtures_mdx23c_scnet.py from MSST's public code). Each is checked
+three ways: the network's forward on the first chunk, demix through the engine, and
+the real CLI (`python -m stemsplit MIX --checkpoint --config`), the architecture
+recognised from the files alone.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+from e2e_cli import stemsplit
+
+from stemsplit.engine.pipeline import bundle_stream
+from stemsplit.engine.runner import EngineSettings
+from stemsplit.engine.source import ArraySource
+from stemsplit.errors import ModelError
+from stemsplit.models import registry
+from stemsplit.models.mdx23c import build_mdx23c
+from stemsplit.models.scnet import build_scnet
+from stemsplit.zoo import catalog, checkpoints
+from stemsplit.zoo.loader import ModelBundle, load_bundle
+from stemsplit.zoo.safe_yaml import load_yaml
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "msst"
+MODEL_TYPES = ("mdx23c", "scnet", "scnet_masked")
+FORWARD_DB = 90.0
+DEMIX_DB = 90.0
+CLI_DB = 80.0
+
+SHARED = ["mdx23c", "scnet"]
+HELD_OUT = sorted(
+    p.name for p in DATA.glob("*")
+    if (p / "meta.json").is_file()
+    and json.loads((p / "meta.json").read_text())["model_type"] in MODEL_TYPES
+)  # fmt: skip
+ALL = SHARED + HELD_OUT
+# The pipeline decodes every input to stereo (engine/pipeline.py::prepare_input), so a
+# mono MSST model cannot run through the CLI yet; forward and engine demix pass.
+MONO_NEEDS_ENGINE = pytest.mark.xfail(
+    strict=True, reason="prepare_input feeds stereo to every model; mono needs an engine change"
+)
+CLI_CASES = [pytest.param(n, marks=MONO_NEEDS_ENGINE) if "mono" in n else n for n in ALL]
+
+
+def snr_db(reference: np.ndarray, estimate: np.ndarray) -> float:
+    noise = float(np.sum((reference.astype(np.float64) - estimate) ** 2))
+    signal = float(np.sum(reference.astype(np.float64) ** 2))
+    return 10 * np.log10(signal / max(noise, 1e-30))
+
+
+@pytest.fixture
+def shared_or_none(request: pytest.FixtureRequest) -> Path | None:
+    try:
+        return request.getfixturevalue("shared_dir")  # type: ignore[no-any-return]
+    except pytest.skip.Exception:
+        return None
+
+
+def _folder(shared: Path | None, name: str) -> Path:
+    if name in SHARED:
+        if shared is None:
+            pytest.skip("../shared is absent")
+        folder = shared / "fixtures" / name
+    else:
+        folder = DATA / name
+    if not folder.is_dir():
+        pytest.skip(f"fixture {folder} is absent")
+    return folder
+
+
+def _mixture(folder: Path) -> Path:
+    return next(folder / n for n in ("mixture.wav", "mixture.flac") if (folder / n).is_file())
+
+
+def _read(path: Path) -> np.ndarray:
+    return soundfile.read(str(path), dtype="float32", always_2d=True)[0].T
+
+
+def _meta(folder: Path) -> dict:
+    return json.loads((folder / "meta.json").read_text())  # type: ignore[no-any-return]
+
+
+def _bundle(folder: Path) -> ModelBundle:
+    return load_bundle(checkpoint=folder / "model.ckpt", config=folder / "config.yaml")
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_recognised_from_the_files(shared_or_none: Path | None, name: str) -> None:
+    folder = _folder(shared_or_none, name)
+    model_type = _meta(folder)["model_type"]
+    config = load_yaml(folder / "config.yaml")
+    # the masked SCNet shares scnet's yaml keys; its weights tell it apart
+    assert checkpoints.msst_architecture(config).name == model_type.replace("_masked", "")
+    state = checkpoints.read_state_dict(folder / "model.ckpt")
+    by_state = registry.recognise_state(state)
+    assert (by_state.name if by_state else None) == (
+        model_type if model_type == "scnet_masked" else None
+    )
+    model = _bundle(folder).members[0]
+    assert getattr(model.config, "masked", False) == (model_type == "scnet_masked")
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_forward_matches_msst(shared_or_none: Path | None, name: str) -> None:
+    folder = _folder(shared_or_none, name)
+    meta = _meta(folder)
+    model = _bundle(folder).members[0]
+    assert list(model.sources) == meta["stems"]
+    mix = _read(_mixture(folder))
+    with torch.inference_mode():
+        out = model(torch.from_numpy(mix[:, : meta["chunk_size"]])[None]).numpy()
+    expected = np.load(folder / "forward_output.npy")
+    assert out.shape == expected.shape
+    assert snr_db(expected, out) >= FORWARD_DB
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_demix_through_the_engine_matches_msst(shared_or_none: Path | None, name: str) -> None:
+    folder = _folder(shared_or_none, name)
+    bundle = _bundle(folder)
+    (model,) = bundle.members
+    meta = _meta(folder)
+    assert (model.recipe.normalization == "track-mean-std") == meta.get("normalize", False)
+    mix = _read(_mixture(folder))
+    blocks = bundle_stream(bundle, ArraySource(mix, model.samplerate), set(model.sources),
+                           EngineSettings(), {})  # fmt: skip
+    out = np.concatenate(list(blocks), axis=-1)
+    assert out.shape == (len(model.sources), mix.shape[0], mix.shape[-1])
+    for index, stem in enumerate(model.sources):
+        expected = _read(folder / "demix" / f"{stem}.wav")
+        assert snr_db(expected, out[index]) >= DEMIX_DB, stem
+
+
+@pytest.mark.parametrize("name", CLI_CASES)
+def test_cli_reproduces_msst_demix(shared_or_none: Path | None, name: str, tmp_path: Path) -> None:
+    folder = _folder(shared_or_none, name)
+    mixture = _mixture(folder)
+    result = stemsplit(mixture, "--checkpoint", folder / "model.ckpt", "--config",
+                       folder / "config.yaml", "--bit-depth", "float32", "--clip", "none",
+                       "-o", tmp_path, "--json")  # fmt: skip
+    # random networks peak above 1.0 where MSST writes float without clipping
+    assert result.returncode == 0, result.stderr
+    (track,) = json.loads(result.stdout)["tracks"]
+    assert track["status"] == "done", track
+    written = {stem: Path(path) for stem, path in track["stems"].items()}
+    config = load_yaml(folder / "config.yaml")
+    references = {stem: _read(folder / "demix" / f"{stem}.wav") for stem in _meta(folder)["stems"]}
+    mix = _read(mixture)
+    target = config["training"].get("target_instrument")
+    if target:  # the residual: mixture minus the target, under the config's name
+        residual = next(s for s in config["training"]["instruments"] if s != target)
+        references[residual] = mix - references[target]
+    assert sorted(written) == sorted(references)
+    for stem, expected in references.items():
+        actual = _read(written[stem])
+        assert actual.shape == mix.shape, stem
+        assert snr_db(expected, actual) >= CLI_DB, stem
+
+
+# ------------------------------------------------------------ configs and cards
+
+
+def _tiny_scnet(**changes: object) -> dict:
+    model = {"sources": ["drums", "bass"], "audio_channels": 2, "dims": [4, 8],
+             "nfft": 512, "hop_size": 128, "win_size": 512, "num_dplayer": 2, **changes}  # fmt: skip
+    return {"audio": {"chunk_size": 8192, "num_channels": 2}, "model": model,
+            "training": {"instruments": ["drums", "bass"]}, "inference": {"num_overlap": 2}}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"dims": [2, 8]}, "2 x audio_channels"),
+        ({"num_dplayer": 3}, "even"),
+        ({"band_SR": [0.5, 0.5]}, "three values"),
+        ({"flash": True}, "unknown model keys"),
+        ({"sources": ["drums"]}, "must match"),
+    ],
+)
+def test_bad_scnet_configs_are_model_errors(changes: dict, message: str) -> None:
+    with pytest.raises(ModelError, match=message):
+        build_scnet("scnet", _tiny_scnet(**changes))
+
+
+def test_scnet_any_length_and_batch() -> None:
+    model = build_scnet("scnet", _tiny_scnet()).eval()
+    with torch.inference_mode():
+        for length in (1000, 1024, 4097):
+            assert model(torch.randn(2, 2, length)).shape == (2, 2, 2, length)
+
+
+def test_mdx23c_pads_lengths_its_u_net_cannot_take() -> None:
+    config = {
+        "audio": {"chunk_size": 7936, "dim_f": 64, "hop_length": 128, "n_fft": 256,
+                  "num_channels": 2},
+        "model": {"act": "gelu", "bottleneck_factor": 2, "growth": 2, "norm": "InstanceNorm",
+                  "num_blocks_per_scale": 1, "num_channels": 4, "num_scales": 2,
+                  "num_subbands": 2, "scale": [2, 2]},
+        "training": {"instruments": ["vocals", "other"]},
+    }  # fmt: skip
+    model = build_mdx23c("mdx23c", config).eval()
+    assert model.recipe.segment_samples == 7936 and model.recipe.overlap == 0.5
+    with torch.inference_mode():
+        for length in (7936, 5000):
+            assert model(torch.randn(1, 2, length)).shape == (1, 2, 2, length)
+    with pytest.raises(ModelError, match="divide"):
+        build_mdx23c("mdx23c", {**config, "audio": {**config["audio"], "dim_f": 60}})
+    with pytest.raises(ModelError, match="model.act"):
+        build_mdx23c("mdx23c", {**config, "model": {**config["model"], "act": "swish"}})
+
+
+def test_markers_keep_other_configs_where_they_were() -> None:
+    for path in sorted(catalog.weights_dir().joinpath("configs").glob("*.yaml")):
+        config = load_yaml(path)
+        found = registry.recognise_config(config)
+        model = config.get("model")
+        if isinstance(model, dict) and "freqs_per_bands" in model:
+            assert found is not None and found.name == "bs_roformer", path.name
+        elif isinstance(model, dict) and "num_bands" in model:
+            assert found is not None and found.name == "mel_band_roformer", path.name
+
+
+def test_msst_cards_agree_with_their_configs() -> None:
+    cards = [c for c in catalog.list_cards() if c.architecture in MODEL_TYPES]
+    assert {c.architecture for c in cards} == set(MODEL_TYPES)
+    for card in cards:
+        config = catalog.load_card_config(card)
+        expected = card.architecture.replace("_masked", "")
+        assert checkpoints.msst_architecture(config).name == expected, card.name
+        build = build_mdx23c if card.architecture == "mdx23c" else build_scnet
+        with torch.device("meta"):
+            model = build(card.architecture, config)
+        assert [s.lower() for s in model.sources] == list(card.sources), card.name
+        assert model.residual == card.residual, card.name
+        assert model.samplerate == card.samplerate, card.name
