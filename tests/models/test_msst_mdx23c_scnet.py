@@ -234,6 +234,8 @@ def test_msst_cards_agree_with_their_configs() -> None:
     cards = [c for c in catalog.list_cards() if c.architecture in MODEL_TYPES]
     assert {c.architecture for c in cards} == set(MODEL_TYPES)
     for card in cards:
+        if card.config in {spec.name for spec in card.files}:
+            continue  # downloaded with the checkpoint
         config = catalog.load_card_config(card)
         expected = card.architecture.replace("_masked", "")
         assert checkpoints.msst_architecture(config).name == expected, card.name
