@@ -78,6 +78,17 @@ _ENTRIES: tuple[Architecture, ...] = (
         "demucs", "Demucs", "stemsplit.models.demucs:build_demucs", "demucs",
         "Demucs v2/v3/v4 (HTDemucs, HDemucs, time-domain Demucs) and their bags",
     ),
+    # Before the plain RoFormers: their markers are a subset of these.
+    Architecture(
+        "bs_roformer_experimental", "RoFormer", "stemsplit.models.roformer:build_roformer",
+        "msst", "BS-RoFormer with value residuals (MSST's bs_roformer_experimental)",
+        config_markers=("freqs_per_bands", "use_value_residual_learning"),
+    ),
+    Architecture(
+        "mel_band_roformer_experimental", "RoFormer", "stemsplit.models.roformer:build_roformer",
+        "msst", "Mel-Band RoFormer with value residuals (MSST's mel_band_roformer_experimental)",
+        config_markers=("num_bands", "use_value_residual_learning"),
+    ),
     Architecture(
         "bs_roformer", "RoFormer", "stemsplit.models.roformer:build_roformer", "msst",
         "Band-Split RoFormer (MSST checkpoints)",

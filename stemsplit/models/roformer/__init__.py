@@ -17,7 +17,12 @@ from stemsplit.models import msst_config
 if TYPE_CHECKING:
     from stemsplit.models.roformer.network import RoformerNetwork
 
-ARCHITECTURES = ("bs_roformer", "mel_band_roformer")
+ARCHITECTURES = (
+    "bs_roformer",
+    "mel_band_roformer",
+    "bs_roformer_experimental",
+    "mel_band_roformer_experimental",
+)
 
 
 def build_roformer(architecture: str, config: Mapping[str, Any]) -> RoformerNetwork:
@@ -38,8 +43,9 @@ def build_roformer(architecture: str, config: Mapping[str, Any]) -> RoformerNetw
     model = msst_config.section(config, "model", "RoFormer", required=True)
     audio = msst_config.section(config, "audio", "RoFormer")
 
-    parsed = (bs_roformer_config if architecture == "bs_roformer" else mel_band_roformer_config)(
-        model
+    band_split = architecture.startswith("bs_")
+    parsed = (bs_roformer_config if band_split else mel_band_roformer_config)(
+        model, experimental=architecture.endswith("_experimental")
     )
     channels = audio.get("num_channels", parsed.trunk.audio_channels)
     if channels != parsed.trunk.audio_channels:
@@ -56,7 +62,7 @@ def build_roformer(architecture: str, config: Mapping[str, Any]) -> RoformerNetw
         samplerate=msst_config.samplerate(config, "RoFormer"),
         recipe=msst_config.recipe(config, "RoFormer"),
     )
-    if architecture == "bs_roformer":
+    if band_split:
         return BSRoformer(parsed, info)  # type: ignore[arg-type]
     return MelBandRoformer(parsed, info)  # type: ignore[arg-type]
 

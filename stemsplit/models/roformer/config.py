@@ -10,7 +10,7 @@ flash switch) are accepted and ignored, and anything else is a `ModelError`.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from stemsplit.errors import ModelError
@@ -28,6 +28,9 @@ _TRAINING_ONLY_KEYS = frozenset(
         "multi_stft_normalized",
         "multi_stft_window_fn",
         "use_torch_checkpoint",
+        # SageAttention kernels (newer MSST): a speed switch for the same attention
+        # (quantised on GPU); we always use scaled_dot_product_attention.
+        "sage_attention",
     }
 )
 _COMMON_KEYS = frozenset(
@@ -65,6 +68,11 @@ _MEL_KEYS = (
         "match_input_audio_length",
     }
 )
+
+# The experimental RoFormers (bs_roformer_experimental.py, mel_band_roformer_experimental.py)
+# take these instead of zero_dc (they never zero the DC bin) and use_pope.
+_EXPERIMENTAL_KEYS = frozenset({"use_value_residual_learning", "num_residual_streams"})
+_NOT_EXPERIMENTAL = frozenset({"zero_dc", "use_pope"})
 
 # MSST's BSRoformer default band layout (62 bands over 1025 bins of a 2048 FFT).
 DEFAULT_FREQS_PER_BANDS: tuple[int, ...] = (
@@ -108,6 +116,11 @@ class TrunkConfig:
     mlp_expansion_factor: int = 4
     zero_dc: bool = True
     skip_connection: bool = False
+    # Experimental RoFormers: later blocks get the first block's values (and then run
+    # without residuals, as MSST's code does); with `value_residual_learning` their
+    # attentions also learn how much of them to mix in.
+    value_residuals: bool = False
+    value_residual_learning: bool = False
 
     @property
     def audio_channels(self) -> int:
@@ -216,10 +229,33 @@ def _trunk_and_stft(
     return trunk, stft
 
 
-def bs_roformer_config(model: Mapping[str, Any]) -> BSRoformerConfig:
-    """Read MSST's `model` section for `BSRoformer` (its defaults where keys are absent)."""
-    _check_model_section(model, _BS_KEYS, "bs_roformer")
+def _experimental(model: Mapping[str, Any], trunk: TrunkConfig, name: str) -> TrunkConfig:
+    """The trunk of an experimental RoFormer (no DC zeroing, value residuals)."""
+    streams = model.get("num_residual_streams", 1)
+    if streams != 1:
+        raise ModelError(
+            f"{name} config: num_residual_streams {streams!r} (hyper-connections, from a "
+            "library outside MSST) is not supported; only 1"
+        )
+    if trunk.linear_transformer_depth:
+        raise ModelError(f"{name} config: linear_transformer_depth must be 0 (as MSST's code)")
+    return replace(
+        trunk,
+        zero_dc=False,
+        value_residuals=True,
+        value_residual_learning=bool(_get(model, "use_value_residual_learning", False)),
+    )
+
+
+def bs_roformer_config(model: Mapping[str, Any], experimental: bool = False) -> BSRoformerConfig:
+    """Read MSST's `model` section for `BSRoformer` (its defaults where keys are absent);
+    `experimental`: for MSST's `bs_roformer_experimental`."""
+    name = "bs_roformer_experimental" if experimental else "bs_roformer"
+    keys = (_BS_KEYS - _NOT_EXPERIMENTAL) | _EXPERIMENTAL_KEYS if experimental else _BS_KEYS
+    _check_model_section(model, keys, name)
     trunk, stft = _trunk_and_stft(model, mask_depth_default=2)
+    if experimental:
+        trunk = _experimental(model, trunk, name)
     freqs = model.get("freqs_per_bands", DEFAULT_FREQS_PER_BANDS)
     if not isinstance(freqs, (list, tuple)) or not all(
         isinstance(f, int) and not isinstance(f, bool) and f > 0 for f in freqs
@@ -238,10 +274,17 @@ def bs_roformer_config(model: Mapping[str, Any]) -> BSRoformerConfig:
     return BSRoformerConfig(trunk=trunk, stft=stft, freqs_per_bands=freqs)
 
 
-def mel_band_roformer_config(model: Mapping[str, Any]) -> MelBandRoformerConfig:
-    """Read MSST's `model` section for `MelBandRoformer` (its defaults where absent)."""
-    _check_model_section(model, _MEL_KEYS, "mel_band_roformer")
+def mel_band_roformer_config(
+    model: Mapping[str, Any], experimental: bool = False
+) -> MelBandRoformerConfig:
+    """Read MSST's `model` section for `MelBandRoformer` (its defaults where absent);
+    `experimental`: for MSST's `mel_band_roformer_experimental`."""
+    name = "mel_band_roformer_experimental" if experimental else "mel_band_roformer"
+    keys = (_MEL_KEYS - _NOT_EXPERIMENTAL) | _EXPERIMENTAL_KEYS if experimental else _MEL_KEYS
+    _check_model_section(model, keys, name)
     trunk, stft = _trunk_and_stft(model, mask_depth_default=1)
+    if experimental:
+        trunk = _experimental(model, trunk, name)
     return MelBandRoformerConfig(
         trunk=trunk,
         stft=stft,

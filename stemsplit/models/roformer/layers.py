@@ -60,31 +60,56 @@ def apply_rotary(t: torch.Tensor, rotations: torch.Tensor) -> torch.Tensor:
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention with rotary positions and a sigmoid gate per head."""
+    """Multi-head self-attention with rotary positions and a sigmoid gate per head.
 
-    def __init__(self, dim: int, heads: int, dim_head: int, rotary_embed: RotaryEmbedding) -> None:
+    `value_residual_mix` (MSST's experimental RoFormers, `learned_value_residual_mix`):
+    the values are moved towards a given `value_residual` (the first layer's values)
+    by a learned sigmoid weight per head and token.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        heads: int,
+        dim_head: int,
+        rotary_embed: RotaryEmbedding,
+        value_residual_mix: bool = False,
+    ) -> None:
         super().__init__()
         self.heads = heads
         self.dim_head = dim_head
         self.rotary_embed = rotary_embed
         self.norm = RMSNorm(dim)
         self.to_qkv = nn.Linear(dim, heads * dim_head * 3, bias=False)
+        self.to_value_residual_mix = nn.Linear(dim, heads) if value_residual_mix else None
         self.to_gates = nn.Linear(dim, heads)
         self.to_out = nn.Sequential(nn.Linear(heads * dim_head, dim, bias=False))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: [b, n, dim] -> [b, n, dim] (the residual is added by the caller)."""
+        return self.forward_values(x)[0]
+
+    def forward_values(
+        self, x: torch.Tensor, value_residual: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """x: [b, n, dim] -> (output [b, n, dim], this layer's values [b, h, n, d])."""
         batch, seq_len, _ = x.shape
         x = self.norm(x)
         # [b, n, (3 h d)] -> [3, b, h, n, d]
         qkv = self.to_qkv(x).view(batch, seq_len, 3, self.heads, self.dim_head)
         qkv = qkv.permute(2, 0, 3, 1, 4)
+        values = qkv[2]
+        if self.to_value_residual_mix is not None:
+            if value_residual is None:
+                raise ValueError("this attention mixes in a value residual; none was given")
+            mix = self.to_value_residual_mix(x).sigmoid().transpose(1, 2).unsqueeze(-1)
+            values = qkv[2].lerp(value_residual, mix)  # [b, h, n, d]
         query_key = apply_rotary(qkv[:2].float(), self.rotary_embed.rotations(seq_len))
         query_key = query_key.to(x.dtype)
-        out = F.scaled_dot_product_attention(query_key[0], query_key[1], qkv[2])
+        out = F.scaled_dot_product_attention(query_key[0], query_key[1], values)
         gates = self.to_gates(x).sigmoid()  # [b, n, h]
         out = out.transpose(1, 2) * gates.unsqueeze(-1)  # [b, n, h, d]
-        return self.to_out(out.reshape(batch, seq_len, self.heads * self.dim_head))
+        return self.to_out(out.reshape(batch, seq_len, self.heads * self.dim_head)), qkv[2]
 
 
 class LinearAttention(nn.Module):
@@ -138,7 +163,8 @@ class Transformer(nn.Module):
     """`depth` pre-norm residual (attention, feed-forward) pairs, optional output norm.
 
     With `rotary_embed` the attention is softmax attention over the sequence; with
-    None it is `LinearAttention` (MSST's `linear_attn=True`).
+    None it is `LinearAttention` (MSST's `linear_attn=True`). `value_residual_mix`
+    gives the attentions a learned value-residual mix (experimental RoFormers).
     """
 
     def __init__(
@@ -149,6 +175,7 @@ class Transformer(nn.Module):
         dim_head: int,
         rotary_embed: RotaryEmbedding | None,
         norm_output: bool,
+        value_residual_mix: bool = False,
     ) -> None:
         super().__init__()
         self.layers = nn.ModuleList()
@@ -157,7 +184,7 @@ class Transformer(nn.Module):
             if rotary_embed is None:
                 attention = LinearAttention(dim, heads, dim_head)
             else:
-                attention = Attention(dim, heads, dim_head, rotary_embed)
+                attention = Attention(dim, heads, dim_head, rotary_embed, value_residual_mix)
             self.layers.append(nn.ModuleList([attention, FeedForward(dim)]))
         self.norm: nn.Module = RMSNorm(dim) if norm_output else nn.Identity()
 
@@ -167,6 +194,28 @@ class Transformer(nn.Module):
             x = attention(x) + x
             x = feed_forward(x) + x
         return self.norm(x)
+
+    def forward_values(
+        self, x: torch.Tensor, value_residual: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """MSST's experimental Transformer: x [b, n, dim] -> (x, first layer's values).
+
+        Without `value_residual` (the trunk's first block) the layers are residual as
+        in `forward`. With one (every later block) MSST's experimental code adds no
+        residuals: each attention's and feed-forward's output replaces x (its
+        residuals live in hyper-connection wrappers, absent at num_residual_streams 1).
+        """
+        first_values: torch.Tensor | None = None
+        for attention, feed_forward in self.layers:
+            out, values = attention.forward_values(x, value_residual)
+            first_values = values if first_values is None else first_values
+            if value_residual is None:
+                x = out + x
+                x = feed_forward(x) + x
+            else:
+                x = feed_forward(out)
+        assert first_values is not None  # depth >= 1
+        return self.norm(x), first_values
 
 
 class BandSplit(nn.Module):

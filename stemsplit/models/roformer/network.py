@@ -69,18 +69,24 @@ class RoformerNetwork(nn.Module):
         time_rotary = RotaryEmbedding(trunk.dim_head)
         freq_rotary = RotaryEmbedding(trunk.dim_head)
 
-        def transformer(depth: int, rotary: RotaryEmbedding | None) -> Transformer:
+        def transformer(
+            depth: int, rotary: RotaryEmbedding | None, mix: bool = False
+        ) -> Transformer:
             return Transformer(
-                trunk.dim, depth, trunk.heads, trunk.dim_head, rotary, per_transformer_norm
+                trunk.dim, depth, trunk.heads, trunk.dim_head, rotary, per_transformer_norm, mix
             )
 
+        self.value_residuals = trunk.value_residuals
         self.layers = nn.ModuleList()
-        for _ in range(trunk.depth):
+        for index in range(trunk.depth):
+            # Experimental RoFormers with value-residual learning: every block after
+            # the first mixes the first block's values into its attentions.
+            mix = trunk.value_residual_learning and index > 0
             block = nn.ModuleList()
             if trunk.linear_transformer_depth > 0:
                 block.append(transformer(trunk.linear_transformer_depth, None))
-            block.append(transformer(trunk.time_transformer_depth, time_rotary))
-            block.append(transformer(trunk.freq_transformer_depth, freq_rotary))
+            block.append(transformer(trunk.time_transformer_depth, time_rotary, mix))
+            block.append(transformer(trunk.freq_transformer_depth, freq_rotary, mix))
             self.layers.append(block)
         self.final_norm = None if per_transformer_norm else RMSNorm(trunk.dim)
 
@@ -144,6 +150,10 @@ class RoformerNetwork(nn.Module):
         """Axial attention: x [b, n, k, d] through every block (time, then bands)."""
         batch, num_frames, num_bands, dim = x.shape
         outputs: list[torch.Tensor] = []
+        # Experimental RoFormers: the first block's time / band values, passed to the
+        # later blocks (which then run without residuals: Transformer.forward_values).
+        time_values: torch.Tensor | None = None
+        freq_values: torch.Tensor | None = None
         for block in self.layers:
             if len(block) == 3:
                 linear, time, freq = block
@@ -156,9 +166,18 @@ class RoformerNetwork(nn.Module):
                 for previous in outputs:
                     x = x + previous
             x = x.transpose(1, 2).reshape(batch * num_bands, num_frames, dim)
-            x = time(x)
+            if self.value_residuals:
+                x, values = time.forward_values(x, time_values)
+                time_values = values if time_values is None else time_values
+            else:
+                x = time(x)
             x = x.view(batch, num_bands, num_frames, dim).transpose(1, 2)
-            x = freq(x.reshape(batch * num_frames, num_bands, dim))
+            x = x.reshape(batch * num_frames, num_bands, dim)
+            if self.value_residuals:
+                x, values = freq.forward_values(x, freq_values)
+                freq_values = values if freq_values is None else freq_values
+            else:
+                x = freq(x)
             x = x.view(batch, num_frames, num_bands, dim)
             if self.skip_connection:
                 outputs.append(x)
