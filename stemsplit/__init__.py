@@ -11,8 +11,12 @@ __all__ = ["__version__", "separate", "separate_many", "list_models"]
 
 
 def __getattr__(name: str):  # lazy: `import stemsplit` must not import torch
-    if name in {"separate", "separate_many", "list_models", "Separator"}:
+    if name in {"separate", "separate_many", "list_models"}:
         from stemsplit import api
 
         return getattr(api, name)
+    if name == "Separator":
+        from stemsplit.separator import Separator
+
+        return Separator
     raise AttributeError(name)

@@ -207,15 +207,16 @@ def evaluate_model(
     save_stems: str | os.PathLike[str] | None = None,
     bsseval: bool | None = None,
     on_track: Callable[[str], None] | None = None,
+    *,
+    separate: Callable[..., Any],
     **options: Any,
 ) -> EvalReport:
-    """Separate each track's mixture with `model` (`stemsplit.api.separate`) and score it.
+    """Separate each track's mixture with `model` (`separate` is `stemsplit.api.separate`,
+    passed in: the API sits above this module) and score it.
 
     The stems go to a temporary folder, or to `save_stems` to keep them (stems already
     there are reused: `skip_existing`). `options` go to `separate` (device, shifts, ...).
     """
-    from stemsplit import api
-
     tracks = find_dataset(dataset)
     report = EvalReport()
     with tempfile.TemporaryDirectory(prefix="stemsplit-eval-") as tmp:
@@ -231,7 +232,7 @@ def evaluate_model(
                 shutil.copyfile(mixture, link)
             inputs[link] = name
         out = Path(save_stems) if save_stems is not None else Path(tmp) / "stems"
-        results = api.separate(
+        results = separate(
             list(inputs), model=model, out=out, filename="{track}/{stem}.{ext}",
             format="wav", bit_depth="float32", **options,
         )

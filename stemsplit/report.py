@@ -24,12 +24,13 @@ from urllib.parse import quote
 
 import numpy as np
 
+from stemsplit.atomic import write_atomic
+from stemsplit.batch.layout import METADATA_NAME
 from stemsplit.errors import InputError, OutputError, StemsplitError, UsageError
 
 logger = logging.getLogger(__name__)
 
 AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aiff", ".aif"})
-METADATA_NAME = "stemsplit.json"
 REPORT_NAME = "report.html"
 MIXTURE_NAME = "mixture"  # a `mixture.<ext>` beside the stems is the mix, not a stem
 
@@ -75,7 +76,7 @@ def write_report(
     """Write `track_dir/report.html` (+ one `<name>.spectrogram.png` per track); return its path.
 
     `metadata` is shown as given (conventional keys, as in `stemsplit.json`: `models`,
-    `settings`, `real_time_factor`, `elapsed_seconds`); SDR per stem is added for the stems
+    `settings`, `speed`, `elapsed_seconds`); SDR per stem is added for the stems
     that have a file in `references`. Audio is referenced by relative URL, not copied.
     """
     track_dir = Path(track_dir)
@@ -115,8 +116,11 @@ def write_report(
     return _write_text(track_dir / REPORT_NAME, _render("page.html", track_dir.name, data))
 
 
-def write_index(root: Path, reports: list[Path]) -> Path:
-    """Write `root/index.html` linking every report (relatively); return its path."""
+def write_index(
+    root: Path, reports: list[Path], failed: list[tuple[Path, str]] | None = None
+) -> Path:
+    """Write `root/index.html` linking every report (relatively) and listing the
+    tracks that failed; return its path."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -128,9 +132,10 @@ def write_index(root: Path, reports: list[Path]) -> Path:
             "track": track.name,
             "href": _relative_url(report, root),
             "models": models if isinstance(models, str) else ", ".join(map(str, models)),
-            "rtf": meta.get("real_time_factor"),
+            "speed": meta.get("speed"),
         })
-    data = {"title": root.name, "reports": rows}
+    data = {"title": root.name, "reports": rows,
+            "failed": [{"input": str(path), "error": error} for path, error in failed or []]}
     return _write_text(root / "index.html", _render("index.html", root.name, data))
 
 
@@ -424,13 +429,7 @@ def _write_text(path: Path, text: str) -> Path:
 
 def _atomic(path: Path, write: Any) -> None:
     """Write through a temporary file beside `path`, then rename: never a half-written file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # created with the usual mode
     try:
-        try:
-            write(tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        write_atomic(path, write)
     except OSError as err:
         raise OutputError(f"cannot write {path}: {err.strerror or err}") from err

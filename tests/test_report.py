@@ -135,7 +135,7 @@ def test_magma_colormap_runs_dark_to_light() -> None:
 
 
 def test_write_report_is_self_contained(track: dict) -> None:
-    metadata = {"models": ["htdemucs"], "real_time_factor": 0.25, "settings": {"overlap": 0.25}}
+    metadata = {"models": ["htdemucs"], "speed": 4.0, "settings": {"overlap": 0.25}}
     page = report.write_report(track["dir"], track["stems"], mixture=track["mixture"],
                                metadata=metadata, references=track["references"])
     assert page == track["dir"] / "report.html"

@@ -60,7 +60,7 @@ def test_one_track_report_and_metadata_beside_the_stems(tiny_model, tmp_path):
     assert meta["models"] == ["tiny"]
     assert meta["stems"] == {s: f"{s}.wav" for s in STEMS}
     assert meta["duration"] == pytest.approx(len(read(song)) / 44100, abs=1e-3)
-    assert meta["real_time_factor"] > 0
+    assert meta["speed"] > 0
     assert meta["settings"]["format"] == "wav" and meta["settings"]["shifts"] == 0
 
     data = _page_data(page)

@@ -56,6 +56,25 @@ AUDIO_EXTENSIONS: frozenset[str] = frozenset({
 })
 
 
+CLIP_POLICIES = ("clamp", "rescale", "none")
+MP3_BITRATES_KBPS = (8, 320)  # the range libmp3lame accepts
+
+
+def check_mp3_bitrate(kbps: int) -> int:
+    """UsageError for a bitrate the MP3 encoder cannot do."""
+    low, high = MP3_BITRATES_KBPS
+    if isinstance(kbps, bool) or not isinstance(kbps, int) or not low <= kbps <= high:
+        raise UsageError(f"mp3 bitrate {kbps} kbps is out of range: use {low} to {high}")
+    return kbps
+
+
+def check_clip(policy: str) -> str:
+    """UsageError for an unknown `--clip`."""
+    if policy not in CLIP_POLICIES:
+        raise UsageError(f"unknown clip policy {policy!r}: use one of {', '.join(CLIP_POLICIES)}")
+    return policy
+
+
 def normalize_bit_depth(bit_depth: BitDepth | None) -> BitDepth | None:
     """16, 24, "16", "24" -> int; "float32"/"32f"/"float" -> "float32"; None stays None."""
     if bit_depth is None:

@@ -32,16 +32,16 @@ from typing import TYPE_CHECKING
 import numpy as np
 import soundfile
 
-from stemsplit.audio.formats import BitDepth, resolve_output
-from stemsplit.errors import OutputError, UsageError, describe_os_error
+from stemsplit.atomic import PARTIAL_MARKER, partial_path
+from stemsplit.audio.formats import BitDepth, check_clip, check_mp3_bitrate, resolve_output
+from stemsplit.errors import OutputError, describe_os_error
 
 if TYPE_CHECKING:
     from typing_extensions import Self
 
 logger = logging.getLogger(__name__)
 
-PARTIAL_GLOB = ".*.partial-*"  # temporary and spool files; the batch code cleans these
-CLIP_POLICIES = ("clamp", "rescale", "none")
+PARTIAL_GLOB = f".*{PARTIAL_MARKER}*"  # temporary and spool files; the batch code cleans these
 _SPOOL_BLOCK = 2**16
 
 # libsndfile 1.2.2 (mpeg_l3_encoder_set_quality): in CBR mode a compression level c maps to
@@ -75,10 +75,8 @@ class StemWriter:
         clip: str = "clamp",
     ) -> None:
         self.format, self.bit_depth = resolve_output(format, bit_depth)
-        if clip not in CLIP_POLICIES:
-            raise UsageError(f"unknown clip policy {clip!r}: use one of {', '.join(CLIP_POLICIES)}")
-        if not 8 <= mp3_bitrate <= 320:
-            raise UsageError(f"mp3 bitrate {mp3_bitrate} kbps is out of range: use 8 to 320")
+        check_clip(clip)
+        check_mp3_bitrate(mp3_bitrate)
         self.path = Path(path)
         self.samplerate = samplerate
         self.channels = channels
@@ -98,7 +96,7 @@ class StemWriter:
             )
         self._frames_in = 0
         self._peak = 0.0
-        self._temp = self.path.parent / f".{self.path.name}.partial-{os.getpid()}"
+        self._temp = partial_path(self.path)
         self._spool_path = self._temp.with_name(self._temp.name + ".f32")
         self._file: soundfile.SoundFile | None = None
         self._spool = None

@@ -9,7 +9,6 @@ processes (`remove_stale`), which is how a killed batch leaves nothing behind.
 
 from __future__ import annotations
 
-import glob
 import logging
 import os
 import queue
@@ -21,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from stemsplit.atomic import PARTIAL_MARKER, partial_pid
 
 log = logging.getLogger(__name__)
 
@@ -43,27 +44,24 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def _pid_of(name: str, marker: str) -> int | None:
-    digits = name.rsplit(marker, 1)[-1].split(".", 1)[0]
-    return int(digits) if digits.isdigit() else None
-
-
 def remove_stale(outputs: Iterable[Path], out_dir: Path | None = None) -> int:
-    """Delete partial stem files (and spool folders in `out_dir`) of dead processes."""
+    """Delete the temporary files of dead processes in the outputs' folders (stems,
+    records, reports, images: every writer uses `atomic.partial_path`) and their spool
+    folders in `out_dir`."""
     removed = 0
-    for path in outputs:
-        folder = Path(path).parent
+    folders = {Path(path).parent for path in outputs}
+    for folder in folders:
         if not folder.is_dir():
             continue
-        for leftover in folder.glob(f".{glob.escape(Path(path).name)}.partial-*"):
-            pid = _pid_of(leftover.name, ".partial-")
+        for leftover in folder.glob(f".*{PARTIAL_MARKER}*"):
+            pid = partial_pid(leftover.name)
             if pid is not None and not pid_alive(pid):
                 leftover.unlink(missing_ok=True)
                 removed += 1
     if out_dir is not None and Path(out_dir).is_dir():
         for spool in Path(out_dir).glob(SPOOL_PREFIX + "*"):
-            pid = _pid_of(spool.name, SPOOL_PREFIX)
-            if pid is not None and not pid_alive(pid):
+            digits = spool.name[len(SPOOL_PREFIX):]
+            if digits.isdigit() and not pid_alive(int(digits)):
                 shutil.rmtree(spool, ignore_errors=True)
                 removed += 1
     if removed:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from stemsplit.batch.inputs import Track
 from stemsplit.errors import StemsplitError, UsageError
 
 
@@ -26,25 +27,26 @@ def _import_ray():
 
 
 class _Worker:
-    """Body of the Ray actor: one Separator for all its tracks."""
+    """Body of the Ray actor: one Separator for all its tracks, from the same request
+    as the local one (options are plain frozen dataclasses; models load in the worker)."""
 
-    def __init__(self, options: dict[str, Any]) -> None:
-        from stemsplit.api import Separator
+    def __init__(self, request: dict[str, Any]) -> None:
+        from stemsplit.plan import make_plan
+        from stemsplit.separator import Separator
 
-        self.separator = Separator(**options)
+        models = request["models"]
+        plan = make_plan(models, request["stems"], request["engine"], request["output"])
+        self.separator = Separator(plan, model_dir=models.model_dir, offline=models.offline)
 
-    def outputs(self, tracks: list[str]) -> dict[Path, dict[str, Path]]:
-        return {Path(t): self.separator.outputs_for(Path(t)) for t in tracks}
+    def process(self, track: Track, skip_existing: bool) -> Any:
+        from stemsplit.batch.run import run_batch
 
-    def process(self, track: str, skip_existing: bool):
-        from stemsplit.batch import run_batch
-
-        return run_batch(self.separator, [Path(track)], skip_existing=skip_existing)[0]
+        return run_batch(self.separator, [track], skip_existing=skip_existing)[0]
 
 
 def run_on_ray(
-    options: dict[str, Any],
-    tracks: Sequence[Path],
+    request: dict[str, Any],
+    tracks: Sequence[Track],
     address: str | None = None,
     workers: int = 2,
     skip_existing: bool = True,
@@ -54,8 +56,7 @@ def run_on_ray(
     ray = _import_ray()
     from ray.util import ActorPool
 
-    from stemsplit.api import Progress
-    from stemsplit.batch import check_clashes
+    from stemsplit.options import Progress
 
     if workers < 1:
         raise UsageError("--ray-workers must be at least 1")
@@ -66,15 +67,12 @@ def run_on_ray(
             ray.init(num_cpus=workers, ignore_reinit_error=True, log_to_driver=False,
                      include_dashboard=False)
     actor = ray.remote(num_cpus=1)(_Worker)
-    actors = [actor.remote(options) for _ in range(workers)]
-    order = {str(t): i for i, t in enumerate(tracks)}
+    actors = [actor.remote(request) for _ in range(workers)]
+    order = {str(t.path): i for i, t in enumerate(tracks)}
     results: list = [None] * len(tracks)
     try:
-        # Clashes are checked once, over the whole batch, before any track starts.
-        check_clashes(ray.get(actors[0].outputs.remote([str(t) for t in tracks])))
         pending = ActorPool(actors).map_unordered(
-            lambda worker, track: worker.process.remote(track, skip_existing),
-            [str(t) for t in tracks],
+            lambda worker, track: worker.process.remote(track, skip_existing), list(tracks)
         )
         for result in pending:
             index = order[str(result.input)]

@@ -20,6 +20,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,  # plain click help: rich's help renderer costs ~0.1 s of imports
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 SUBCOMMANDS = {"separate", "models", "eval", "report"}

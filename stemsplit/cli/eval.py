@@ -25,7 +25,7 @@ _LABELS = {"usdr": "uSDR", "si_sdr": "SI-SDR", "bss_sdr": "SDR (BSSEval v4)"}
 def _run(paths: list[Path], model: str | None, save_stems: Path | None, bsseval: bool | None,
          options: dict[str, Any]):
     from stemsplit.errors import UsageError
-    from stemsplit.evaluate import evaluate_folders, evaluate_model
+    from stemsplit.api import evaluate_folders, evaluate_model
 
     if model is not None or options.get("checkpoint") is not None:
         if len(paths) != 1:

@@ -15,6 +15,15 @@ from stemsplit.cli import app
 from stemsplit.cli import common
 from stemsplit.cli.common import print_json, run_guarded
 
+def _zoo(*names: str):
+    """The zoo modules, through the API (the CLI's one door into the library)."""
+    from stemsplit.api import zoo
+
+    modules = zoo()
+    found = [getattr(modules, name) for name in names]
+    return found[0] if len(found) == 1 else found
+
+
 models_app = typer.Typer(
     help="List, inspect, download, verify and remove pretrained models.",
     no_args_is_help=False,
@@ -55,7 +64,7 @@ def _sdr(card: Any) -> str:
 
 
 def _row(card: Any, model_dir: Path | None, implemented: dict[str, bool]) -> dict[str, Any]:
-    from stemsplit.zoo import fetch
+    fetch = _zoo("fetch")
 
     cached = [fetch.is_cached(spec, model_dir) for spec in card.files]
     return {
@@ -75,7 +84,7 @@ def _row(card: Any, model_dir: Path | None, implemented: dict[str, bool]) -> dic
 def _implemented() -> dict[str, bool]:
     """Whether each architecture's code and torch are installed (found, not imported:
     listing cards must not pay torch's import)."""
-    from stemsplit.models import registry
+    registry = _zoo("registry")
 
     return {name: entry.installed() for name, entry in registry.ARCHITECTURES.items()}
 
@@ -85,7 +94,7 @@ def list_models(ctx: typer.Context, json: Json = False, model_dir: ModelDir = No
     """List the zoo (name, architecture, stems, size, SDR, downloaded, implemented)."""
     if ctx.invoked_subcommand is not None:
         return
-    from stemsplit.zoo import catalog
+    catalog = _zoo("catalog")
 
     cards = run_guarded(catalog.list_cards)
     presets = run_guarded(catalog.list_presets)
@@ -149,7 +158,7 @@ def _weights_text(weights: dict[str, float]) -> str:
 @models_app.command("info")
 def info(name: str, json: Json = False, model_dir: ModelDir = None) -> None:
     """Everything the card says about NAME, and where its files are cached."""
-    from stemsplit.zoo import catalog, fetch
+    catalog, fetch = _zoo("catalog", "fetch")
 
     preset = run_guarded(catalog.get_preset, name)
     if preset is not None:
@@ -225,7 +234,7 @@ def download(
 ) -> None:
     """Fetch and verify the files of NAME... (or --all) into the cache."""
     from stemsplit.errors import UsageError
-    from stemsplit.zoo import catalog, fetch
+    catalog, fetch = _zoo("catalog", "fetch")
 
     def work() -> list[dict[str, Any]]:
         if all_models == bool(names):
@@ -256,7 +265,7 @@ def download(
 
 def _cards_of(name: str) -> list[Any]:
     """The card of NAME, or the cards of a preset's models."""
-    from stemsplit.zoo import catalog
+    catalog = _zoo("catalog")
 
     preset = catalog.get_preset(name)
     if preset is None:
@@ -267,7 +276,7 @@ def _cards_of(name: str) -> list[Any]:
 @models_app.command("verify")
 def verify(json: Json = False, model_dir: ModelDir = None) -> None:
     """Re-hash every cached model file; exit 1 if any does not match its card."""
-    from stemsplit.zoo import catalog, fetch
+    catalog, fetch = _zoo("catalog", "fetch")
 
     cards = run_guarded(catalog.list_cards)
     results = [
@@ -298,7 +307,7 @@ def remove(
     model_dir: ModelDir = None,
 ) -> None:
     """Delete the cached files of NAME...."""
-    from stemsplit.zoo import catalog, fetch
+    catalog, fetch = _zoo("catalog", "fetch")
 
     cards = [run_guarded(catalog.get_card, name) for name in names]
     removed = [str(p) for card in cards for p in fetch.remove_cached(card, model_dir)]
@@ -314,7 +323,7 @@ def remove(
 @models_app.command("path")
 def path(json: Json = False, model_dir: ModelDir = None) -> None:
     """Print the model cache folder."""
-    from stemsplit.zoo import fetch
+    fetch = _zoo("fetch")
 
     folder = fetch.cache_dir(model_dir)
     if json:

@@ -17,7 +17,7 @@ from stemsplit.cli.common import print_json, run_guarded
 
 
 def _report(folder: Path, mixture: Path | None, reference: Path | None):
-    from stemsplit.report import report_folder
+    from stemsplit.api import report_folder
 
     return report_folder(folder, mixture=mixture, reference=reference)
 

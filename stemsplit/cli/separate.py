@@ -1,4 +1,8 @@
-"""`stemsplit separate INPUT...` (also the default command: `stemsplit song.wav`)."""
+"""`stemsplit separate INPUT...` (also the default command: `stemsplit song.wav`).
+
+Parses, builds the checked request through `stemsplit.api` (a bad value is one
+`error:` line and exit 2 before any work), runs it, renders progress and the summary.
+"""
 
 from __future__ import annotations
 
@@ -6,38 +10,51 @@ import logging
 import signal
 import time
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import typer
 from typing_extensions import Annotated
 
-from stemsplit.cli import app
-from stemsplit.cli import common
+from stemsplit.cli import app, common
 from stemsplit.cli.common import fail, print_json
+from stemsplit.cli.help import SectionedCommand, section
 
 log = logging.getLogger("stemsplit")
 
-Model = Annotated[
-    Optional[List[str]],
-    typer.Option("-m", "--model", help="Model name (repeat for an ensemble). Default: htdemucs."),
-]
+EPILOG = """Examples:
+  stemsplit song.wav                             4 stems with htdemucs
+  stemsplit song.mp3 --two-stems vocals          vocals + no_vocals
+  stemsplit ~/Music -r -f flac -o stems          a library, mirrored under stems/htdemucs/
+  stemsplit song.wav -m htdemucs_ft -s vocals    only the vocals specialist runs
+  stemsplit song.wav --checkpoint m.ckpt --config m.yaml      any MSST model
+  stemsplit song.wav -m htdemucs -m bs-roformer --ensemble avg
+
+Environment:
+  STEMSPLIT_MIRROR=URL      download zoo files from URL/<file name> first
+                            (e.g. http://host/models); then the official URLs
+  STEMSPLIT_MODEL_DIR=DIR   the model cache folder
+  STEMSPLIT_OFFLINE=1       never use the network
+"""
+
+Files = Optional[List[Path]]
 
 
-def _parse_stems(value: Optional[str]) -> Optional[list[str]]:
-    if not value:
+def _split(values: Optional[List[str]]) -> Optional[list[str]]:
+    """`-s vocals,drums -s bass` -> [vocals, drums, bass]."""
+    if not values:
         return None
-    return [s.strip() for s in value.split(",") if s.strip()]
+    return [s.strip() for value in values for s in value.split(",") if s.strip()]
 
 
-def _parse_weights(values: Optional[List[str]], models: list[str]):
-    """`--weights 2,1` (one per -m model) or `--weights htdemucs_ft:vocals=2,drums=0`
+def _parse_weights(values: Optional[List[str]], models: list[str]) -> Any:
+    """`--weights 2,1` (one per model) or `--weights htdemucs_ft:vocals=2,drums=0`
     (per model and stem; the model may be a member of a preset given to -m)."""
     if not values:
         return None
     from stemsplit.errors import UsageError
 
-    aligned: Optional[list] = None
-    named: dict = {}
+    aligned: Optional[list[dict[str, float]]] = None
+    named: dict[str, dict[str, float]] = {}
     for value in values:
         try:
             if ":" in value:
@@ -66,77 +83,111 @@ def _parse_rate(value: str) -> str | int:
     if value in ("input", "model"):
         return value
     try:
-        rate = int(value)
+        return int(value)
     except ValueError:
         from stemsplit.errors import UsageError
 
         raise UsageError(f"--samplerate must be input, model or a number, not {value!r}") from None
-    return rate
 
 
 def _install_signal_handlers() -> None:
     """SIGTERM behaves like Ctrl-C: writers abort, temporary files go."""
-
     from stemsplit.errors import Interrupted
 
-    def on_term(signum, frame):  # noqa: ARG001
+    def on_term(signum: int, frame: Any) -> None:  # noqa: ARG001
         raise Interrupted(signum)
 
     signal.signal(signal.SIGTERM, on_term)
 
 
-@app.command(no_args_is_help=True)
+M, O, E, B, R = "Model", "Output", "Engine", "Batch", "Report and display"
+
+
+@app.command(no_args_is_help=True, cls=SectionedCommand, epilog=EPILOG,
+             context_settings={"help_option_names": ["-h", "--help"]})  # fmt: skip
 def separate(
-    inputs: Annotated[List[Path], typer.Argument(metavar="INPUT", help="Audio files, folders or globs.")],
-    model: Model = None,
-    checkpoint: Annotated[Optional[Path], typer.Option(help="A model file instead of a zoo name.")] = None,
-    config: Annotated[Optional[Path], typer.Option(help="Config for --checkpoint (yaml/json).")] = None,
-    out: Annotated[Path, typer.Option("-o", "--out", help="Output folder.")] = Path("separated"),
-    filename: Annotated[str, typer.Option(help="Path template under OUT/<model>/.")] = "{track}/{stem}.{ext}",
-    format: Annotated[str, typer.Option("-f", "--format", help="wav, flac, mp3, ogg or opus.")] = "wav",
-    bit_depth: Annotated[Optional[str], typer.Option(help="16, 24 or float32.")] = None,
-    mp3_bitrate: Annotated[int, typer.Option(help="MP3 bitrate in kbps.")] = 320,
-    stems: Annotated[Optional[str], typer.Option("-s", "--stems", help="Write only these, e.g. vocals,drums.")] = None,
-    two_stems: Annotated[Optional[str], typer.Option(help="Write STEM and no_STEM.")] = None,
-    other_method: Annotated[str, typer.Option(help="no_STEM as 'minus' (mixture - STEM) or 'add'.")] = "minus",
-    samplerate: Annotated[str, typer.Option(help="Output rate: input, model or a number.")] = "input",
-    clip: Annotated[str, typer.Option(help="clamp, rescale or none.")] = "clamp",
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
-    precision: Annotated[str, typer.Option(help="fp32, bf16 or fp16.")] = "fp32",
-    batch_size: Annotated[Optional[int], typer.Option(help="Chunks per forward pass.")] = None,
-    segment: Annotated[Optional[float], typer.Option(help="Chunk length in seconds.")] = None,
-    overlap: Annotated[Optional[float], typer.Option(help="Overlap between chunks (0-1).")] = None,
-    shifts: Annotated[int, typer.Option(help="Random time shifts to average (Demucs).")] = 0,
-    seed: Annotated[int, typer.Option(help="Seed for --shifts.")] = 0,
-    tta: Annotated[bool, typer.Option(help="Test-time augmentation (MSST).")] = False,
-    threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch.")] = None,
-    ensemble: Annotated[Optional[str], typer.Option(
-        help="How -m models combine: avg (default), median, min-mag, max-mag, avg-spec, "
-             "max-spec or min-spec.")] = None,
-    weights: Annotated[Optional[List[str]], typer.Option(
-        help="Ensemble weights: 2,1 (per -m model) or MODEL:STEM=W,... (repeatable).")] = None,
-    model_dir: Annotated[Optional[Path], typer.Option(help="Model cache folder.")] = None,
-    offline: Annotated[bool, typer.Option(help="Never use the network.")] = False,
-    recursive: Annotated[bool, typer.Option("-r", "--recursive", help="Descend into folders.")] = False,
-    skip_existing: Annotated[bool, typer.Option(
-        "--skip-existing/--overwrite",
-        help="Skip tracks whose stems are all written (resumes a stopped batch); "
-             "--overwrite redoes them.")] = True,
-    jobs: Annotated[int, typer.Option(
-        "-j", "--jobs",
-        help="I/O threads: decode the next tracks and encode stems while the model runs "
-             "(0: all in one thread).")] = 1,
-    report: Annotated[bool, typer.Option(
-        help="Write report.html beside each track's stems (and index.html for a batch).")] = False,
-    reference: Annotated[Optional[Path], typer.Option(
-        help="Reference stems for SDR in the report: <stem>.<ext> or <track>/<stem>.<ext>.")] = None,
-    executor: Annotated[str, typer.Option(help="local, or ray (a Ray cluster).")] = "local",
-    ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster address.")] = None,
-    ray_workers: Annotated[int, typer.Option(help="Ray workers (one model each).")] = 2,
-    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress output.")] = False,
-    json_output: Annotated[bool, typer.Option("--json", help="JSON summary on stdout.")] = False,
-    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Debug logging.")] = False,
-    debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
+    inputs: Annotated[List[Path], typer.Argument(metavar="INPUT...",
+        help="Audio files, folders or globs.")],  # fmt: skip
+    model: Annotated[Optional[List[str]], typer.Option("-m", "--model", metavar="NAME",
+        help=section(M, "Zoo model or preset (repeat, or mix with --checkpoint, for an "
+                        "ensemble). Default: htdemucs."))] = None,  # fmt: skip
+    checkpoint: Annotated[Files, typer.Option(metavar="FILE",
+        help=section(M, "A model file instead of a zoo name (repeatable)."))] = None,
+    config: Annotated[Files, typer.Option(metavar="FILE",
+        help=section(M, "Config (yaml/json) of the --checkpoint at the same position."))] = None,
+    model_type: Annotated[Optional[str], typer.Option(metavar="TYPE",
+        help=section(M, "Architecture of --checkpoint when its config does not say "
+                        "(MSST's --model_type names)."))] = None,  # fmt: skip
+    ensemble: Annotated[Optional[str], typer.Option(metavar="ALGORITHM", help=section(M,
+        "How models combine: avg (default), median, min-mag, max-mag, avg-spec, "
+        "max-spec or min-spec."))] = None,  # fmt: skip
+    weights: Annotated[Optional[List[str]], typer.Option(metavar="W,...", help=section(M,
+        "Ensemble weights: 2,1 (per model) or MODEL:STEM=W,... (repeatable)."))] = None,
+    model_dir: Annotated[Optional[Path], typer.Option(metavar="DIR",
+        help=section(M, "Model cache folder."))] = None,
+    offline: Annotated[bool, typer.Option(help=section(M, "Never use the network."))] = False,
+    stems: Annotated[Optional[List[str]], typer.Option("-s", "--stems", metavar="STEM,...",
+        help=section(O, "Write only these (repeatable), e.g. -s vocals,drums."))] = None,
+    two_stems: Annotated[Optional[str], typer.Option(metavar="STEM",
+        help=section(O, "Write STEM and no_STEM (they sum to the input)."))] = None,
+    other_method: Annotated[str, typer.Option(metavar="minus|add",
+        help=section(O, "no_STEM as mixture - STEM, or the sum of the others."))] = "minus",
+    out: Annotated[Path, typer.Option("-o", "--out", metavar="DIR",
+        help=section(O, "Output folder."))] = Path("separated"),
+    filename: Annotated[str, typer.Option(metavar="TEMPLATE", help=section(O,
+        "Path under OUT/<model>/: fields {reldir} {track} {stem} {ext} {model} "
+        "{trackext}."))] = "{reldir}{track}/{stem}.{ext}",  # fmt: skip
+    format: Annotated[str, typer.Option("-f", "--format", metavar="FORMAT", help=section(O,
+        "wav, flac, mp3, ogg or opus (opus is always 48 kHz)."))] = "wav",
+    bit_depth: Annotated[Optional[str], typer.Option(metavar="BITS",
+        help=section(O, "16, 24 or float32 (wav/flac)."))] = None,
+    mp3_bitrate: Annotated[int, typer.Option(metavar="KBPS",
+        help=section(O, "MP3 bitrate, 8-320."))] = 320,
+    samplerate: Annotated[str, typer.Option(metavar="RATE",
+        help=section(O, "Output rate: input, model or a number in Hz."))] = "input",
+    clip: Annotated[str, typer.Option(metavar="POLICY",
+        help=section(O, "clamp, rescale or none."))] = "clamp",
+    device: Annotated[str, typer.Option(metavar="DEVICE",
+        help=section(E, "auto, cpu, cuda[:N] or mps."))] = "auto",
+    precision: Annotated[str, typer.Option(metavar="PRECISION", help=section(E,
+        "fp32 (reference-exact), bf16, fp16, or auto (bf16 where native)."))] = "fp32",
+    batch_size: Annotated[Optional[int], typer.Option(metavar="N",
+        help=section(E, "Chunks per forward pass."))] = None,
+    segment: Annotated[Optional[float], typer.Option(metavar="SECONDS",
+        help=section(E, "Chunk length."))] = None,
+    overlap: Annotated[Optional[float], typer.Option(metavar="FRACTION",
+        help=section(E, "Overlap between chunks, in [0, 1)."))] = None,
+    shifts: Annotated[int, typer.Option(metavar="N",
+        help=section(E, "Random time shifts to average (Demucs)."))] = 0,
+    seed: Annotated[int, typer.Option(metavar="N", help=section(E, "Seed for --shifts."))] = 0,
+    tta: Annotated[bool, typer.Option(help=section(E,
+        "Test-time augmentation (MSST)."))] = False,
+    threads: Annotated[Optional[int], typer.Option(metavar="N",
+        help=section(E, "CPU threads for torch."))] = None,
+    recursive: Annotated[bool, typer.Option("-r", "--recursive",
+        help=section(B, "Descend into folders (their tree is mirrored)."))] = False,
+    skip_existing: Annotated[bool, typer.Option("--skip-existing/--overwrite", help=section(B,
+        "Skip tracks done with the same models and settings (stemsplit.json); "
+        "--overwrite redoes them."))] = True,  # fmt: skip
+    jobs: Annotated[int, typer.Option("-j", "--jobs", metavar="N", help=section(B,
+        "I/O threads decoding and encoding beside the model (0: none)."))] = 1,
+    executor: Annotated[str, typer.Option(metavar="local|ray",
+        help=section(B, "Where tracks run."))] = "local",
+    ray_address: Annotated[Optional[str], typer.Option(metavar="ADDRESS",
+        help=section(B, "Ray cluster address."))] = None,
+    ray_workers: Annotated[int, typer.Option(metavar="N",
+        help=section(B, "Ray workers (one model each)."))] = 2,
+    report: Annotated[bool, typer.Option(help=section(R,
+        "Write report.html beside each track's stems (index.html for a batch)."))] = False,
+    reference: Annotated[Optional[Path], typer.Option(metavar="DIR", help=section(R,
+        "Reference stems for SDR in the report."))] = None,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet",
+        help=section(R, "No progress (warnings and errors still show)."))] = False,
+    json_output: Annotated[bool, typer.Option("--json",
+        help=section(R, "JSON summary on stdout."))] = False,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose", help=section(R,
+        "Device, threads, precision and chunk plan; debug logs."))] = False,
+    debug: Annotated[bool, typer.Option(help=section(R, "Show tracebacks."))] = False,
 ) -> None:
     """Split each input into stems (files go to OUT/<model>/<track>/<stem>.<ext>)."""
     from stemsplit.cli.logs import setup_logging
@@ -144,24 +195,25 @@ def separate(
 
     setup_logging(verbose=verbose or debug, quiet=quiet)
     _install_signal_handlers()
-    models = model or ["htdemucs"]
+    started = time.perf_counter()
     try:
-        options = dict(
-            model=models if len(models) > 1 else models[0],
-            checkpoint=checkpoint, config=config, out=out, filename=filename,
-            format=format.lower(), bit_depth=bit_depth, mp3_bitrate=mp3_bitrate,
-            stems=_parse_stems(stems), two_stems=two_stems, other_method=other_method,
-            samplerate=_parse_rate(samplerate), clip=clip, device=device, precision=precision,
-            batch_size=batch_size, segment=segment, overlap=overlap, shifts=shifts, seed=seed,
-            tta=tta, threads=threads, ensemble=ensemble,
-            weights=_parse_weights(weights, models), model_dir=model_dir,
-            offline=offline or None, recursive=recursive, skip_existing=skip_existing,
-            jobs=jobs, report=report or reference is not None, reference=reference,
-            executor=executor, ray_address=ray_address, ray_workers=ray_workers,
-        )
-        started = time.perf_counter()
-        results = _run(inputs, options, silent=quiet or json_output)
-        elapsed = time.perf_counter() - started
+        from stemsplit.api import build_request
+
+        names = list(model or [])
+        request = build_request(
+            model=names, checkpoint=checkpoint, config=config, model_type=model_type,
+            ensemble=ensemble, weights=_parse_weights(weights, names or ["htdemucs"]),
+            model_dir=model_dir, offline=offline or None, stems=_split(stems),
+            two_stems=two_stems, other_method=other_method, out=out, filename=filename,
+            format=format, bit_depth=bit_depth, mp3_bitrate=mp3_bitrate,
+            samplerate=_parse_rate(samplerate), clip=clip, device=device,
+            precision=precision, batch_size=batch_size, segment_seconds=segment,
+            overlap=overlap, shifts=shifts, seed=seed, tta=tta, threads=threads,
+            recursive=recursive, skip_existing=skip_existing, jobs=jobs, executor=executor,
+            ray_address=ray_address, ray_workers=ray_workers,
+            report=report or reference is not None, reference=reference,
+        )  # fmt: skip
+        results = _run(inputs, request, silent=quiet or json_output)
     except KeyboardInterrupt:
         common.err_console.print("[bold red]interrupted[/]: partial files removed; rerun to finish")
         raise typer.Exit(130) from None
@@ -176,24 +228,32 @@ def separate(
         if debug:
             raise
         raise fail(f"unexpected {type(err).__name__}: {err} (rerun with --debug)", 1) from None
+    _finish(results, time.perf_counter() - started, quiet, json_output)
+
+
+def _run(inputs: list[Path], request: dict[str, Any], silent: bool) -> Any:
+    from stemsplit.api import run_request
+    from stemsplit.cli.progress import progress_reporter
+
+    with progress_reporter(enabled=not silent) as progress:
+        return run_request(inputs, request, progress)
+
+
+def _finish(results: Any, elapsed: float, quiet: bool, json_output: bool) -> None:
+    """The summary (a table for a batch; one input that fails is just its error line),
+    then each error; exit 1 if any track failed."""
     from rich.markup import escape
 
     from stemsplit.cli.summary import render_summary, summary_dict
 
     failed = [r for r in results if r.status == "failed"]
+    index = getattr(results, "index", None)
     if json_output:
-        print_json(summary_dict(results, elapsed, getattr(results, "index", None)))
-    elif not quiet:
-        render_summary(results, elapsed, getattr(results, "index", None))
+        print_json(summary_dict(results, elapsed, index))
+    elif not quiet and not (len(results) == 1 and failed):
+        render_summary(results, elapsed, index)
     for result in failed:
-        common.err_console.print(f"[bold red]error:[/] {escape(result.error or '')}", soft_wrap=True)
+        common.err_console.print(f"[bold red]error:[/] {escape(result.error or '')}",
+                                 soft_wrap=True)  # fmt: skip
     if failed:
         raise typer.Exit(1)
-
-
-def _run(inputs: list[Path], options: dict, silent: bool):
-    from stemsplit.api import separate as api_separate
-    from stemsplit.cli.progress import progress_reporter
-
-    with progress_reporter(enabled=not silent) as progress:
-        return api_separate(inputs, progress=progress, **options)

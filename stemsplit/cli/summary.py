@@ -1,4 +1,4 @@
-"""The end-of-run table: done / skipped / failed, time and real-time factor (or JSON)."""
+"""The end-of-run table: done / skipped / failed, time and speed (x real time), or JSON."""
 
 from __future__ import annotations
 
@@ -12,13 +12,13 @@ from stemsplit.cli.common import err_console
 
 
 def _totals(results, elapsed: float) -> dict[str, Any]:
-    """Counts, wall time, and the batch's real-time factor (audio separated per second)."""
+    """Counts, wall time, and the batch's speed (audio seconds separated per second)."""
     audio = sum(r.audio_seconds for r in results if r.status == "done")
     return {
         **{s: sum(r.status == s for r in results) for s in ("done", "skipped", "failed")},
         "seconds": round(elapsed, 3),
         "audio_seconds": round(audio, 3),
-        "realtime_factor": round(audio / elapsed, 3) if audio and elapsed > 0 else None,
+        "speed": round(audio / elapsed, 3) if audio and elapsed > 0 else None,
     }
 
 
@@ -31,11 +31,12 @@ def summary_dict(results, elapsed: float, index: Path | None = None) -> dict[str
 def render_summary(results, elapsed: float = 0.0, index: Path | None = None) -> None:
     """Print one row per track and a totals line, on stderr (stdout stays for --json)."""
     table = Table(show_edge=False, header_style="bold")
-    for column in ("track", "status", "time", "speed", "output"):
-        table.add_column(column)
+    for column in ("track", "status", "time", "speed"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("output", overflow="fold")
     for r in results:
         folder = next(iter(r.stems.values())).parent if r.stems else None
-        speed = f"{r.realtime_factor:.1f}x" if r.realtime_factor else ""
+        speed = f"{r.speed:.1f}x" if r.speed else ""
         style = {"done": "green", "skipped": "yellow", "failed": "red"}[r.status]
         time = f"{r.seconds:.1f}s" if r.status != "skipped" else ""
         output = str(folder) if r.status != "failed" else "see below"
@@ -47,7 +48,7 @@ def render_summary(results, elapsed: float = 0.0, index: Path | None = None) -> 
                 err_console.print(f"[yellow]note:[/] {escape(r.input.name)}/{stem}: {clipped} "
                                   "samples clipped (use --clip rescale or --bit-depth float32)")
     totals = _totals(results, elapsed)
-    speed = f", {totals['realtime_factor']:.1f}x real time" if totals["realtime_factor"] else ""
+    speed = f", {totals['speed']:.1f}x real time" if totals["speed"] else ""
     err_console.print(
         f"{totals['done']} done, {totals['skipped']} skipped, {totals['failed']} failed "
         f"in {elapsed:.1f}s{speed}"

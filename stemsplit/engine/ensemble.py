@@ -224,22 +224,6 @@ def single_layout(sources: Sequence[str]) -> Layout:
     return Layout(stems, votes, (stems,), (None,))
 
 
-def ensemble_layout(
-    bundles: Sequence,
-    stems: Sequence[str],
-    algorithm: str | None = "avg",
-    weights: Sequence[Mapping[str, float]] | None = None,
-) -> Layout:
-    """The layout for loaded models (`.sources`, `.residual`) whose plan outputs `stems`."""
-    if len(bundles) == 1:
-        return single_layout(bundles[0].sources)
-    models = [(tuple(b.sources), b.residual) for b in bundles]
-    layout = plan_ensemble(models, stems, weights, algorithm or "avg")
-    if layout.stems != tuple(stems):
-        raise ValueError(f"ensemble gives {layout.stems}, the plan expects {tuple(stems)}")
-    return layout
-
-
 def append_residual(blocks: Iterable[np.ndarray], source) -> Iterator[np.ndarray]:
     """[stems, C, n] blocks -> [stems + 1, C, n]: the mixture (read from `source`,
     a TrackSource at the blocks' rate) minus the stems, as a last stem."""

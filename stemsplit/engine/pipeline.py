@@ -16,12 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from stemsplit.engine.ensemble import combine_blocks, member_needed, stem_weights
-from stemsplit.engine.runner import EngineSettings, separate_stream
+from stemsplit.engine.ensemble import Layout, combine_blocks, member_needed, stem_weights
+from stemsplit.engine.runner import separate_stream
 from stemsplit.engine.source import NormalizedSource, SpoolSource, TrackSource
 from stemsplit.engine.streams import align, fit_length
 from stemsplit.errors import UnknownStem, UsageError
 from stemsplit.models.base import residual_alias
+from stemsplit.options import EngineSettings
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +79,6 @@ def plan_stems(
         derived[alias] = Derived("minus", available)
     everything = available + tuple(derived)
     if two_stems is not None:
-        if other_method not in {"minus", "add"}:
-            raise UsageError(f"--other-method must be 'minus' or 'add', not {other_method!r}")
         if two_stems not in everything:
             raise UnknownStem(
                 f"--two-stems {two_stems}: the model has no such stem "
@@ -226,16 +225,16 @@ def bundle_stream(
 def run_track(
     job: TrackJob,
     bundles: Sequence,
+    layout: Layout,
     plan: StemPlan,
-    ensemble: str = "avg",
-    model_weights: Sequence[dict[str, float]] | None = None,
     runners: dict | None = None,
     on_progress: Callable[[float], None] | None = None,
 ) -> TrackOutcome:
-    """Separate one track and write its stems; returns paths and clip counts."""
+    """Separate one track and write its stems, as `layout` (how the models' streams
+    combine) and `plan` (which stems are written, how derived ones are made) say."""
     from stemsplit.audio.reader import read_blocks
     from stemsplit.audio.writer import StemWriter
-    from stemsplit.engine.ensemble import append_residual, ensemble_layout, ensemble_stems
+    from stemsplit.engine.ensemble import append_residual, ensemble_stems
 
     rates = sorted({b.samplerate for b in bundles})
     prepared = job.prepared
@@ -258,7 +257,6 @@ def run_track(
         out_length = round(prepared.decoded_frames * out_rate / info.samplerate)
         total_chunks = _progress_counter(on_progress, len(bundles))
 
-        layout = ensemble_layout(bundles, plan.model_stems, ensemble, model_weights)
         streams = []
         for index, bundle in enumerate(bundles):
             source = sources[bundle.samplerate]

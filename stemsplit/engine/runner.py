@@ -10,8 +10,10 @@ MSST's whole-track TTA because the windows are the same for every variant.
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
@@ -22,25 +24,9 @@ from stemsplit.engine.source import TrackSource
 from stemsplit.engine.streams import align, skip
 from stemsplit.errors import UsageError
 from stemsplit.models.base import Recipe
+from stemsplit.options import PRECISIONS, EngineSettings
 
 log = logging.getLogger(__name__)
-
-PRECISIONS = ("fp32", "bf16", "fp16")
-
-
-@dataclass(frozen=True)
-class EngineSettings:
-    """Inference options shared by every model; None means "the model's recipe"."""
-
-    device: str = "auto"
-    precision: str = "fp32"
-    batch_size: int | None = None
-    segment_seconds: float | None = None
-    overlap: float | None = None
-    shifts: int = 0
-    seed: int = 0
-    tta: bool = False
-
 
 def resolve_device(name: str) -> str:
     """`auto` picks cuda, then mps, then cpu; an unavailable device is a usage error."""
@@ -73,6 +59,9 @@ class ModelRunner:
             raise UsageError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
         self.model = model
         self.device = torch.device(resolve_device(device))
+        if precision == "auto":
+            precision, reason = choose_precision(self.device.type, probe_precision(self.device))
+            log.info("--precision auto: %s (%s)", precision, reason)
         self.precision = precision
         if self.device.type == "cpu" and precision != "fp32" and not _cpu_has_native(precision):
             log.warning(
@@ -97,7 +86,83 @@ class ModelRunner:
         return y.float().cpu().numpy()
 
 
-def _cpu_has_native(precision: str) -> bool:
+# bf16 must beat fp32 by this much on the probe's matmul for `auto` to pick it: a CPU
+# that runs bf16 natively but barely faster gains less than bf16 costs in accuracy.
+MIN_BF16_SPEEDUP = 1.3
+
+
+@dataclass(frozen=True)
+class PrecisionProbe:
+    """What `--precision auto` decides from: does the device run bf16 natively, and
+    how much faster than fp32 a transformer-sized matmul ran (None: not measured)."""
+
+    native_bf16: bool
+    bf16_speedup: float | None = None
+
+
+def choose_precision(device_type: str, probe: PrecisionProbe) -> tuple[str, str]:
+    """`--precision auto`: (precision, why). bf16 where the device runs it natively
+    (and, on a CPU, measurably faster than fp32); fp32 everywhere else."""
+    if device_type == "cuda":
+        if probe.native_bf16:
+            return "bf16", "this GPU runs bf16 natively"
+        return "fp32", "this GPU has no native bf16"
+    if device_type != "cpu":
+        return "fp32", f"bf16 is not chosen automatically on {device_type}"
+    if not probe.native_bf16:
+        return "fp32", "this CPU has no native bf16 (no AVX512-BF16/AMX): it would be emulated"
+    if probe.bf16_speedup is None:
+        return "fp32", "this CPU runs bf16 natively but its speed was not measured"
+    if probe.bf16_speedup < MIN_BF16_SPEEDUP:
+        return "fp32", (
+            f"this CPU runs bf16 natively but a matmul ran only {probe.bf16_speedup:.2f}x "
+            f"faster than fp32 (< {MIN_BF16_SPEEDUP}x)"
+        )
+    return "bf16", (
+        f"this CPU runs bf16 natively and a matmul ran {probe.bf16_speedup:.2f}x faster "
+        "than fp32"
+    )
+
+
+def probe_precision(device) -> PrecisionProbe:
+    """Ask torch whether `device` runs bf16 natively; on a CPU that does, time a
+    [256, 512] x [512, 2048] matmul (HTDemucs' feed-forward width) in both dtypes."""
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        return PrecisionProbe(native_bf16=bool(torch.cuda.is_bf16_supported()))
+    if device.type != "cpu":
+        return PrecisionProbe(native_bf16=False)
+    return _probe_cpu()
+
+
+@functools.lru_cache(maxsize=1)
+def _probe_cpu() -> PrecisionProbe:
+    import torch
+
+    if not _cpu_has_native("bf16", unknown=False):
+        return PrecisionProbe(native_bf16=False)
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(256, 512, generator=generator)
+    w = torch.randn(2048, 512, generator=generator)
+
+    def best_of(a: torch.Tensor, b: torch.Tensor, repeats: int = 4) -> float:
+        torch.nn.functional.linear(a, b)  # warm-up: oneDNN picks and caches kernels
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            torch.nn.functional.linear(a, b)
+            times.append(time.perf_counter() - started)
+        return min(times)
+
+    with torch.inference_mode():
+        fp32 = best_of(x, w)
+        bf16 = best_of(x.bfloat16(), w.bfloat16())
+    return PrecisionProbe(native_bf16=True, bf16_speedup=fp32 / max(bf16, 1e-9))
+
+
+def _cpu_has_native(precision: str, unknown: bool = True) -> bool:
     """Whether oneDNN runs `precision` natively on this CPU (else it is emulated)."""
     import torch
 
@@ -108,24 +173,18 @@ def _cpu_has_native(precision: str) -> bool:
     try:
         return bool(getattr(torch.ops.mkldnn, check)())
     except (AttributeError, RuntimeError):
-        return True  # unknown: do not warn
+        return unknown  # torch cannot tell: do not warn (and `auto` stays on fp32)
 
 
 def effective_recipe(model, settings: EngineSettings) -> tuple[Recipe, int]:
     """The model's recipe with the user's overrides, and the segment in samples."""
     recipe: Recipe = model.recipe
     if settings.overlap is not None:
-        if not 0 <= settings.overlap < 1:
-            raise UsageError(f"--overlap must be in [0, 1), got {settings.overlap}")
         recipe = replace(recipe, overlap=settings.overlap)
     if settings.batch_size is not None:
-        if settings.batch_size < 1:
-            raise UsageError("--batch-size must be at least 1")
         recipe = replace(recipe, batch_size=settings.batch_size)
     segment = recipe.segment_samples
     if settings.segment_seconds is not None:
-        if settings.segment_seconds <= 0:
-            raise UsageError("--segment must be positive")
         segment = int(settings.segment_seconds * model.samplerate)
         try:
             model.valid_length(segment)

@@ -348,7 +348,7 @@ def build_conv_tasnet_state(
     """
     if isinstance(config, dict) and "model" in config and "audio" in config:
         raise ModelError(
-            "a Conv-TasNet state_dict came with an MSST yaml; pass the config published "
+            "this is a Conv-TasNet state_dict but its config is an MSST yaml; pass the config published "
             "with this checkpoint (demucs v2's args.json), or none"
         )
     if isinstance(config, dict):

@@ -69,8 +69,29 @@ class DemucsPackage:
     training_args: Any = None
 
 
-def read_torch_file(path: str | Path) -> Any:
-    """`torch.load` with weights_only and the Demucs allow-list; safe for any file."""
+_AUDIO_MAGIC = ((b"RIFF", "WAV audio"), (b"fLaC", "FLAC audio"), (b"OggS", "Ogg audio"),
+                (b"ID3", "MP3 audio"), (b"FORM", "AIFF audio"), (b"\xff\xfb", "MP3 audio"),
+                (b"\xff\xf3", "MP3 audio"), (b"\xff\xf1", "AAC audio"))  # fmt: skip
+
+
+def _not_a_checkpoint(path: Path) -> str | None:
+    """What a file obviously is when it is not a model (an audio file given by mistake)."""
+    with open(path, "rb") as handle:
+        head = handle.read(12)
+    for magic, what in _AUDIO_MAGIC:
+        if head.startswith(magic):
+            return what
+    if head[4:8] == b"ftyp":
+        return "MP4/M4A audio or video"
+    return None
+
+
+def read_torch_file(path: str | Path, cached_as: str | None = None) -> Any:
+    """`torch.load` with weights_only and the Demucs allow-list; safe for any file.
+
+    `cached_as` names the zoo model when `path` is in the download cache: only then is
+    deleting it and downloading again the advice for a corrupt file.
+    """
     import pickle
 
     import torch
@@ -79,6 +100,9 @@ def read_torch_file(path: str | Path) -> Any:
     if not path.is_file():
         what = "is a folder, not a file" if path.is_dir() else "does not exist"
         raise ModelError(f"checkpoint {path} {what}")
+    kind = _not_a_checkpoint(path)
+    if kind is not None:
+        raise ModelError(f"{path}: not a model checkpoint: it looks like {kind}")
     try:
         with torch.serialization.safe_globals([*_STUBS, Fraction]), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. "Detected pickle protocol 4": noise here
@@ -99,9 +123,11 @@ def read_torch_file(path: str | Path) -> Any:
     except (RuntimeError, EOFError, ValueError, OSError, KeyError, AttributeError,
             IndexError, TypeError, MemoryError, OverflowError, struct.error,
             AssertionError) as err:  # torch's legacy reader asserts on missing storages
+        advice = (f"; remove it with `stemsplit models rm {cached_as}` and download it again"
+                  if cached_as else ""
+                  )  # fmt: skip
         raise ModelError(
-            f"{path}: truncated or corrupt checkpoint ({_first_line(err)}); delete it and "
-            "download it again"
+            f"{path}: truncated or corrupt checkpoint ({_first_line(err)}){advice}"
         ) from err
 
 
@@ -185,9 +211,9 @@ def demucs_package(obj: Any, source: str) -> DemucsPackage:
     )
 
 
-def read_demucs_package(path: str | Path) -> DemucsPackage:
+def read_demucs_package(path: str | Path, cached_as: str | None = None) -> DemucsPackage:
     """A legacy Demucs `.th` package."""
-    return demucs_package(read_torch_file(path), str(path))
+    return demucs_package(read_torch_file(path, cached_as), str(path))
 
 
 _SAFETENSORS_DTYPES = {
@@ -291,9 +317,9 @@ def unwrap_state_dict(obj: Any, source: str) -> dict[str, torch.Tensor]:
     return state
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+def read_state_dict(path: str | Path, cached_as: str | None = None) -> dict[str, torch.Tensor]:
     """An MSST `.ckpt` or Demucs v2 state_dict file, unwrapped."""
-    return unwrap_state_dict(read_torch_file(path), str(path))
+    return unwrap_state_dict(read_torch_file(path, cached_as), str(path))
 
 
 def msst_architecture(config: Any, source: str = "config") -> Architecture:

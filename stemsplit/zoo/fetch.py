@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from stemsplit.atomic import write_text_atomic
 from stemsplit.errors import ChecksumMismatch, DownloadError
 from stemsplit.zoo.catalog import FileSpec, ModelCard
 
@@ -167,9 +168,7 @@ def _record_hash(cache: Path, name: str, sha256: str, url: str, size: int) -> No
     with _lock(cache / f".{HASHES_FILE}.lock"):
         data = recorded_hashes(cache)
         data[name] = {"sha256": sha256, "url": url, "size": size}
-        tmp = cache / f".{HASHES_FILE}.tmp"
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, cache / HASHES_FILE)
+        write_text_atomic(cache / HASHES_FILE, json.dumps(data, indent=2, sort_keys=True))
 
 
 def expected_hash(spec: FileSpec, recorded: dict[str, dict[str, Any]]) -> tuple[str | None, str]:

@@ -11,14 +11,17 @@ names. Networks are built only through the architecture factories, imported lazi
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from stemsplit.errors import ModelError, UnknownStem
 from stemsplit.models import registry
-from stemsplit.zoo import catalog, checkpoints, fetch
+from stemsplit.zoo import catalog, checkpoints, fetch, uvr_data
 from stemsplit.zoo.catalog import ModelCard
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import torch
@@ -157,19 +160,22 @@ def _load_card(card: ModelCard, stems: list[str] | None, **fetch_options: Any) -
         paths = fetch.ensure_files(card, files=[members_spec[i] for i in keep], **fetch_options)
         members = []
         for path in paths:
-            package = _read_demucs_file(path)
+            package = _read_demucs_file(path, cached_as=card.name)
             model = build_demucs_member(package, str(path))
             if card.bag_segment is not None:
                 set_bag_segment(model, package.klass, card.bag_segment)
             members.append(model)
         all_weights = card.member_weights()
         weights = [all_weights[i] for i in keep]
+    elif card.architecture in ("mdx", "vr"):  # UVR: settings by MD5 and the card's config
+        model = uvr_data.build_card_model(card, fetch.ensure_files(card, **fetch_options)[0])
+        members, weights = [model], _single(model)
     else:
         paths = fetch.ensure_files(card, **fetch_options)
         downloaded = {spec.name: path for spec, path in zip(card.files, paths)}
         checkpoint = downloaded[card.checkpoint_files()[0].name]
         config = catalog.load_card_config(card, downloaded)
-        state = checkpoints.read_state_dict(checkpoint)
+        state = checkpoints.read_state_dict(checkpoint, cached_as=card.name)
         model = _load_single(state, config, card, str(checkpoint))
         members, weights = [model], _single(model)
     for model in members:
@@ -195,21 +201,27 @@ def _check_sources(model: nn.Module, card: ModelCard) -> None:
         )
 
 
-def _read_demucs_file(path: Path) -> checkpoints.DemucsPackage:
+def _read_demucs_file(path: Path, cached_as: str | None = None) -> checkpoints.DemucsPackage:
     if path.suffix == ".safetensors":
         return checkpoints.read_demucs_safetensors(path)
-    return checkpoints.read_demucs_package(path)
+    return checkpoints.read_demucs_package(path, cached_as)
 
 
 def _load_single(
-    state: dict[str, torch.Tensor], config: Any, card: ModelCard | None, path: str
+    state: dict[str, torch.Tensor],
+    config: Any,
+    card: ModelCard | None,
+    path: str,
+    model_type: str | None = None,
 ) -> nn.Module:
     """A network from a bare state_dict and its config: an MSST yaml names the
     architecture by its keys; without one, the state dict's key names do (Conv-TasNet,
     whose arguments are then inferred from the shapes, or read from demucs v2's
     args.json)."""
     by_state = registry.recognise_state(state)
-    if by_state is not None:
+    if model_type is not None:
+        architecture = registry.get(model_type)
+    elif by_state is not None:
         architecture = by_state
     elif config is not None:
         architecture = checkpoints.msst_architecture(config, str(path))
@@ -234,6 +246,10 @@ def _load_single(
             model = build(architecture.name, config)
     except (TypeError, ValueError, KeyError) as err:
         raise ModelError(f"{path}: cannot build {architecture.name} ({_short(err)})") from err
+    except ModelError as err:
+        if str(path) in str(err):
+            raise
+        raise ModelError(f"{path}: {err}") from err
     return _load_state(model, state, str(path))
 
 
@@ -245,7 +261,18 @@ def _bag_member_file(folder: Path, signature: str) -> Path:
     raise ModelError(f"bag member {signature} not found in {folder} (.safetensors or .th)")
 
 
-def _load_checkpoint(checkpoint: Path, config: Path | None, stems: list[str] | None) -> ModelBundle:
+def known_config(checkpoint: Path) -> ModelCard | None:
+    """The zoo card whose file has `checkpoint`'s name and whose config ships with
+    stemsplit (UVR/MSST file names are unique): its config needs no --config."""
+    for card in catalog.list_cards():
+        if card.config is not None and any(f.name == checkpoint.name for f in card.files):
+            return card
+    return None
+
+
+def _load_checkpoint(
+    checkpoint: Path, config: Path | None, stems: list[str] | None, model_type: str | None = None
+) -> ModelBundle:
     name = checkpoint.stem
     if checkpoint.suffix in {".yaml", ".yml"} and config is None:
         bag = checkpoints.read_demucs_bag(checkpoint)
@@ -265,6 +292,10 @@ def _load_checkpoint(checkpoint: Path, config: Path | None, stems: list[str] | N
         if len(weights) != len(members) or any(len(row) != len(sources) for row in weights):
             raise ModelError(f"{checkpoint}: bag weights must be one row per model and source")
         residual = None
+    elif checkpoint.suffix == ".onnx":  # UVR MDX-Net: settings by MD5 or a JSON config
+        model = uvr_data.build_mdx_model(checkpoint, config)
+        members, weights, residual = [model], _single(model), None
+        sources = list(model.sources)
     elif checkpoint.suffix == ".safetensors":
         model = build_demucs_member(_read_demucs_file(checkpoint), str(checkpoint))
         members, weights, residual = [model], _single(model), None
@@ -280,11 +311,17 @@ def _load_checkpoint(checkpoint: Path, config: Path | None, stems: list[str] | N
             state = checkpoints.unwrap_state_dict(loaded, str(checkpoint))
             del loaded
             parsed = None
-            if config is not None:
+            if config is not None and not uvr_data.is_vr_state(state):
                 from stemsplit.zoo.safe_yaml import load_yaml
 
                 parsed = load_yaml(config)
-            model = _load_single(state, parsed, None, str(checkpoint))
+            elif registry.recognise_state(state) is None and (card := known_config(checkpoint)):
+                log.info("%s: using the config of zoo model %s", checkpoint.name, card.name)
+                parsed = catalog.load_card_config(card)
+            if uvr_data.is_vr_state(state):  # UVR VR: settings by MD5 or a JSON config
+                model = uvr_data.build_vr_model(state, checkpoint, config)
+            else:
+                model = _load_single(state, parsed, None, str(checkpoint), model_type)
         members, weights = [model], _single(model)
         sources, residual = list(model.sources), getattr(model, "residual", None)
     check_stems(sources, residual, stems)
@@ -312,6 +349,7 @@ def load_bundle(
     offline: bool | None = None,
     model_dir: str | Path | None = None,
     progress: fetch.ProgressCallback | None = None,
+    model_type: str | None = None,
 ) -> ModelBundle:
     """A zoo model by name, or a local checkpoint (with its config for MSST).
 
@@ -329,6 +367,6 @@ def load_bundle(
         config_path = Path(config).expanduser() if config is not None else None
         if config_path is not None and not config_path.is_file():
             raise ModelError(f"config {config_path} {_missing(config_path)}")
-        return _load_checkpoint(path, config_path, stems)
+        return _load_checkpoint(path, config_path, stems, model_type)
     card = catalog.get_card(str(name))
     return _load_card(card, stems, offline=offline, model_dir=model_dir, progress=progress)

@@ -16,8 +16,8 @@ from batch_cli import music, read, write_audio
 
 import stemsplit.api as api
 from stemsplit.audio.writer import StemWriter
-from stemsplit.batch import expand_inputs
-from stemsplit.batch_io import SPOOL_PREFIX, BackgroundWriter, Prefetcher, remove_stale
+from stemsplit.batch.inputs import Track, expand_inputs
+from stemsplit.batch.io import SPOOL_PREFIX, BackgroundWriter, Prefetcher, remove_stale
 from stemsplit.engine.pipeline import prepare_input
 from stemsplit.errors import InputError
 
@@ -33,16 +33,17 @@ def test_expand_inputs_folders_globs_extensions_and_duplicates(tmp_path):
                  "sub/cover.jpg"):  # fmt: skip
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(b"x")
-    assert expand_inputs([tmp_path]) == [tmp_path / "a.FLAC", tmp_path / "b.wav"]
+    assert expand_inputs([tmp_path]) == [Track(tmp_path / "a.FLAC"), Track(tmp_path / "b.wav")]
     assert expand_inputs([tmp_path], recursive=True) == [
-        tmp_path / "a.FLAC", tmp_path / "b.wav", tmp_path / "sub" / "c.mp3",
-        tmp_path / "sub" / "deep" / "d.m4a",
+        Track(tmp_path / "a.FLAC"), Track(tmp_path / "b.wav"),
+        Track(tmp_path / "sub" / "c.mp3", "sub/"),
+        Track(tmp_path / "sub" / "deep" / "d.m4a", "sub/deep/"),
     ]  # fmt: skip
     # each track once, whichever way it was named
     twice = expand_inputs([tmp_path / "b.wav", str(tmp_path / "*.wav"), tmp_path])
-    assert twice == [tmp_path / "b.wav", tmp_path / "a.FLAC"]
+    assert twice == [Track(tmp_path / "b.wav"), Track(tmp_path / "a.FLAC")]
     assert expand_inputs([str(tmp_path / "**" / "*.mp3")], recursive=True) == [
-        tmp_path / "sub" / "c.mp3"
+        Track(tmp_path / "sub" / "c.mp3")
     ]
     with pytest.raises(InputError):
         expand_inputs([tmp_path / "sub" / "deep" / "none-*.wav"])
@@ -80,15 +81,17 @@ def test_remove_stale_removes_dead_processes_temporaries_only(tmp_path):
     stem.parent.mkdir(parents=True)
     stale = [stem.parent / f".vocals.wav.partial-{dead}{tail}" for tail in ("", ".f32")]
     live = stem.parent / f".vocals.wav.partial-{alive}"
-    other = stem.parent / f".drums.wav.partial-{dead}"  # not a stem of this run: left alone
+    # a dead writer's record or report temporary in the track folder goes too
+    other = stem.parent / f".report.html.partial-{dead}"
+    elsewhere = tmp_path / "tiny" / f".other.wav.partial-{dead}"  # not our folder: left
     spool = tmp_path / f"{SPOOL_PREFIX}{dead}"
     spool.mkdir()
     (spool / ".stemsplit-spool-x.f32").write_bytes(b"1")
-    for path in [*stale, live, other]:
+    for path in [*stale, live, other, elsewhere]:
         path.write_bytes(b"1")
-    assert remove_stale([stem], tmp_path) == 3
+    assert remove_stale([stem], tmp_path) == 4
     assert sorted(p.name for p in tmp_path.rglob("*")) == sorted(
-        ["tiny", "song", live.name, other.name]
+        ["tiny", "song", live.name, elsewhere.name]
     )
 
 

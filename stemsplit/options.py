@@ -1,0 +1,278 @@
+"""What a run is asked to do, and what it reports: option, progress and result types.
+
+A leaf module (it imports only `errors` and the format tables) shared by every layer.
+Each option value is checked where it is defined, in the dataclass' `__post_init__`,
+so the CLI and the Python API reject the same values with the same message, before
+any model is downloaded, any audio decoded or torch imported.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import string
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stemsplit.audio.formats import check_clip, check_mp3_bitrate, resolve_output
+from stemsplit.errors import UsageError
+
+DEFAULT_MODEL = "htdemucs"
+DEFAULT_TEMPLATE = "{reldir}{track}/{stem}.{ext}"
+TEMPLATE_FIELDS = frozenset({"track", "stem", "ext", "model", "trackext", "reldir"})
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
+OTHER_METHODS = ("minus", "add")
+EXECUTORS = ("local", "ray")
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+def _number(value: object, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise UsageError(f"{name} must be a number, not {value!r}")
+    return float(value)
+
+
+def _count(value: object, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise UsageError(f"{name} must be a whole number >= {minimum}, not {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """Inference options shared by every model; None means "the model's recipe"."""
+
+    device: str = "auto"
+    precision: str = "fp32"
+    batch_size: int | None = None
+    segment_seconds: float | None = None
+    overlap: float | None = None
+    shifts: int = 0
+    seed: int = 0
+    tta: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.device, str) or not _DEVICE.match(self.device):
+            raise UsageError(f"unknown device {self.device!r}: use auto, cpu, cuda[:N] or mps")
+        if self.precision not in PRECISIONS:
+            raise UsageError(
+                f"unknown precision {self.precision!r}: use one of {', '.join(PRECISIONS)}"
+            )
+        if self.batch_size is not None:
+            _count(self.batch_size, "--batch-size", 1)
+        if self.segment_seconds is not None and _number(self.segment_seconds, "--segment") <= 0:
+            raise UsageError(f"--segment must be positive, not {self.segment_seconds}")
+        if self.overlap is not None and not 0 <= _number(self.overlap, "--overlap") < 1:
+            raise UsageError(f"--overlap must be in [0, 1), not {self.overlap}")
+        _count(self.shifts, "--shifts", 0)
+        _count(self.seed, "--seed", 0)
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """Where and how stems are written."""
+
+    out: Path = Path("separated")
+    filename: str = DEFAULT_TEMPLATE
+    format: str = "wav"
+    bit_depth: str | int | None = None
+    mp3_bitrate: int = 320
+    clip: str = "clamp"
+    samplerate: str | int = "input"
+    report: bool = False  # report.html beside each track's stems
+    reference: Path | None = None  # reference stems: SDR in the report
+
+    def __post_init__(self) -> None:
+        fmt, depth = resolve_output(self.format, self.bit_depth)
+        object.__setattr__(self, "format", fmt.name)
+        object.__setattr__(self, "bit_depth", depth)
+        if self.format == "mp3":
+            check_mp3_bitrate(self.mp3_bitrate)
+        check_clip(self.clip)
+        check_template(self.filename)
+        rate = self.samplerate
+        if rate not in ("input", "model") and (
+            isinstance(rate, bool) or not isinstance(rate, int) or not 1000 <= rate <= 768000
+        ):
+            raise UsageError(f"--samplerate must be input, model or 1000-768000 Hz, not {rate!r}")
+        if self.report and not per_track_folder(self.filename):
+            raise UsageError(
+                "--report needs a folder per track: keep {track} in the folder part of "
+                "--filename (e.g. {track}/{stem}.{ext})"
+            )
+        if self.reference is not None and not Path(self.reference).is_dir():
+            raise UsageError(f"--reference {self.reference}: not a folder of reference stems")
+
+
+def check_template(template: str) -> None:
+    """Unknown `{fields}`, templates without `{stem}` and paths that leave the output
+    folder (`..`, absolute) are usage errors."""
+    try:
+        fields = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
+    except ValueError as err:
+        raise UsageError(f"--filename {template!r}: {err}") from None
+    unknown = fields - TEMPLATE_FIELDS
+    if unknown:
+        raise UsageError(
+            f"--filename: unknown field(s) {', '.join(sorted(unknown))}; "
+            f"use {', '.join(sorted(TEMPLATE_FIELDS))}"
+        )
+    if "stem" not in fields:
+        raise UsageError("--filename must contain {stem}, or every stem would overwrite the last")
+    path = Path(template)
+    if path.is_absolute() or template.startswith(("/", "\\", "~")) or ".." in path.parts:
+        raise UsageError(
+            f"--filename {template!r} leaves the output folder: use a relative path "
+            "without '..' (choose the folder with -o)"
+        )
+
+
+def per_track_folder(template: str) -> bool:
+    """Whether `--filename` gives each track its own folder (metadata and reports go there)."""
+    folder = Path(template).parent.as_posix()
+    return any(f == "track" for _, f, _, _ in string.Formatter().parse(folder))
+
+
+@dataclass(frozen=True)
+class StemOptions:
+    """Which stems are written."""
+
+    stems: tuple[str, ...] | None = None
+    two_stems: str | None = None
+    other_method: str = "minus"
+
+    def __post_init__(self) -> None:
+        if self.stems is not None:
+            stems = tuple(dict.fromkeys(str(s).strip() for s in self.stems if str(s).strip()))
+            object.__setattr__(self, "stems", stems or None)
+        if self.other_method not in OTHER_METHODS:
+            raise UsageError(
+                f"--other-method must be 'minus' or 'add', not {self.other_method!r}"
+            )
+        if self.two_stems is not None and self.stems:
+            raise UsageError(
+                f"--two-stems {self.two_stems} and -s/--stems {','.join(self.stems)} "
+                "contradict each other: give one of them"
+            )
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model as asked for: a zoo name (or preset), or a local checkpoint file.
+
+    `model_type` names the architecture of a checkpoint whose config does not say it
+    (MSST's `--model_type` names).
+    """
+
+    name: str | None = None
+    checkpoint: Path | None = None
+    config: Path | None = None
+    model_type: str | None = None
+    bundle: Any = field(default=None, compare=False)  # a ready ModelBundle (Python use)
+
+    def __post_init__(self) -> None:
+        given = [v for v in (self.name, self.checkpoint, self.bundle) if v is not None]
+        if len(given) != 1:
+            raise UsageError("a model is a zoo name, a --checkpoint file or a ready bundle")
+        if self.checkpoint is not None:
+            object.__setattr__(self, "checkpoint", Path(self.checkpoint).expanduser().absolute())
+        if self.config is not None:
+            object.__setattr__(self, "config", Path(self.config).expanduser().absolute())
+        if self.name is not None and self.config is not None:
+            raise UsageError(
+                f"--config {self.config} belongs to a --checkpoint, not to the zoo model "
+                f"{self.name!r} (zoo models bring their own config)"
+            )
+
+    @property
+    def label(self) -> str:
+        if self.bundle is not None:
+            return str(self.bundle.name)
+        return self.name if self.name is not None else Path(str(self.checkpoint)).stem
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """Which model(s), how they combine, and where their files come from."""
+
+    models: tuple[ModelSpec, ...] = (ModelSpec(DEFAULT_MODEL),)
+    ensemble: str | None = None  # None: the preset's algorithm, else "avg"
+    weights: Sequence[Any] | Mapping[str, Any] | None = None  # per model, or keyed by name
+    model_dir: Path | None = None
+    offline: bool | None = None
+
+    def __post_init__(self) -> None:
+        if not self.models:
+            raise UsageError("no model given")
+        if self.ensemble is not None:
+            from stemsplit.engine.ensemble import check_algorithm
+
+            check_algorithm(self.ensemble)
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    """How many inputs are walked and run."""
+
+    recursive: bool = False
+    skip_existing: bool = True
+    jobs: int = 1
+    executor: str = "local"
+    ray_address: str | None = None
+    ray_workers: int = 2
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        _count(self.jobs, "--jobs", 0)
+        if self.executor not in EXECUTORS:
+            raise UsageError(f"unknown executor {self.executor!r}: use local or ray")
+        _count(self.ray_workers, "--ray-workers", 1)
+        if self.threads is not None:
+            _count(self.threads, "--threads", 1)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A progress event: `fraction` of track `index` (of `count`) is done."""
+
+    index: int
+    count: int
+    track: Path
+    fraction: float
+    stage: str = "separating"
+
+
+@dataclass
+class TrackResult:
+    """How one track ended."""
+
+    input: Path
+    status: str  # "done" | "skipped" | "failed"
+    stems: dict[str, Path] = field(default_factory=dict)
+    error: str | None = None
+    seconds: float = 0.0
+    audio_seconds: float = 0.0
+    clipped_samples: dict[str, int] = field(default_factory=dict)
+    report: Path | None = None
+    reason: str | None = None  # why a track was redone, or skipped
+
+    @property
+    def speed(self) -> float | None:
+        """Speed in times real time: audio seconds per wall-clock second (higher is faster)."""
+        return self.audio_seconds / self.seconds if self.seconds > 0 else None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "input": str(self.input),
+            "status": self.status,
+            "stems": {k: str(v) for k, v in self.stems.items()},
+            "error": self.error,
+            "reason": self.reason,
+            "seconds": round(self.seconds, 3),
+            "audio_seconds": round(self.audio_seconds, 3),
+            "speed": self.speed and round(self.speed, 3),
+            "clipped_samples": self.clipped_samples,
+            "report": str(self.report) if self.report else None,
+        }

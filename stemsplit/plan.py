@@ -1,0 +1,188 @@
+"""One plan per run, made once from the request and checked before any work.
+
+`make_plan` expands presets, resolves every model's stems (from the zoo cards; a
+local checkpoint is read once, here, and kept for the run), lays out the ensemble,
+decides which stems are written and how each is made, and which models (and bag
+members) those stems need. Everything downstream (the `Separator`, the batch, the
+pipeline) takes the frozen `RunPlan` and never plans again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stemsplit.engine.ensemble import Layout, plan_ensemble, single_layout
+from stemsplit.engine.pipeline import StemPlan, plan_stems
+from stemsplit.errors import UsageError
+from stemsplit.options import (
+    EngineSettings,
+    ModelOptions,
+    ModelSpec,
+    OutputOptions,
+    StemOptions,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PlannedModel:
+    """One model of the run: what it is, what it outputs, its ensemble weights and the
+    stems the written output needs from it (None: all of them; bags skip members that
+    give none of these). `bundle` is the loaded model when planning had to read it."""
+
+    spec: ModelSpec
+    name: str
+    sources: tuple[str, ...]
+    residual: str | None
+    samplerate: int
+    weights: Mapping[str, float] = field(default_factory=dict)
+    needs: tuple[str, ...] | None = None
+    bundle: Any = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What a run does, for every track: models, ensemble, stems, settings, outputs."""
+
+    models: tuple[PlannedModel, ...]
+    ensemble: str
+    label: str  # the output folder under OUT/
+    layout: Layout
+    stems: StemPlan
+    engine: EngineSettings
+    output: OutputOptions
+
+    def describe(self) -> dict[str, Any]:
+        """Everything that decides the written audio, as `stemsplit.json` records it:
+        a rerun redoes a track unless this matches (model checksums are added by the
+        Separator once the files are known)."""
+        return {
+            "models": [m.name for m in self.models],
+            "settings": {
+                **asdict(self.engine),
+                "stems": list(self.stems.written),
+                "ensemble": self.ensemble if len(self.models) > 1 else None,
+                "weights": [dict(m.weights) for m in self.models] if len(self.models) > 1
+                else None,
+                "format": self.output.format,
+                "bit_depth": self.output.bit_depth,
+                "mp3_bitrate": self.output.mp3_bitrate if self.output.format == "mp3" else None,
+                "clip": self.output.clip,
+                "samplerate": self.output.samplerate,
+            },
+        }
+
+
+def make_plan(
+    models: ModelOptions,
+    stems: StemOptions,
+    engine: EngineSettings,
+    output: OutputOptions,
+    load_checkpoint: Callable[[ModelSpec, list[str] | None], Any] | None = None,
+) -> RunPlan:
+    """Plan a run. Zoo models are planned from their cards (nothing downloaded);
+    a checkpoint is loaded through `load_checkpoint(spec, stems)` (the zoo loader by
+    default) because only its file says what it outputs."""
+    from stemsplit.zoo.catalog import expand_models, get_card
+
+    specs = list(models.models)
+    label = "+".join(spec.label for spec in specs)
+    requested_names: list[Any] = [s.name if s.name is not None else s for s in specs]
+    expanded = expand_models(requested_names, models.weights, models.ensemble)
+    stem_options = stems
+    if expanded.stems and not stems.stems and not stems.two_stems:
+        stem_options = StemOptions(tuple(expanded.stems), None, stems.other_method)
+    if len(specs) == 1 and specs[0].name is not None:
+        label = expanded.label
+    wanted = _wanted(stem_options)
+    loader = load_checkpoint or _load_checkpoint
+    planned = []
+    for item, weights in zip(expanded.names, expanded.weights):
+        spec = item if isinstance(item, ModelSpec) else ModelSpec(name=item)
+        planned.append(_head(spec, weights, wanted, loader, get_card))
+    if len(planned) > 1:
+        planned = _prune(planned, stem_options, expanded.ensemble)
+    layout, stem_plan = _layout(planned, stem_options, expanded.ensemble)
+    if len(planned) > 1:
+        planned = [_with_needs(m, layout.needs(i, stem_plan.needed))
+                   for i, m in enumerate(planned)]  # fmt: skip
+    else:
+        planned = [_with_needs(planned[0], stem_plan.needed)]
+    return RunPlan(tuple(planned), expanded.ensemble, label, layout, stem_plan, engine, output)
+
+
+def _wanted(stems: StemOptions) -> list[str] | None:
+    """Stems asked for up front (lets bags skip members before loading them)."""
+    if stems.two_stems and stems.other_method == "minus":
+        return [stems.two_stems]
+    return list(stems.stems) if stems.stems else None
+
+
+def _load_checkpoint(spec: ModelSpec, stems: list[str] | None) -> Any:
+    from stemsplit.zoo.loader import load_bundle
+
+    return load_bundle(checkpoint=spec.checkpoint, config=spec.config, stems=stems,
+                       model_type=spec.model_type)  # fmt: skip
+
+
+def _head(spec, weights, wanted, loader, get_card) -> PlannedModel:
+    """A model's outputs: from its card, its ready bundle, or its checkpoint (loaded)."""
+    if spec.name is not None:
+        card = get_card(spec.name)
+        return PlannedModel(ModelSpec(name=card.name), card.name, tuple(card.sources),
+                            card.residual, card.samplerate, weights)  # fmt: skip
+    bundle = spec.bundle if spec.bundle is not None else loader(spec, wanted)
+    return PlannedModel(spec, str(bundle.name), tuple(bundle.sources), bundle.residual,
+                        int(bundle.samplerate), weights, bundle=bundle)  # fmt: skip
+
+
+def _layout(
+    planned: Sequence[PlannedModel], stems: StemOptions, ensemble: str
+) -> tuple[Layout, StemPlan]:
+    if len(planned) == 1:
+        model = planned[0]
+        plan = plan_stems(model.sources, model.residual, stems.stems, stems.two_stems,
+                          stems.other_method)  # fmt: skip
+        return single_layout(model.sources), plan
+    requested = [*(stems.stems or ()), *([stems.two_stems] if stems.two_stems else [])]
+    layout = plan_ensemble([(m.sources, m.residual) for m in planned], requested,
+                           [m.weights for m in planned], ensemble)  # fmt: skip
+    plan = plan_stems(layout.stems, None, stems.stems, stems.two_stems, stems.other_method)
+    return layout, plan
+
+
+def _prune(
+    planned: list[PlannedModel], stems: StemOptions, ensemble: str
+) -> list[PlannedModel]:
+    """Drop the models no written stem needs: they are neither downloaded nor run."""
+    layout, plan = _layout(planned, stems, ensemble)
+    kept = []
+    for index, model in enumerate(planned):
+        if layout.needs(index, plan.needed):
+            kept.append(model)
+        else:
+            log.info("%s: no requested stem needs it; not run", model.name)
+    if not kept:
+        raise UsageError("no model of the ensemble produces the requested stems")
+    return kept
+
+
+def _with_needs(model: PlannedModel, need: set[str]) -> PlannedModel:
+    from dataclasses import replace
+
+    needs = None if not need or need >= set(model.sources) else tuple(
+        s for s in model.sources if s in need
+    )
+    return replace(model, needs=needs)
+
+
+def outputs_for(plan: RunPlan, track: Path, reldir: str = "") -> dict[str, Path]:
+    """The stem files `track` will produce (OUT/<label>/<template>)."""
+    from stemsplit.batch.layout import output_paths
+
+    return output_paths(track, plan.label, plan.stems.written, plan.output, reldir)

@@ -1,0 +1,152 @@
+"""A `Separator` runs one `RunPlan`: it loads the plan's models once (when a track first
+needs them), builds each network's runner once, and separates one track at a time.
+
+Zoo models are fetched and loaded on first use, so a rerun whose tracks are all done
+never downloads or loads them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from stemsplit.errors import ModelError
+from stemsplit.plan import RunPlan
+
+log = logging.getLogger(__name__)
+
+
+class Separator:
+    """Models loaded once, applied to many tracks, as `plan` says."""
+
+    def __init__(
+        self,
+        plan: RunPlan,
+        *,
+        model_dir: Path | None = None,
+        offline: bool | None = None,
+        download_progress: Callable[..., Any] | None = None,
+    ) -> None:
+        self.plan = plan
+        self._model_dir = model_dir
+        self._offline = offline
+        self._download_progress = download_progress
+        self._bundles: list[Any] | None = None
+        self._runners: dict[int, Any] = {}
+        self._identity: list[dict[str, Any]] | None = None
+
+    @property
+    def bundles(self) -> list[Any]:
+        """The loaded models (fetched on first use), each network's runner built once."""
+        if self._bundles is None:
+            self._bundles = [self._load(model) for model in self.plan.models]
+            self._build_runners(self._bundles)
+        return self._bundles
+
+    def _load(self, model: Any) -> Any:
+        if model.bundle is not None:
+            return model.bundle
+        from stemsplit.zoo.loader import load_bundle
+
+        bundle = load_bundle(
+            name=model.name,
+            stems=list(model.needs) if model.needs else None,
+            offline=self._offline,
+            model_dir=self._model_dir,
+            progress=self._download_progress,
+        )
+        if bundle.residual != model.residual:
+            raise ModelError(
+                f"model {model.name!r}: its config names a residual stem {bundle.residual!r} "
+                f"the card does not; add `residual = \"{bundle.residual}\"` to the card"
+            )
+        return bundle
+
+    def _build_runners(self, bundles: list[Any]) -> None:
+        """One runner per network for the whole run (device and precision resolved once)."""
+        from stemsplit.engine.runner import ModelRunner
+
+        engine = self.plan.engine
+        for bundle in bundles:
+            for member in bundle.members:
+                if id(member) not in self._runners:
+                    self._runners[id(member)] = ModelRunner(member, engine.device,
+                                                            engine.precision)  # fmt: skip
+
+    def model_identity(self) -> list[dict[str, Any]]:
+        """Each model's name and the sha256 of its files, as `stemsplit.json` records
+        them (zoo files by their card or first-download record, local files hashed)."""
+        if self._identity is None:
+            self._identity = [_identity(model, self._model_dir) for model in self.plan.models]
+        return self._identity
+
+    def describe(self) -> dict[str, Any]:
+        """The plan's record with the models' checksums: what a rerun compares."""
+        from stemsplit import __version__
+
+        record = self.plan.describe()
+        return {"stemsplit": __version__, **record, "model_files": self.model_identity()}
+
+    def prepare(self, track: Path, spool_dir: Path) -> Any:
+        """Decode `track` into spool files at the models' rates (a batch does this ahead)."""
+        from stemsplit.engine.pipeline import prepare_input
+
+        return prepare_input(track, [m.samplerate for m in self.plan.models], spool_dir)
+
+    def separate_track(
+        self,
+        track: Path,
+        outputs: dict[str, Path],
+        on_progress: Callable[[float], None] | None = None,
+        *,
+        prepared: Any = None,
+        writer_factory: Callable[..., Any] | None = None,
+        spool_dir: Path | None = None,
+    ) -> Any:
+        """Separate one file into `outputs` (stem -> path); returns the TrackOutcome."""
+        from stemsplit.engine.pipeline import TrackJob, run_track
+
+        output = self.plan.output
+        job = TrackJob(
+            input=track,
+            outputs=outputs,
+            spool_dir=spool_dir or next(iter(outputs.values())).parent,
+            settings=self.plan.engine,
+            output_rate=output.samplerate,
+            writer_options={
+                "format": output.format,
+                "bit_depth": output.bit_depth,
+                "mp3_bitrate": output.mp3_bitrate,
+                "clip": output.clip,
+            },
+            prepared=prepared,
+            writer_factory=writer_factory,
+        )
+        return run_track(job, self.bundles, self.plan.layout, self.plan.stems, self._runners,
+                         on_progress)  # fmt: skip
+
+
+def _identity(model: Any, model_dir: Path | None) -> dict[str, Any]:
+    spec = model.spec
+    if spec.checkpoint is not None:
+        files = [spec.checkpoint, *([spec.config] if spec.config else [])]
+        return {"name": model.name, "files": {p.name: _sha256(p) for p in files}}
+    if spec.bundle is not None:
+        return {"name": model.name, "files": {}}
+    from stemsplit.zoo import catalog, fetch
+
+    card = catalog.get_card(model.name)
+    recorded = fetch.recorded_hashes(model_dir)
+    files = {f.name: fetch.expected_hash(f, recorded)[0] for f in card.files}
+    return {"name": model.name, "files": files}
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
