@@ -15,8 +15,11 @@ Factories by file format (`Architecture.file_format`):
 - `"demucs"`: `factory(klass: str, args, kwargs) -> nn.Module` from a Demucs package.
 - `"state"`: `factory(state: Mapping[str, Tensor], config: Mapping | None, **card)`:
   the architecture's arguments are inferred from the state dict's shapes (Conv-TasNet).
-- `"onnx"` / `"uvr-vr"`: UVR files, `factory(path: Path, params: Mapping) -> nn.Module`
-  with the hash-keyed model data (or a user's `--config` JSON) as `params`.
+- `"onnx"`: UVR MDX-Net, `factory(path: Path, params: Mapping) -> nn.Module` (the model
+  opens the ONNX file itself); `"uvr-vr"`: UVR VR Architecture,
+  `factory(state: Mapping[str, Tensor], params: Mapping) -> nn.Module` (the state dict
+  read by zoo.checkpoints). `params` is the hash-keyed model data overlaid by a user's
+  `--config` JSON (`zoo.uvr_data.resolve_params`; VR's modelparams parsed in).
 """
 
 from __future__ import annotations
@@ -129,6 +132,16 @@ _ENTRIES: tuple[Architecture, ...] = (
         "conv_tasnet", "Conv-TasNet", "stemsplit.models.conv_tasnet:build_conv_tasnet_state",
         "state", "Conv-TasNet as Demucs v2 trained it (shapes inferred from the weights)",
         state_markers=("encoder.conv1d_U.", "separator.network."),
+    ),
+    Architecture(
+        "mdx", "UVR", "stemsplit.models.uvr.mdx:build_mdx", "onnx",
+        "UVR MDX-Net ONNX models, as audio-separator runs them (onnxruntime)",
+        aliases=("mdx_net",),
+    ),
+    Architecture(
+        "vr", "UVR", "stemsplit.models.uvr.vr:build_vr", "uvr-vr",
+        "UVR VR Architecture models (nets and nets_new), as audio-separator runs them",
+        state_markers=("stg1_low_band_net.",), aliases=("vr_arch",),
     ),
 )
 

@@ -155,8 +155,13 @@ def build_card_model(card: Any, path: Path) -> nn.Module:
     """A zoo card's UVR model: its file's MD5 record, overlaid by the card's inline config."""
     config = card.config if isinstance(card.config, Mapping) else None
     if card.architecture == "mdx":
-        return build_mdx_model(path, config)
-    from stemsplit.zoo import checkpoints
+        model = build_mdx_model(path, config)
+    else:
+        from stemsplit.zoo import checkpoints
 
-    state = checkpoints.read_state_dict(path, cached_as=card.name)
-    return build_vr_model(state, path, config)
+        state = checkpoints.read_state_dict(path, cached_as=card.name)
+        model = build_vr_model(state, path, config)
+    if int(model.samplerate) != int(card.samplerate):
+        raise ModelError(f"model {card.name!r}: the model runs at {model.samplerate} Hz but "
+                         f"the card says {card.samplerate}; fix the card's samplerate")
+    return model
