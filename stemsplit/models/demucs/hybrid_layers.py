@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stemsplit.models.demucs.layers import DConv
+from stemsplit.models.demucs.layers import DConv, fast_linear
 
 
 def _norm(enabled: bool, groups: int, channels: int) -> nn.Module:
@@ -51,8 +51,8 @@ def _token_layer_tail(y: torch.Tensor, dconv: DConv | None, rewrite: nn.Module) 
     weight = rewrite.weight.flatten(1)  # [2C', C] (1x1 Conv1d or Conv2d)
     half = weight.shape[0] // 2
     bias = rewrite.bias if rewrite.bias is not None else weight.new_zeros(2 * half)
-    values = torch.addmm(bias[:half], flat, weight[:half].t())
-    gates = torch.addmm(bias[half:], flat, weight[half:].t())
+    values = fast_linear(flat, weight[:half], bias[:half])
+    gates = fast_linear(flat, weight[half:], bias[half:])
     values.mul_(gates.sigmoid_())
     return values.view(batch, freqs, frames, half).permute(0, 3, 1, 2)
 

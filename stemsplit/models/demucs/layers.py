@@ -15,6 +15,47 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def _onednn_linear_available() -> bool:
+    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+
+
+_ONEDNN_LINEAR = _onednn_linear_available()
+
+
+def _use_onednn(x: torch.Tensor) -> bool:
+    """fp32 CPU matmuls go to oneDNN: torch sends them to MKL's sgemm, which runs at
+    less than half oneDNN's speed on AMD CPUs (the same on Intel's). Under autocast
+    (bf16/fp16) F.linear already uses oneDNN and autocast must see the call."""
+    return (
+        _ONEDNN_LINEAR
+        and x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and not torch.is_autocast_enabled("cpu")
+    )
+
+
+def fast_linear(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, gelu: bool = False
+) -> torch.Tensor:
+    """`F.linear` (then exact GELU with `gelu`), through oneDNN for fp32 on CPU."""
+    if _use_onednn(x):
+        if gelu:
+            return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "gelu", [], "none")
+        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+    y = F.linear(x, weight, bias)
+    return F.gelu(y) if gelu else y
+
+
+def fast_linear_add(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, residual: torch.Tensor
+) -> torch.Tensor:
+    """`residual + F.linear(x, weight, bias)`, the add fused into oneDNN's matmul on CPU."""
+    if _use_onednn(x) and residual.dtype == torch.float32:
+        residual = residual.contiguous()
+        return torch.ops.mkldnn._linear_pointwise.binary(x, residual, weight, bias, "add")
+    return residual + F.linear(x, weight, bias)
+
+
 class LayerScale(nn.Module):
     """Per-channel residual scale (Touvron et al. 2021), `[B, C, T]` or channel-last."""
 
@@ -222,8 +263,8 @@ def token_conv(x: torch.Tensor, conv: nn.Conv1d) -> torch.Tensor:
     flat = x.reshape(-1, chin)
     bias = conv.bias if conv.bias is not None else weight.new_zeros(chout)
     if kernel == 1:
-        return torch.addmm(bias, flat, weight[:, :, 0].t()).view(rows, steps, chout)
-    taps = (flat @ weight.permute(1, 2, 0).reshape(chin, kernel * chout)).view(
+        return fast_linear(flat, weight[:, :, 0], bias).view(rows, steps, chout)
+    taps = fast_linear(flat, weight.permute(2, 0, 1).reshape(kernel * chout, chin)).view(
         rows, steps, kernel, chout
     )
     out = taps[:, :, kernel // 2] + bias
@@ -296,6 +337,6 @@ def _normalized_glu_halves(
     )  # [H + 3, 2C]
     half = wide // 2
     scaled = full[:, :half] * out_scale
-    values = (augmented @ scaled).view(rows, steps, half)
-    gates = (augmented @ full[:, half:]).view(rows, steps, half)
+    values = fast_linear(augmented, scaled.t().contiguous()).view(rows, steps, half)
+    gates = fast_linear(augmented, full[:, half:].t().contiguous()).view(rows, steps, half)
     return values, gates

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stemsplit.models.demucs.layers import LayerScale
+from stemsplit.models.demucs.layers import LayerScale, fast_linear, fast_linear_add
 
 
 def sin_embedding(length: int, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -56,6 +56,11 @@ class TokenGroupNorm(nn.GroupNorm):
     mean/std over all of a sequence's tokens and channels."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.num_groups == 1:  # one layer norm over T * C: no transposed copies
+            batch, tokens, channels = x.shape
+            y = F.layer_norm(x.reshape(batch, -1), (tokens * channels,), eps=self.eps)
+            y = y.view(batch, tokens, channels)
+            return torch.addcmul(self.bias, y, self.weight) if self.affine else y
         return super().forward(x.transpose(1, 2)).transpose(1, 2)
 
 
@@ -74,18 +79,22 @@ class Attention(nn.Module):
         batch, tokens, _ = x.shape
         return x.view(batch, tokens, self.num_heads, -1).transpose(1, 2)
 
-    def forward(self, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
-        """`query: [B, Tq, C]`, `key` (also the values): `[B, Tk, C]` -> `[B, Tq, C]`."""
+    def attend(self, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+        """The heads' outputs before `out_proj`, `[B, Tq, C]`."""
         dim = query.shape[-1]
         if query is key:
-            q, k, v = F.linear(query, self.in_proj_weight, self.in_proj_bias).split(dim, -1)
+            q, k, v = fast_linear(query, self.in_proj_weight, self.in_proj_bias).split(dim, -1)
         else:
             w_q, w_kv = self.in_proj_weight.split([dim, 2 * dim])
             b_q, b_kv = self.in_proj_bias.split([dim, 2 * dim])
-            q = F.linear(query, w_q, b_q)
-            k, v = F.linear(key, w_kv, b_kv).split(dim, -1)
+            q = fast_linear(query, w_q, b_q)
+            k, v = fast_linear(key, w_kv, b_kv).split(dim, -1)
         out = F.scaled_dot_product_attention(self._heads(q), self._heads(k), self._heads(v))
-        return self.out_proj(out.transpose(1, 2).reshape(query.shape))
+        return out.transpose(1, 2).reshape(query.shape)
+
+    def forward(self, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+        """`query: [B, Tq, C]`, `key` (also the values): `[B, Tk, C]` -> `[B, Tq, C]`."""
+        return fast_linear(self.attend(query, key), self.out_proj.weight, self.out_proj.bias)
 
 
 class TransformerLayer(nn.Module):
@@ -140,8 +149,40 @@ class TransformerLayer(nn.Module):
     def _feed_forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear2(self.activation(self.linear1(x)))
 
+    def _scaled(self, linear: nn.Linear, gamma: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+        """`linear`'s weight and bias with the LayerScale after it folded in."""
+        if isinstance(gamma, LayerScale):
+            return linear.weight * gamma.scale[:, None], linear.bias * gamma.scale
+        return linear.weight, linear.bias
+
+    def _pre_norm(self, x: torch.Tensor, other: torch.Tensor | None) -> torch.Tensor:
+        """Pre-norm layer as fused matmuls: the LayerScales are folded into the output
+        projections, the residual adds and the GELU run inside the matmuls."""
+        attention = self.cross_attn if self.cross else self.self_attn
+        if self.cross:
+            heads = attention.attend(self.norm1(x), self.norm2(other))
+            ff_norm = self.norm3
+        else:
+            normed = self.norm1(x)
+            heads = attention.attend(normed, normed)
+            ff_norm = self.norm2
+        weight, bias = self._scaled(attention.out_proj, self.gamma_1)
+        x = fast_linear_add(heads, weight, bias, x)
+        h = ff_norm(x)
+        if self.activation is F.gelu:
+            h = fast_linear(h, self.linear1.weight, self.linear1.bias, gelu=True)
+        else:
+            h = self.activation(fast_linear(h, self.linear1.weight, self.linear1.bias))
+        weight, bias = self._scaled(self.linear2, self.gamma_2)
+        x = fast_linear_add(h, weight, bias, x)
+        if self.norm_out is not None:
+            x = self.norm_out(x)
+        return x
+
     def forward(self, x: torch.Tensor, other: torch.Tensor | None = None) -> torch.Tensor:
         """`x: [B, T, C]`; `other: [B, S, C]`, the stream a cross layer attends to."""
+        if self.norm_first and not torch.is_autocast_enabled(x.device.type):
+            return self._pre_norm(x, other)
         if self.norm_first:
             if self.cross:
                 x = x + self.gamma_1(self.cross_attn(self.norm1(x), self.norm2(other)))
