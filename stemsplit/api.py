@@ -168,6 +168,10 @@ def run_request(
     tracks = expand_inputs(inputs, recursive=batch.recursive)
     # Tracks that would share files are refused before a checkpoint is even read (every
     # stem shares the template, so one placeholder stem finds every clash).
+    if batch.executor == "ray":
+        from stemsplit.batch.ray import import_ray
+
+        import_ray()  # a missing Ray is a usage error before anything is read
     label = "+".join(spec.label for spec in request["models"].models)
     check_clashes({t.path: output_paths(t.path, label, ["stem"], request["output"], t.reldir)
                    for t in tracks})  # fmt: skip

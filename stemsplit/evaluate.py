@@ -23,16 +23,14 @@ from typing import Any
 import numpy as np
 
 from stemsplit import metrics
-from stemsplit.audio.formats import AUDIO_EXTENSIONS
 from stemsplit.errors import InputError, UsageError
+from stemsplit.stem_folders import MIXTURE, Stems, find_tracks
 
 logger = logging.getLogger(__name__)
 
-MIXTURE = "mixture"
 METRICS = ("usdr", "si_sdr", "bss_sdr")
 MAX_LENGTH_DIFFERENCE_SECONDS = 0.05  # codec delay/padding: up to about 2 MP3 frames
 
-Stems = dict[str, Path]
 
 
 @dataclass(frozen=True)
@@ -111,48 +109,6 @@ class EvalReport:
         return rows
 
 
-def find_tracks(root: str | os.PathLike[str]) -> dict[str, Stems]:
-    """`{track: {stem: file}}` for `root` and every folder below it holding audio files.
-
-    A track is named after its folder. `<name>.stem.mp4` (multitrack) files are skipped.
-    """
-    root = Path(root)
-    if not root.exists():
-        raise InputError(f"no such folder: {root}")
-    if not root.is_dir():
-        raise UsageError(f"{root} is a file: give a folder of <stem>.<ext> files or of tracks")
-    tracks: dict[str, Stems] = {}
-    where: dict[str, Path] = {}
-    for folder, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        stems = _stems_in(Path(folder), sorted(files))
-        if not stems:
-            continue
-        name = Path(folder).resolve().name
-        if name in tracks:
-            raise UsageError(
-                f"two track folders named {name!r} ({where[name]} and {folder}): "
-                "point at a tree where track folder names are unique"
-            )
-        tracks[name], where[name] = stems, Path(folder)
-    return tracks
-
-
-def _stems_in(folder: Path, files: list[str]) -> Stems:
-    stems: Stems = {}
-    for file in files:
-        path = folder / file
-        if file.startswith(".") or path.suffix.lower().lstrip(".") not in AUDIO_EXTENSIONS:
-            continue
-        stem = path.stem
-        if stem.lower().endswith(".stem"):  # Native Instruments stems: a mix + 4 streams
-            continue
-        if stem in stems:
-            raise UsageError(f"{folder} holds two files for stem {stem!r}: keep one")
-        stems[stem] = path
-    return stems
-
-
 def evaluate_folders(
     estimates: str | os.PathLike[str],
     references: str | os.PathLike[str],
@@ -203,7 +159,7 @@ def _find_tracks_with_mixture(dataset: str | os.PathLike[str]) -> dict[str, Stem
 
 def evaluate_model(
     dataset: str | os.PathLike[str],
-    model: str = "htdemucs",
+    model: Any = None,
     save_stems: str | os.PathLike[str] | None = None,
     bsseval: bool | None = None,
     on_track: Callable[[str], None] | None = None,
@@ -211,7 +167,8 @@ def evaluate_model(
     separate: Callable[..., Any],
     **options: Any,
 ) -> EvalReport:
-    """Separate each track's mixture with `model` (`separate` is `stemsplit.api.separate`,
+    """Separate each track's mixture with `model` (a zoo name or bundle; None: the
+    default, or `checkpoint` in `options`; `separate` is `stemsplit.api.separate`,
     passed in: the API sits above this module) and score it.
 
     The stems go to a temporary folder, or to `save_stems` to keep them (stems already

@@ -27,12 +27,12 @@ import numpy as np
 from stemsplit.atomic import write_atomic
 from stemsplit.batch.layout import METADATA_NAME
 from stemsplit.errors import InputError, OutputError, StemsplitError, UsageError
+from stemsplit.stem_folders import MIXTURE, split_mixture, stems_in
 
 logger = logging.getLogger(__name__)
 
 AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aiff", ".aif"})
 REPORT_NAME = "report.html"
-MIXTURE_NAME = "mixture"  # a `mixture.<ext>` beside the stems is the mix, not a stem
 
 PEAK_BUCKETS = 1200  # waveform resolution: about one bucket per screen pixel
 SPEC_COLUMNS = 1024  # spectrogram image width (fewer for very short tracks)
@@ -86,7 +86,7 @@ def write_report(
     track_dir.mkdir(parents=True, exist_ok=True)
     entries: list[tuple[str, str, Path]] = []  # (name, kind, path)
     if mixture is not None:
-        entries.append((MIXTURE_NAME, "mixture", _mixture_beside(track_dir, Path(mixture))))
+        entries.append((MIXTURE, "mixture", _mixture_beside(track_dir, Path(mixture))))
     entries += [(name, "stem", Path(path)) for name, path in stems.items()]
 
     analyses = [analyse(path) for _, _, path in entries]
@@ -176,16 +176,7 @@ def report_folder(
 
 def find_stems(track_dir: Path) -> tuple[dict[str, Path], Path | None]:
     """The stems in a track folder (audio files by name) and its `mixture.*`, if any."""
-    stems: dict[str, Path] = {}
-    mixture = None
-    for path in sorted(Path(track_dir).iterdir()):
-        if not path.is_file() or path.suffix.lower() not in AUDIO_SUFFIXES:
-            continue
-        if path.stem == MIXTURE_NAME:
-            mixture = path
-        else:
-            stems[path.stem] = path
-    return stems, mixture
+    return split_mixture(stems_in(Path(track_dir)))
 
 
 def read_metadata(track_dir: Path) -> dict[str, Any]:
@@ -374,7 +365,7 @@ def _mixture_beside(track_dir: Path, mixture: Path) -> Path:
         os.path.relpath(mixture.resolve(), track_dir.resolve())
         return mixture
     except ValueError:  # another drive (Windows): no relative path, copy it beside
-        copy = track_dir / f"{MIXTURE_NAME}{mixture.suffix.lower()}"
+        copy = track_dir / f"{MIXTURE}{mixture.suffix.lower()}"
         shutil.copyfile(mixture, copy)
         return copy
 
@@ -413,7 +404,7 @@ def _pillow() -> Any:
         from PIL import Image
     except ImportError as err:
         raise StemsplitError(
-            "the report needs Pillow to draw spectrograms: pip install 'stemsplit[report]'"
+            "the report needs Pillow to draw spectrograms: pip install 'stemsplit-cli[report]'"
         ) from err
     return Image
 

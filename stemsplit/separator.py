@@ -67,14 +67,28 @@ class Separator:
 
     def _build_runners(self, bundles: list[Any]) -> None:
         """One runner per network for the whole run (device and precision resolved once)."""
-        from stemsplit.engine.runner import ModelRunner
+        import torch
+
+        from stemsplit.engine.pipeline import member_settings
+        from stemsplit.engine.runner import ModelRunner, effective_recipe
 
         engine = self.plan.engine
         for bundle in bundles:
             for member in bundle.members:
+                if hasattr(member, "apply_engine_settings"):  # it chunks the track itself
+                    member.apply_engine_settings(overlap=engine.overlap,
+                                                 batch_size=engine.batch_size, tta=engine.tta)
                 if id(member) not in self._runners:
-                    self._runners[id(member)] = ModelRunner(member, engine.device,
-                                                            engine.precision)  # fmt: skip
+                    runner = ModelRunner(member, engine.device, engine.precision)
+                    self._runners[id(member)] = runner
+                    recipe, segment = effective_recipe(member, member_settings(member, engine))
+                    log.info(
+                        "%s: %s on %s, %s, %d torch threads; chunks of %.2f s, overlap %.2f, "
+                        "%s window, batch %d", bundle.name, type(member).__name__,
+                        runner.device, runner.precision, torch.get_num_threads(),
+                        segment / member.samplerate, recipe.overlap, recipe.window,
+                        recipe.batch_size,
+                    )  # fmt: skip
 
     def model_identity(self) -> list[dict[str, Any]]:
         """Each model's name and the sha256 of its files, as `stemsplit.json` records

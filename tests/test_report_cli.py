@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from batch_cli import music, read, stemsplit, tiny_demucs_checkpoint, write_audio
 
-pytest.importorskip("PIL", reason="reports need Pillow: pip install 'stemsplit[report]'")
+pytest.importorskip("PIL", reason="reports need Pillow: pip install 'stemsplit-cli[report]'")
 
 STEMS = ("drums", "bass", "other", "vocals")
 

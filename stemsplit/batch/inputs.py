@@ -70,7 +70,7 @@ def expand_inputs(inputs: Sequence[str | Path], recursive: bool = False) -> list
         else:
             add(path)
     if not tracks:
-        raise InputError("; ".join(barren) if barren else "no audio files found in the given inputs")
+        raise InputError("no audio files found: " + ("; ".join(barren) or "the inputs are empty"))
     for message in barren:  # the others still run; say what was left out
         log.warning("%s", message)
     if not any(t.path.exists() for t in tracks):

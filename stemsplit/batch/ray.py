@@ -3,25 +3,24 @@
 Workers are Ray actors built from the same options as the local `Separator`; each
 processes whole tracks (decode, separate, write) to the shared output path and
 returns a `TrackResult`. Progress and the summary come back to the caller as
-results arrive. Ray is optional: `pip install 'stemsplit[ray]'`.
+results arrive. Ray is optional: `pip install 'stemsplit-cli[ray]'`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from stemsplit.batch.inputs import Track
 from stemsplit.errors import StemsplitError, UsageError
 
 
-def _import_ray():
+def import_ray() -> Any:
     try:
         import ray
     except ImportError as err:
         raise UsageError(
-            "--executor ray needs Ray: pip install 'stemsplit[ray]' (or pip install ray)"
+            "--executor ray needs Ray: pip install 'stemsplit-cli[ray]' (or pip install ray)"
         ) from err
     return ray
 
@@ -53,7 +52,7 @@ def run_on_ray(
     progress: Callable | None = None,
 ) -> list:
     """Separate `tracks` on Ray workers; results in the order of `tracks`."""
-    ray = _import_ray()
+    ray = import_ray()
     from ray.util import ActorPool
 
     from stemsplit.options import Progress

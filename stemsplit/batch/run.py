@@ -65,7 +65,12 @@ def run_batch(
                 log.warning("redo %s: %s", track.path.name, reason)
         todo.append(index)
     if todo:  # fetch and load the models here, not in a decode-ahead thread
+        label = Path(plan.label)
+        if progress:
+            progress(Progress(-1, len(tracks), label, 0.0, "loading"))
         separator.bundles  # noqa: B018
+        if progress:
+            progress(Progress(-1, len(tracks), label, 1.0, "loaded"))
     spool_dir = out_dir / f"{SPOOL_PREFIX}{os.getpid()}"
 
     def prepare(track: Path) -> Any:
@@ -78,7 +83,8 @@ def run_batch(
                 track = tracks[index].path
                 results[index] = _one_track(
                     separator, track, outputs[track], index, len(tracks), progress,
-                    prefetch.get(position) if jobs >= 1 else None, writer_factory, spool_dir,
+                    (lambda p=position: prefetch.get(p)) if jobs >= 1 else (lambda: None),
+                    writer_factory, spool_dir,
                 )  # fmt: skip
     finally:
         shutil.rmtree(spool_dir, ignore_errors=True)
@@ -96,7 +102,7 @@ def _one_track(
     index: int,
     count: int,
     progress: Callable[[Progress], None] | None,
-    prepared: Any,
+    prepared: Callable[[], Any],
     writer_factory: Any,
     spool_dir: Path,
 ) -> TrackResult:
@@ -109,7 +115,7 @@ def _one_track(
 
     try:
         outcome = separator.separate_track(
-            track, outputs, on_progress, prepared=prepared, writer_factory=writer_factory,
+            track, outputs, on_progress, prepared=prepared(), writer_factory=writer_factory,
             spool_dir=spool_dir,
         )  # fmt: skip
     except BaseException as err:

@@ -30,7 +30,7 @@ def _run(paths: list[Path], model: str | None, save_stems: Path | None, bsseval:
     if model is not None or options.get("checkpoint") is not None:
         if len(paths) != 1:
             raise UsageError("with --model give one DATASET folder (<track>/mixture.<ext>)")
-        return evaluate_model(paths[0], model=model or "htdemucs", save_stems=save_stems,
+        return evaluate_model(paths[0], model=model, save_stems=save_stems,
                               bsseval=bsseval, **options)
     if len(paths) != 2:
         raise UsageError("give ESTIMATES REFERENCES (two folders), or --model NAME DATASET")

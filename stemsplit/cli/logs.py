@@ -10,8 +10,8 @@ from stemsplit.cli.common import err_console
 
 
 def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
-    """Warnings by default, DEBUG with --verbose, errors only with --quiet."""
-    level = logging.DEBUG if verbose else logging.ERROR if quiet else logging.WARNING
+    """Warnings by default, DEBUG with --verbose; --quiet hides progress, not warnings."""
+    level = logging.DEBUG if verbose else logging.WARNING
     handler = RichHandler(console=err_console, show_time=False, show_path=False, markup=False)
     root = logging.getLogger("stemsplit")
     root.handlers[:] = [handler]

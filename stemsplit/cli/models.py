@@ -57,7 +57,7 @@ def _sdr(card: Any) -> str:
         return f"{sdr['average']:.2f}"
     if len(sdr) == 1:
         stem, value = next(iter(sdr.items()))
-        return f"{value:.2f} ({stem})"
+        return f"{value:.2f} {stem}"
     if sdr:
         return f"{sum(sdr.values()) / len(sdr):.2f} (mean)"
     return "-"
@@ -103,28 +103,52 @@ def list_models(ctx: typer.Context, json: Json = False, model_dir: ModelDir = No
     if json:
         print_json(rows + [_preset_row(preset) for preset in presets])
         return
-    from rich.table import Table
-
-    table = Table(title="stemsplit models")
-    table.add_column("name", no_wrap=True)
-    for column in ("architecture", "stems", "size", "SDR", "downloaded", "implemented"):
-        table.add_column(column, overflow="fold")
-    for card, row in zip(cards, rows):
-        downloaded = (
-            "yes" if row["downloaded"] else "partly" if row["partially_downloaded"] else "-"
-        )
-        table.add_row(
-            row["name"],
-            row["architecture"],
-            ",".join(row["stems"]),
-            _human(row["size"]),
-            _sdr(card),
-            downloaded,
-            "yes" if row["implemented"] else "not yet",
-        )
-    common.out_console.print(table)
+    _print_cards(cards, rows)
     if presets:
         _print_presets(presets)
+
+
+_FOUR = ["drums", "bass", "other", "vocals"]
+
+
+def _stems_text(stems: list[str]) -> str:
+    """Short: `4 stems` for drums/bass/other/vocals, `4 stems+guitar,piano`, else names."""
+    if stems[:4] == _FOUR:
+        return "4 stems" + (f"+{','.join(stems[4:])}" if stems[4:] else "")
+    return "/".join(stems)
+
+
+def _print_cards(cards: list[Any], rows: list[dict[str, Any]]) -> None:
+    """One line per card, in 80 columns; a column that says the same on every row is
+    left out (`stemsplit models info NAME` has every field)."""
+    from rich.table import Table
+
+    columns: dict[str, list[str]] = {
+        "name": [row["name"] for row in rows],
+        "family": [_family(row["architecture"]) for row in rows],
+        "stems": [_stems_text(row["stems"]) for row in rows],
+        "size": [_human(row["size"]) if row["size"] else "-" for row in rows],
+        "SDR": [_sdr(card) for card in cards],
+        "cached": ["yes" if r["downloaded"] else "partly" if r["partially_downloaded"]
+                   else "-" for r in rows],
+        "installed": ["yes" if r["implemented"] else "no" for r in rows],
+    }  # fmt: skip
+    shown = [k for k, values in columns.items() if k == "name" or len(set(values)) > 1]
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    widths = {"name": (10, 26), "family": (6, 11), "stems": (7, 18), "size": (8, 8),
+              "SDR": (5, 14), "cached": (6, 6), "installed": (9, 9)}  # fmt: skip
+    for key in shown:
+        low, high = widths[key]
+        table.add_column(key, no_wrap=True, overflow="ellipsis", min_width=low,
+                         max_width=high)  # fmt: skip
+    for index in range(len(rows)):
+        table.add_row(*(columns[key][index] for key in shown))
+    common.out_console.print(table)
+
+
+def _family(architecture: str) -> str:
+    registry = _zoo("registry")
+    return str(registry.get(architecture).family)
 
 
 def _preset_row(preset: Any) -> dict[str, Any]:
@@ -138,7 +162,7 @@ def _print_presets(presets: list[Any]) -> None:
     """Presets: their models, algorithm and the line on why each is built so."""
     from rich.table import Table
 
-    table = Table(title="presets (-m NAME runs the ensemble)")
+    table = Table(title="presets (-m NAME runs the ensemble)", box=None, header_style="bold")
     table.add_column("name", no_wrap=True)
     for column in ("models", "ensemble", "why"):
         table.add_column(column, overflow="fold")
@@ -183,19 +207,38 @@ def info(name: str, json: Json = False, model_dir: ModelDir = None) -> None:
     if json:
         print_json(data)
         return
-    for key in ("name", "aliases", "architecture", "sources", "residual", "samplerate",
-                "description", "licence", "implemented"):  # fmt: skip
-        value = data[key]
-        if isinstance(value, (list, tuple)):
-            value = ", ".join(map(str, value)) or "-"
-        common.out_console.print(f"[bold]{key}[/]: {value}")
-    if card.quality:
-        common.out_console.print(f"[bold]quality[/]: {card.quality}")
+    from rich.markup import escape
+
+    fields = {
+        "name": card.name,
+        "aliases": ", ".join(card.aliases) or "-",
+        "architecture": f"{card.architecture} ({_family(card.architecture)})",
+        "stems": ", ".join(card.sources) + (f" (+ {card.residual}: mixture minus the rest)"
+                                            if card.residual else ""),
+        "sample rate": f"{card.samplerate} Hz",
+        "description": card.description or "-",
+        "licence": card.licence or "-",
+        "installed": "yes" if data["implemented"] else "no (its code is not in this install)",
+    }  # fmt: skip
+    sdr = card.quality.get("sdr") or {}
+    if sdr:
+        scores = ", ".join(f"{stem} {value:.2f}" for stem, value in sdr.items())
+        where = card.quality.get("dataset")
+        fields["SDR (dB)"] = scores + (f" on {where}" if where else "")
+    if card.quality.get("source"):
+        fields["source"] = card.quality["source"]
+    width = max(map(len, fields)) + 1
+    for key, value in fields.items():
+        common.out_console.print(f"[bold]{key + ':':<{width}}[/] {escape(str(value))}")
     for spec, cached in zip(card.files, data["cache"]):
-        check = spec.sha256 or (f"prefix {spec.sha256_prefix}" if spec.sha256_prefix else "-")
+        check = spec.sha256 or (f"prefix {spec.sha256_prefix}" if spec.sha256_prefix
+                                else "none published (recorded at first download)")
         state = "downloaded" if cached["downloaded"] else "not downloaded"
-        common.out_console.print(f"  {spec.url}\n    sha256 {check}; {_human(spec.size)}; {state}")
-        common.out_console.print(f"    {cached['path']}", soft_wrap=True)
+        common.out_console.print(f"\n[bold]file[/] {escape(spec.name)} ({_human(spec.size)}, "
+                                 f"{state})")  # fmt: skip
+        common.out_console.print(f"  url:    {escape(spec.url)}", soft_wrap=True)
+        common.out_console.print(f"  sha256: {check}", soft_wrap=True)
+        common.out_console.print(f"  cache:  {escape(cached['path'])}", soft_wrap=True)
 
 
 class _DownloadBars:

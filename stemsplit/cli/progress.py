@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 from contextlib import contextmanager
 
 from rich.markup import escape
@@ -31,13 +32,16 @@ def progress_reporter(enabled: bool = True) -> Iterator:
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=err_console,
-        transient=False,
+        transient=True,  # the summary table follows; a failed run ends with its error line alone
     )
     tasks: dict[int, int] = {}
 
-    def on_event(event) -> None:
+    def on_event(event: Any) -> None:
         if event.index not in tasks:
-            label = f"[{event.index + 1}/{event.count}] {escape(event.track.name)}"
+            if event.index < 0:  # the models: their loading time is counted too
+                label = f"loading {escape(event.track.name)}"
+            else:
+                label = f"[{event.index + 1}/{event.count}] {escape(event.track.name)}"
             tasks[event.index] = bars.add_task(label, total=1.0)
         bars.update(tasks[event.index], completed=event.fraction)
 

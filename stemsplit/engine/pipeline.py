@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -215,11 +216,21 @@ def bundle_stream(
         view = NormalizedSource(source) if member.recipe.normalization == "track-mean-std" else None
         views.append(view)
         runner = runners.get(id(member))
-        streams.append(separate_stream(member, view or source, settings, runner, on_chunk))
+        streams.append(separate_stream(member, view or source, member_settings(member, settings),
+                                       runner, on_chunk))  # fmt: skip
     matrix = stem_weights([w for _, w in members], len(bundle.sources))
     for blocks in align(streams):
         blocks = [v.denormalize(b) if v is not None else b for v, b in zip(views, blocks)]
         yield combine_blocks(blocks, matrix)
+
+
+def member_settings(member: Any, settings: EngineSettings) -> EngineSettings:
+    """The engine settings for one network. A network that chunks the track itself
+    (UVR's MDX/VR: `apply_engine_settings(overlap, batch_size, tta)`, applied once when
+    its runner is built) gets none of them again from the engine."""
+    if hasattr(member, "apply_engine_settings"):
+        return replace(settings, overlap=None, batch_size=None, tta=False)
+    return settings
 
 
 def run_track(
@@ -252,6 +263,10 @@ def run_track(
         else:
             out_rate = int(job.output_rate)
         reference = sources[rates[0]]
+        fixed = _fixed_rate(job.writer_options.get("format"))
+        if fixed and fixed != out_rate:
+            log.warning("%s: %s files are always %d kHz: its stems are resampled from %d Hz",
+                        job.input.name, job.writer_options["format"], fixed // 1000, out_rate)
         # The input's length is what its decoder gives, not `info.frames`: for PyAV inputs
         # (m4a, mp4) that is the container's estimate, often off by an AAC frame or more.
         out_length = round(prepared.decoded_frames * out_rate / info.samplerate)
@@ -298,6 +313,13 @@ def run_track(
     finally:
         if prepared is not None:
             prepared.close()
+
+
+def _fixed_rate(format_name: str | None) -> int | None:
+    from stemsplit.audio.formats import OUTPUT_FORMATS
+
+    fmt = OUTPUT_FORMATS.get(format_name or "")
+    return fmt.fixed_samplerate if fmt else None
 
 
 def _stem_block(stem: str, by_name: dict, mixture, plan: StemPlan) -> np.ndarray:

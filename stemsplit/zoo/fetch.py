@@ -144,12 +144,22 @@ def _lock(path: Path, poll_seconds: float = 0.2) -> Iterator[None]:
             os.close(fd)
             path.unlink(missing_ok=True)
         return
-    with open(path, "a+b") as handle:
+    while True:  # the holder deletes the file: a waiter that locked a deleted one retries
+        handle = open(path, "a+b")  # noqa: SIM115 - closed below
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
         try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+            current = os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino
+        except FileNotFoundError:
+            current = False
+        if current:
+            break
+        handle.close()
+    try:
+        yield
+    finally:  # no `.lock` is left in the cache, whatever happened
+        path.unlink(missing_ok=True)
+        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        handle.close()
 
 
 def recorded_hashes(model_dir: str | Path | None = None) -> dict[str, dict[str, Any]]:
@@ -205,9 +215,9 @@ def _stream(
             part.unlink()
             raise _Retryable("the server refused to resume; starting over")
         if status in _FATAL_STATUS:
-            raise _Fatal(f"HTTP {status} for {url}")
+            raise _Fatal(f"HTTP {status}")
         if status >= 400:
-            raise _Retryable(f"HTTP {status} for {url}")
+            raise _Retryable(f"HTTP {status}")
         start = 0
         if status == 206:
             content_range = response.headers.get("Content-Range", "")
@@ -238,6 +248,7 @@ def _download(
     retries: int,
     timeout: Any,
     backoff: float,
+    model_name: str = "",
 ) -> str:
     """Fetch into `part` from the first URL that works; the URL used."""
     import requests
@@ -252,14 +263,37 @@ def _download(
                 problems.append(str(err))
                 break
             except (_Retryable, requests.RequestException, OSError) as err:
-                problems.append(f"{url}: {err}")
+                problems.append(_plain_reason(err))
                 log.debug("download attempt %d of %s failed: %s", attempt + 1, spec.name, err)
                 if attempt < retries:
                     time.sleep(backoff * 2**attempt)
+    from urllib.parse import urlsplit
+
+    what = f"{spec.name} (model {model_name})" if model_name else spec.name
     raise DownloadError(
-        f"cannot download {spec.name} ({problems[-1]}); check the network, set "
-        f"{MIRROR_ENV}, or fetch {urls[0]} by hand into {part.parent}"
+        f"cannot download {what} from {urlsplit(urls[-1]).netloc} ({problems[-1]}); "
+        f"check the network, set {MIRROR_ENV}=URL (a server with the file at "
+        f"URL/{spec.name}), pass --checkpoint FILE, or save {urls[0]} as "
+        f"{part.parent / spec.name}"
     )
+
+
+def _plain_reason(err: BaseException) -> str:
+    """What went wrong, without urllib3's internals (those are logged with --debug)."""
+    import requests
+
+    if isinstance(err, requests.Timeout):
+        return "timed out"
+    if isinstance(err, requests.ConnectionError):
+        text = str(err)
+        if "NameResolution" in text or "Name or service not known" in text:
+            return "the host name does not resolve"
+        if "refused" in text.lower():
+            return "connection refused"
+        return "cannot connect"
+    if isinstance(err, requests.RequestException):
+        return type(err).__name__
+    return str(err)
 
 
 def ensure_file(
@@ -297,7 +331,7 @@ def ensure_file(
             return dest
         part = cache / f"{spec.name}.part"
         url = _download(spec, part, urls, progress, retries, timeout or network_timeout(),
-                        backoff)
+                        backoff, model_name)
         digest = sha256_of(part)
         size = part.stat().st_size
         recorded = recorded_hashes(cache)

@@ -261,6 +261,19 @@ def _bag_member_file(folder: Path, signature: str) -> Path:
     raise ModelError(f"bag member {signature} not found in {folder} (.safetensors or .th)")
 
 
+def _check_demucs_yaml(checkpoint: Path, config: Path, parsed: Any) -> None:
+    """A Demucs package takes an MSST yaml only when it describes a Demucs network."""
+    from stemsplit.errors import UsageError
+
+    found = registry.recognise_config(parsed) if isinstance(parsed, dict) else None
+    if found is None or found.family != "Demucs":
+        what = f"describes {found.name}" if found else "describes no Demucs network"
+        raise UsageError(
+            f"--checkpoint {checkpoint} is a Demucs model but --config {config} {what}: "
+            "drop --config (the package carries its own), or pass the matching config"
+        )
+
+
 def known_config(checkpoint: Path) -> ModelCard | None:
     """The zoo card whose file has `checkpoint`'s name and whose config ships with
     stemsplit (UVR/MSST file names are unique): its config needs no --config."""
@@ -308,6 +321,7 @@ def _load_checkpoint(
             package = checkpoints.demucs_package(loaded, str(checkpoint))
             model = build_demucs_member(package, str(checkpoint))
         else:
+            demucs_package = checkpoints.is_demucs_package(loaded)
             state = checkpoints.unwrap_state_dict(loaded, str(checkpoint))
             del loaded
             parsed = None
@@ -315,6 +329,10 @@ def _load_checkpoint(
                 from stemsplit.zoo.safe_yaml import load_yaml
 
                 parsed = load_yaml(config)
+                if demucs_package:
+                    _check_demucs_yaml(checkpoint, config, parsed)
+                elif model_type is None and registry.recognise_state(state) is None:
+                    checkpoints.msst_architecture(parsed, str(config))  # errors name the yaml
             elif registry.recognise_state(state) is None and (card := known_config(checkpoint)):
                 log.info("%s: using the config of zoo model %s", checkpoint.name, card.name)
                 parsed = catalog.load_card_config(card)

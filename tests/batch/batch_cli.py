@@ -49,7 +49,7 @@ def write_audio(path: Path, audio: np.ndarray, subtype: str = "PCM_16") -> Path:
     return path
 
 
-def tiny_demucs_checkpoint(path: Path) -> Path:
+def tiny_demucs_checkpoint(path: Path, seed: int = 0) -> Path:
     """A tiny HDemucs saved by demucs' own serialize_model + torch.save (fp16 state).
 
     Depth 4 (the hybrid branches need it), 4 channels, segment 2 s: one chunk per track.
@@ -62,7 +62,8 @@ def tiny_demucs_checkpoint(path: Path) -> Path:
     import zoo_checkpoints as zc
     from demucs.hdemucs import HDemucs
 
-    torch.manual_seed(0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
     model = HDemucs(sources=zc.SOURCES, channels=4, depth=4, nfft=1024, dconv_comp=2,
                     segment=2)
     return zc.save_bytes(path, zc.demucs_package_bytes(model))

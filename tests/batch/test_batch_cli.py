@@ -169,7 +169,7 @@ def test_sigkill_midway_then_rerun_finishes_cleanly(tiny_model, tmp_path):
 
 @pytest.mark.slow
 def test_ray_executor_writes_what_the_local_executor_writes(tiny_model, tmp_path):
-    pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'stemsplit[ray]'")
+    pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'stemsplit-cli[ray]'")
     inputs = tmp_path / "in"
     write_audio(inputs / "one.wav", music())
     write_audio(inputs / "two.flac", music(offset=7000), "PCM_24")
@@ -205,5 +205,5 @@ def test_ray_executor_without_ray_says_how_to_install(tmp_path):
                        tmp_path / "missing.th", "-o", tmp_path / "out",
                        env={"PYTHONPATH": str(blocker)})  # fmt: skip
     assert result.returncode == 2
-    assert "pip install 'stemsplit[ray]'" in result.stderr
+    assert "pip install 'stemsplit-cli[ray]'" in result.stderr
     assert "Traceback" not in result.stderr

@@ -94,7 +94,7 @@ class OnnxNetwork:
             import onnxruntime
         except ImportError as err:
             raise ModelError(
-                f"{path}: MDX-Net ONNX models need onnxruntime: pip install 'stemsplit[onnx]'"
+                f"{path}: MDX-Net ONNX models need onnxruntime: pip install 'stemsplit-cli[onnx]'"
             ) from err
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3

@@ -66,7 +66,7 @@ def resample(y: np.ndarray, orig_sr: int, target_sr: int, res_type: str) -> np.n
     except ImportError as err:
         raise ModelError(
             f"VR models resample with {res_type!r}, which needs {err.name}: "
-            "pip install 'stemsplit[vr]'"
+            "pip install 'stemsplit-cli[vr]'"
         ) from err
     if y_hat.shape[-1] > n_samples:
         y_hat = y_hat[..., :n_samples]
