@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 import soundfile
 from e2e_cli import stemsplit
+from parity import snr_db
 
 pytest.importorskip("demucs")
 import torch  # noqa: E402
@@ -168,11 +169,6 @@ def test_legacy_th_bag_via_zoo_and_yaml_without_demucs(inputs, blocked_env, serv
             assert error <= 1e-4, f"{how} {stem}: max abs error {error:.3g}"
 
 
-def _snr_db(reference: np.ndarray, estimate: np.ndarray) -> float:
-    noise = np.sum((reference.astype(np.float64) - estimate) ** 2)
-    return float(10 * np.log10(np.sum(reference.astype(np.float64) ** 2) / max(noise, 1e-30)))
-
-
 @pytest.mark.slow  # 42 M parameters over 30 s of audio, twice (stemsplit and demucs)
 def test_released_htdemucs_cli_matches_demucs_apply_model(musdb, tmp_path):
     from demucs.htdemucs import HTDemucs
@@ -195,6 +191,6 @@ def test_released_htdemucs_cli_matches_demucs_apply_model(musdb, tmp_path):
     for index, stem in enumerate(HTDEMUCS["sources"]):
         actual = _read(written[stem])
         assert actual.shape == expected[index].shape == (2, 30 * rate)
-        snr = _snr_db(expected[index], actual)
+        snr = snr_db(expected[index], actual)
         print(f"{stem}: {snr:.1f} dB")
         assert snr >= 60, f"{stem}: {snr:.1f} dB"

@@ -2,7 +2,10 @@
 
 RoFormers: MSST's `demix()` (chunk_size, num_overlap 2, fades, reflect border).
 Conv-TasNet: demucs v2's separate flow (track normalisation, overlap 0.25, shifts 0,
-the model's 2 s `segment_length` from its args.json). Float32 output, max abs 1e-4.
+the model's 2 s `segment_length` from its args.json). Float32 output, exact shape and
+length, and SNR >= 50 dB: these random-weight networks are ill-conditioned (MSST's own
+fp32 and fp64 forwards differ by 53-69 dB), so other CPUs round differently; stemsplit
+matches MSST at 130+ dB on the CPU that made them.
 """
 
 from __future__ import annotations
@@ -14,8 +17,7 @@ import numpy as np
 import pytest
 import soundfile
 from e2e_cli import stemsplit
-
-TOLERANCE = 1e-4
+from parity import FIXTURE_SNR_DB, snr_db
 
 
 def _fixture(shared_dir: Path, name: str) -> Path:
@@ -45,8 +47,8 @@ def _assert_reproduces(written: dict[str, Path], references: list[Path], mixture
         actual = soundfile.read(str(path), dtype="float32", always_2d=True)[0]
         assert actual.shape == expected.shape == (soundfile.info(str(mixture)).frames, 2)
         assert np.abs(expected).max() > 1e-2  # a real signal, not silence against silence
-        error = float(np.abs(actual - expected).max())
-        assert error <= TOLERANCE, f"{reference.stem}: max abs error {error:.3g}"
+        snr = snr_db(expected, actual)
+        assert snr >= FIXTURE_SNR_DB, f"{reference.stem}: {snr:.1f} dB"
 
 
 @pytest.mark.parametrize("name", ["bs_roformer", "mel_roformer"])
@@ -69,7 +71,8 @@ def test_vocals_model_gives_instrumental_by_that_name(shared_dir, tmp_path):
     mix = soundfile.read(str(folder / "mixture.wav"), dtype="float32")[0]
     vocals = soundfile.read(str(folder / "demix" / "vocals.wav"), dtype="float32")[0]
     instrumental = soundfile.read(str(written["instrumental"]), dtype="float32")[0]
-    assert np.abs(instrumental - (mix - vocals)).max() <= TOLERANCE
+    assert instrumental.shape == mix.shape
+    assert snr_db(mix - vocals, instrumental) >= FIXTURE_SNR_DB
 
 
 def test_conv_tasnet_cli_reproduces_demucs_v2_separate(shared_dir, tmp_path):

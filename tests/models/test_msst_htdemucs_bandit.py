@@ -18,6 +18,7 @@ import pytest
 import soundfile
 import torch
 from e2e_cli import stemsplit
+from parity import snr_db
 
 from stemsplit.engine.runner import EngineSettings, separate_stream
 from stemsplit.engine.source import ArraySource
@@ -36,12 +37,6 @@ SHARED = ["htdemucs_msst", "bandit_v2"]
 HELD_OUT = sorted(p.name for p in DATA.glob("*") if (p / "meta.json").is_file()
                   and json.loads((p / "meta.json").read_text())["model_type"]
                   in ("htdemucs", "bandit_v2"))  # fmt: skip
-
-
-def snr_db(reference: np.ndarray, estimate: np.ndarray) -> float:
-    noise = float(np.sum((reference.astype(np.float64) - estimate) ** 2))
-    signal = float(np.sum(reference.astype(np.float64) ** 2))
-    return 10 * np.log10(signal / max(noise, 1e-30))
 
 
 def _folder(shared_dir: Path | None, name: str) -> Path:

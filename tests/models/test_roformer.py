@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from parity import FIXTURE_SNR_DB, snr_db
 
 from stemsplit.errors import ModelError
 from stemsplit.models.base import Recipe, SeparationModel
@@ -89,8 +90,9 @@ def test_forward_matches_msst_fixture(shared_dir: Path, folder: str, architectur
     if reference.ndim == 3:  # MSST's Mel-RoFormer squeezes a single stem
         reference = reference[:, None]
     assert out.shape == reference.shape
-    assert np.abs(out - reference).max() < 1e-4
     assert np.abs(reference).max() > 1e-2  # the comparison is not between silences
+    # ill-conditioned random weights (fp32 vs fp64: 53-69 dB): SNR, not max abs
+    assert snr_db(reference, out) >= FIXTURE_SNR_DB
 
 
 # ---------------------------------------------------------------- MSST key layout

@@ -17,6 +17,7 @@ import pytest
 import soundfile
 import torch
 from e2e_cli import stemsplit
+from parity import snr_db
 
 from stemsplit.engine.runner import EngineSettings, separate_stream
 from stemsplit.engine.source import ArraySource
@@ -29,11 +30,6 @@ from stemsplit.zoo.safe_yaml import load_yaml
 DATA = Path(__file__).resolve().parents[1] / "data" / "msst"
 WEIGHTS = Path(__file__).resolve().parents[2] / "weights" / "configs"
 NAMES = ["bs_roformer_experimental", "mel_band_roformer_experimental"]
-
-
-def snr_db(reference: np.ndarray, estimate: np.ndarray) -> float:
-    noise = float(np.sum((reference.astype(np.float64) - estimate) ** 2))
-    return 10 * np.log10(float(np.sum(reference.astype(np.float64) ** 2)) / max(noise, 1e-30))
 
 
 def _read(path: Path) -> np.ndarray:

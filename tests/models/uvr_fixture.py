@@ -8,15 +8,11 @@ from pathlib import Path
 import numpy as np
 import soundfile
 from e2e_cli import stemsplit
+from parity import snr_db
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "uvr"
 MIXTURE = DATA / "mixture.flac"
 MIN_SNR_DB = 50.0
-
-
-def snr_db(reference: np.ndarray, estimate: np.ndarray) -> float:
-    noise = float(((reference - estimate) ** 2).sum())
-    return 10 * np.log10(float((reference**2).sum()) / max(noise, 1e-30))
 
 
 def run_cli(model: Path, out: Path, *extra: str | Path) -> dict[str, Path]:
