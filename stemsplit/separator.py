@@ -106,9 +106,10 @@ class Separator:
 
     def prepare(self, track: Path, spool_dir: Path) -> Any:
         """Decode `track` into spool files at the models' rates (a batch does this ahead)."""
-        from stemsplit.engine.pipeline import prepare_input
+        from stemsplit.engine.pipeline import model_channels, prepare_input
 
-        return prepare_input(track, [m.samplerate for m in self.plan.models], spool_dir)
+        return prepare_input(track, [m.samplerate for m in self.plan.models], spool_dir,
+                             model_channels(self.bundles))  # fmt: skip
 
     def separate_track(
         self,

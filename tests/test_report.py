@@ -283,3 +283,29 @@ def test_page_plays_in_sync_in_headless_chromium(track: dict) -> None:
     assert screenshot.size[0] > 600
     colours = screenshot.getcolors(maxcolors=1 << 20)
     assert colours is not None and len(colours) > 50, "the screenshot is blank"
+
+
+META_ROWS = """[...document.querySelectorAll('#meta tr')].map(r => [...r.children]
+  .map(c => c.textContent))"""
+
+
+def test_page_shows_each_field_once_and_settings_as_rows(track: dict) -> None:
+    from report_browser import CHROMIUM, Browser
+
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
+    metadata = {"models": ["htdemucs"], "duration": 2.0, "speed": 4.0,
+                "stems": {"vocals": "vocals.wav"},
+                "settings": {"shifts": 2, "overlap": 0.25, "segment_seconds": None,
+                             "stems": ["vocals"], "bit_depth": 24},
+                "model_files": [{"name": "htdemucs", "files": {"a.th": "8726e21a" * 8}}]}
+    page = report.write_report(track["dir"], track["stems"], mixture=track["mixture"],
+                               metadata=metadata)  # fmt: skip
+    with Browser() as browser:
+        browser.navigate(page.as_uri())
+        rows = browser.evaluate(META_ROWS)
+    labels = [row[0] for row in rows]
+    assert len(labels) == len(set(labels)), labels  # no field twice
+    assert ["shifts", "2"] in rows and ["overlap", "0.250"] in rows and ["bit depth", "24"] in rows
+    assert "segment seconds" not in labels and "stems" not in labels
+    assert ["files of htdemucs", "a.th (8726e21a8726)"] in rows

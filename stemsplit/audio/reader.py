@@ -434,6 +434,13 @@ def _check_complete(info: AudioInfo, frames: int) -> None:
     # Estimated lengths (container durations, MP3 without a Xing header) may be a little
     # long; a shortfall beyond half a second or 1 % means the data ends early.
     slack = max(info.samplerate // 2, info.frames // 100) if estimated else 0
+    if info.frames - frames > slack and info.container == "MP3":
+        # MP3 frames decode independently, as PCM WAV samples do: a file cut short is
+        # separated as far as it goes (like a short WAV), and the user told.
+        logger.warning("%s ends after %.1f of the %.1f s its header promises (truncated?); "
+                       "separating what is there", info.path, frames / info.samplerate,
+                       info.frames / info.samplerate)
+        return
     if info.frames - frames > slack:
         raise UndecodableAudio(
             f"{info.path} ends after {frames} of {info.frames} frames; "

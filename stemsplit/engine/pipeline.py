@@ -133,8 +133,11 @@ class PreparedInput:
             source.close()
 
 
-def prepare_input(path: Path, rates: Sequence[int], spool_dir: Path) -> PreparedInput:
-    """Decode `path` once per rate into spool files (a batch runs this ahead, in threads)."""
+def prepare_input(
+    path: Path, rates: Sequence[int], spool_dir: Path, channels: int = 2
+) -> PreparedInput:
+    """Decode `path` once per rate into spool files of `channels` channels (the models'),
+    a batch runs this ahead, in threads."""
     from stemsplit.audio.reader import probe, read_blocks
 
     info = probe(path)
@@ -142,7 +145,8 @@ def prepare_input(path: Path, rates: Sequence[int], spool_dir: Path) -> Prepared
     decoded: list[int] = []
     try:
         for rate in sorted(set(rates)):
-            blocks = read_blocks(path, samplerate=rate, on_decoded=decoded.append)
+            blocks = read_blocks(path, samplerate=rate, channels=channels,
+                                 on_decoded=decoded.append)  # fmt: skip
             sources[rate] = SpoolSource(blocks, rate, spool_dir)
         if not decoded[0]:
             from stemsplit.errors import UndecodableAudio
@@ -224,6 +228,18 @@ def bundle_stream(
         yield combine_blocks(blocks, matrix)
 
 
+def model_channels(bundles: Sequence[Any]) -> int:
+    """The audio channels every model of a run takes (stereo, or mono for mono models);
+    the input is decoded (and the stems written) with that many."""
+    counts = {int(getattr(m, "audio_channels", 2)) for b in bundles for m in b.members}
+    if len(counts) != 1:
+        from stemsplit.errors import ModelError
+
+        raise ModelError(f"the models take different channel counts ({sorted(counts)}): "
+                         "run mono and stereo models separately")
+    return counts.pop()
+
+
 def member_settings(member: Any, settings: EngineSettings) -> EngineSettings:
     """The engine settings for one network. A network that chunks the track itself
     (UVR's MDX/VR: `apply_engine_settings(overlap, batch_size, tta)`, applied once when
@@ -248,13 +264,14 @@ def run_track(
     from stemsplit.engine.ensemble import append_residual, ensemble_stems
 
     rates = sorted({b.samplerate for b in bundles})
+    channels = model_channels(bundles)
     prepared = job.prepared
     writers: dict[str, StemWriter] = {}
     runners = runners or {}
     new_writer = job.writer_factory or StemWriter
     try:
         if prepared is None:
-            prepared = prepare_input(job.input, rates, job.spool_dir)
+            prepared = prepare_input(job.input, rates, job.spool_dir, channels)
         info, sources = prepared.info, prepared.sources
         if job.output_rate == "input":
             out_rate = info.samplerate
@@ -286,7 +303,8 @@ def run_track(
         if plan.needs_mixture:
             native = out_rate == info.samplerate
             mixture = fit_length(
-                read_blocks(job.input, samplerate=None if native else out_rate), out_length
+                read_blocks(job.input, samplerate=None if native else out_rate,
+                            channels=channels), out_length
             )
             paired = align([merged, mixture])
         else:

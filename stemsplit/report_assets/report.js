@@ -24,13 +24,33 @@
     }
     return typeof value === "number" && !Number.isInteger(value) ? value.toFixed(3) : String(value);
   };
+  // Each fact once: duration and rate from the audio, stems as the players below, the
+  // settings one row each (unset ones left out), model files by name and short checksum.
+  const shown = new Set(["duration", "stems", "settings", "model_files", "samplerate"]);
+  const label = (key) => key.replaceAll("_", " ");
   const metaRows = [["duration", clock(data.duration)],
                     ["sample rate", `${data.tracks[0].samplerate} Hz`],
-                    ...Object.entries(data.metadata)
-                      .map(([k, v]) => [k.replaceAll("_", " "), describe(v)])];
+                    ...Object.entries(data.metadata).filter(([k]) => !shown.has(k))
+                      .map(([k, v]) => [label(k), describe(v)])];
+  for (const entry of data.metadata.model_files || []) {
+    const files = Object.entries(entry.files || {})
+      .map(([name, sha]) => `${name} (${sha ? String(sha).slice(0, 12) : "?"})`);
+    metaRows.push([`files of ${entry.name}`, files.join(", ") || "–"]);
+  }
+  const settings = Object.entries(data.metadata.settings || {})
+    .filter(([k, v]) => v !== null && v !== undefined && k !== "stems");
   for (const [label, value] of metaRows) {
     $("meta").append(element("tr", {}, element("th", { textContent: label }),
                              element("td", { textContent: value })));
+  }
+  if (settings.length) {
+    $("meta").append(element("tr", {}, element("th", { textContent: "settings",
+                                                       colSpan: 2, className: "group" })));
+    for (const [key, value] of settings) {
+      $("meta").append(element("tr", { className: "setting" },
+                               element("th", { textContent: label(key) }),
+                               element("td", { textContent: describe(value) })));
+    }
   }
 
   // -- tracks -----------------------------------------------------------------------------

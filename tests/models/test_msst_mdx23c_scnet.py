@@ -19,6 +19,7 @@ import pytest
 import soundfile
 import torch
 from e2e_cli import stemsplit
+from parity import snr_db
 
 from stemsplit.engine.pipeline import bundle_stream
 from stemsplit.engine.runner import EngineSettings
@@ -44,18 +45,7 @@ HELD_OUT = sorted(
     and json.loads((p / "meta.json").read_text())["model_type"] in MODEL_TYPES
 )  # fmt: skip
 ALL = SHARED + HELD_OUT
-# The pipeline decodes every input to stereo (engine/pipeline.py::prepare_input), so a
-# mono MSST model cannot run through the CLI yet; forward and engine demix pass.
-MONO_NEEDS_ENGINE = pytest.mark.xfail(
-    strict=True, reason="prepare_input feeds stereo to every model; mono needs an engine change"
-)
-CLI_CASES = [pytest.param(n, marks=MONO_NEEDS_ENGINE) if "mono" in n else n for n in ALL]
-
-
-def snr_db(reference: np.ndarray, estimate: np.ndarray) -> float:
-    noise = float(np.sum((reference.astype(np.float64) - estimate) ** 2))
-    signal = float(np.sum(reference.astype(np.float64) ** 2))
-    return 10 * np.log10(signal / max(noise, 1e-30))
+CLI_CASES = ALL  # mono models too: the input is decoded at the model's channel count
 
 
 @pytest.fixture

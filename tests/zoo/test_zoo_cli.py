@@ -52,7 +52,7 @@ def test_list_download_verify_rm(env: dict[str, str], model_dir: Path, server) -
     assert done.returncode == 0, done.stderr
     assert (model_dir / "tiny.th").read_bytes() == PAYLOAD
     table = _run(env=env).stdout
-    assert "tiny" in table and "conv_tasnet" in table and "1.50" in table
+    assert "tiny" in table and "Conv-TasNet" in table and "1.50" in table
 
     info = json.loads(_run("info", "tiny", "--json", env=env).stdout)
     assert info["cache"][0]["downloaded"] is True and info["sources"] == ["a", "b"]
