@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
+from cli_run import stemsplit  # noqa: F401 - the tests' one command runner
 
 RATE = 44100
 SECONDS = 1.0
 MUSDB_MIXTURE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "musdb-sample" \
     / "mixture.flac"
-
-
-def stemsplit(*args: str | Path, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
-    """`python -m stemsplit ARGS`: fixed width, one torch thread (busy shared machines)."""
-    return subprocess.run(
-        [sys.executable, "-m", "stemsplit", *map(str, args)],
-        capture_output=True, text=True, timeout=timeout,
-        env={**os.environ, "COLUMNS": "200", "OMP_NUM_THREADS": "1", **kwargs.pop("env", {})},
-        **kwargs,
-    )  # fmt: skip
 
 
 def music(seconds: float = SECONDS, offset: int = 0) -> np.ndarray:

@@ -2,27 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
-
-
-def stemsplit(*args: str | Path, env: dict[str, str] | None = None,
-              timeout: float = 300) -> subprocess.CompletedProcess:
-    """`python -m stemsplit ARGS` with a fixed terminal width; never raises on failure.
-
-    One torch thread: these machines run other work beside the tests, and two OpenMP
-    threads on two busy cores spin-wait (a 4 s RoFormer run took 25 s instead of 5 s).
-    Results do not depend on it.
-    """
-    return subprocess.run(
-        [sys.executable, "-m", "stemsplit", *map(str, args)],
-        capture_output=True, text=True, timeout=timeout,
-        env={**os.environ, "COLUMNS": "200", "OMP_NUM_THREADS": "1", **(env or {})},
-    )  # fmt: skip
+from cli_run import stemsplit  # noqa: F401 - the tests' one command runner
 
 
 def decoded_frames(path: Path) -> int:

@@ -2,31 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
-# Download lock files (`.NAME.lock`) stay on purpose: unlinking a flock()ed file races.
-LEFTOVER_GLOBS = (".*.partial-*", ".stemsplit-spool-*")
-ZOO_ENV = ("STEMSPLIT_MODEL_DIR", "STEMSPLIT_OFFLINE", "STEMSPLIT_MIRROR", "STEMSPLIT_ZOO",
-           "STEMSPLIT_TIMEOUT")  # fmt: skip
+from cli_run import stemsplit  # noqa: F401 - the tests' one command runner
+
+# Temporary files; download locks (`.NAME.lock`) are removed by their holder too.
+LEFTOVER_GLOBS = (".*.partial-*", ".stemsplit-spool-*", ".*.lock")
 
 
 def leftovers(folder: Path) -> list[Path]:
     """Temporary files under `folder` that a finished (or stopped) run must not leave."""
     return sorted(p for pattern in LEFTOVER_GLOBS for p in folder.rglob(pattern))
-
-
-def stemsplit(*args: str | Path, env: dict[str, str] | None = None, timeout: float = 300,
-              cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """`python -m stemsplit ARGS`; the zoo variables cleared unless given in `env`."""
-    base = {k: v for k, v in os.environ.items() if k not in ZOO_ENV}
-    return subprocess.run(
-        [sys.executable, "-m", "stemsplit", *map(str, args)],
-        capture_output=True, text=True, timeout=timeout, cwd=cwd,
-        env={**base, "COLUMNS": "200", **(env or {})},
-    )  # fmt: skip
 
 
 def error_lines(stderr: str) -> list[str]:

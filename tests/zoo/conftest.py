@@ -6,9 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cli_run import ZOO_ENV
 from zoo_server import ZooServer
-
-ZOO_ENV = ("STEMSPLIT_MODEL_DIR", "STEMSPLIT_OFFLINE", "STEMSPLIT_MIRROR", "STEMSPLIT_ZOO")
 
 
 @pytest.fixture
