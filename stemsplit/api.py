@@ -49,9 +49,13 @@ def build_request(
     model_dir: str | Path | None = None,
     offline: bool | None = None,
     overwrite: bool = False,
+    recipe: str | Path | Any = None,
     **options: Any,
 ) -> dict[str, Any]:
-    """The checked option groups for `options` (UsageError names a bad value)."""
+    """The checked option groups for `options` (UsageError names a bad value).
+
+    `recipe` (a shipped recipe's name, a recipe file, or a `recipes.Recipe`) replaces the
+    models and stems: its steps say both (`stemsplit.recipes`)."""
     grouped: dict[type, dict[str, Any]] = {group: {} for group in _GROUPS}
     for key, value in options.items():
         name = _ALIASES.get(key, key)
@@ -69,7 +73,20 @@ def build_request(
     batch = grouped[BatchOptions]
     if overwrite:
         batch["skip_existing"] = False
+    chain = None
+    if recipe is not None:
+        from stemsplit.recipes import load_recipe
+
+        given = [flag for flag, value in (("-m/--model", model), ("--checkpoint", checkpoint),
+                 ("--config", config), ("--model-type", model_type), ("--ensemble", ensemble),
+                 ("--weights", weights), ("-s/--stems", stems.get("stems")),
+                 ("--two-stems", stems.get("two_stems"))) if value]  # fmt: skip
+        if given:
+            raise UsageError(f"--recipe and {', '.join(given)} contradict each other: a "
+                             "recipe's steps choose the models and stems")  # fmt: skip
+        chain = load_recipe(recipe)
     return {
+        "recipe": chain,
         "models": ModelOptions(
             models=_model_specs(model, checkpoint, config, model_type),
             ensemble=ensemble,
@@ -128,7 +145,12 @@ def plan_run(request: Mapping[str, Any], download_progress: Callable[..., Any] |
         import torch
 
         torch.set_num_threads(threads)
-    plan = make_plan(models, request["stems"], request["engine"], request["output"])
+    if request.get("recipe") is not None:
+        from stemsplit.recipes import plan_recipe
+
+        plan = plan_recipe(request["recipe"], request["engine"], request["output"])
+    else:
+        plan = make_plan(models, request["stems"], request["engine"], request["output"])
     return Separator(plan, model_dir=models.model_dir, offline=models.offline,
                      download_progress=download_progress)  # fmt: skip
 
@@ -173,6 +195,8 @@ def run_request(
 
         import_ray()  # a missing Ray is a usage error before anything is read
     label = "+".join(spec.label for spec in request["models"].models)
+    if request.get("recipe") is not None:
+        label = request["recipe"].name
     check_clashes({t.path: output_paths(t.path, label, ["stem"], request["output"], t.reldir)
                    for t in tracks})  # fmt: skip
     separator = plan_run(request)
@@ -204,6 +228,29 @@ def list_models() -> list[dict[str, Any]]:
     return [card.as_dict() for card in catalog.list_cards()] + [
         p.as_dict() for p in catalog.list_presets()
     ]
+
+
+def list_recipes() -> list[dict[str, Any]]:
+    """The shipped recipes (`weights/recipes.toml`), as plain dicts."""
+    from stemsplit.recipes import list_recipes as shipped
+
+    return [recipe.as_dict() for recipe in shipped()]
+
+
+def recipe_info(ref: str | Path) -> dict[str, Any]:
+    """One recipe (shipped name or file), checked against the zoo's cards: its steps,
+    outputs and chain. Planning loads a step's local checkpoint, never downloads."""
+    from stemsplit.options import EngineSettings, OutputOptions
+    from stemsplit.recipes import load_recipe, plan_recipe
+
+    recipe = load_recipe(ref)
+    plan = plan_recipe(recipe, EngineSettings(), OutputOptions())
+    info = recipe.as_dict()
+    info["chain"] = plan.recipe.chain()
+    for step, planned in zip(info["steps"], plan.recipe.steps):
+        step["models"] = [m.name for m in planned.plan.models]
+        step["stems"] = list(planned.plan.stems.written)
+    return info
 
 
 # What the CLI's `models`, `eval` and `report` commands call (the CLI imports only
@@ -248,7 +295,9 @@ __all__ = [
     "evaluate_folders",
     "evaluate_model",
     "list_models",
+    "list_recipes",
     "plan_run",
+    "recipe_info",
     "report_folder",
     "run_request",
     "separate",

@@ -56,11 +56,16 @@ class RunPlan:
     stems: StemPlan
     engine: EngineSettings
     output: OutputOptions
+    # A recipe run (`stemsplit.recipes.plan_recipe`): its `RecipePlan` of per-step plans;
+    # `models` then lists every step's models in step order, `stems` the recipe's outputs.
+    recipe: Any = None
 
     def describe(self) -> dict[str, Any]:
         """Everything that decides the written audio, as `stemsplit.json` records it:
         a rerun redoes a track unless this matches (model checksums are added by the
         Separator once the files are known)."""
+        if self.recipe is not None:
+            return self.recipe.describe(self)
         return {
             "models": [m.name for m in self.models],
             "settings": {

@@ -108,8 +108,9 @@ class Separator:
         """Decode `track` into spool files at the models' rates (a batch does this ahead)."""
         from stemsplit.engine.pipeline import model_channels, prepare_input
 
-        return prepare_input(track, [m.samplerate for m in self.plan.models], spool_dir,
-                             model_channels(self.bundles))  # fmt: skip
+        recipe = self.plan.recipe  # a recipe decodes the input only for its first steps
+        rates = recipe.mixture_rates if recipe else [m.samplerate for m in self.plan.models]
+        return prepare_input(track, rates, spool_dir, model_channels(self.bundles))
 
     def separate_track(
         self,
@@ -140,6 +141,10 @@ class Separator:
             prepared=prepared,
             writer_factory=writer_factory,
         )
+        if self.plan.recipe is not None:  # steps chained on this track (engine/chain.py)
+            from stemsplit.engine.chain import run_chain
+
+            return run_chain(job, self.bundles, self.plan.recipe, self._runners, on_progress)
         return run_track(job, self.bundles, self.plan.layout, self.plan.stems, self._runners,
                          on_progress)  # fmt: skip
 

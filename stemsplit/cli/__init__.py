@@ -23,7 +23,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-SUBCOMMANDS = {"separate", "models", "eval", "report"}
+SUBCOMMANDS = {"separate", "models", "eval", "report", "recipes"}
 
 
 def _version(value: bool) -> None:
@@ -44,7 +44,7 @@ def _root(
 def _register() -> None:
     from stemsplit.cli import separate  # noqa: F401  (registers `separate`)
 
-    for module in ("models", "eval", "report"):
+    for module in ("models", "eval", "report", "recipes"):
         try:
             __import__(f"stemsplit.cli.{module}")
         except ModuleNotFoundError as err:

@@ -28,6 +28,7 @@ EPILOG = """Examples:
   stemsplit song.wav -m htdemucs_ft -s vocals    only the vocals specialist runs
   stemsplit song.wav --checkpoint m.ckpt --config m.yaml      any MSST model
   stemsplit song.wav -m htdemucs -m bs-roformer --ensemble avg
+  stemsplit song.wav --recipe karaoke            instrumental, lead and backing vocals
 
 Environment:
   STEMSPLIT_MIRROR=URL      download zoo files from URL/<file name> first
@@ -123,6 +124,9 @@ def separate(
         "max-spec or min-spec."))] = None,  # fmt: skip
     weights: Annotated[Optional[List[str]], typer.Option(metavar="W,...", help=section(M,
         "Ensemble weights: 2,1 (per model) or MODEL:STEM=W,... (repeatable)."))] = None,
+    recipe: Annotated[Optional[str], typer.Option(metavar="NAME|FILE", help=section(M,
+        "Chained/routed steps instead of -m: a shipped recipe (`stemsplit recipes`) or a "
+        "TOML file (FILE:NAME for one of several)."))] = None,  # fmt: skip
     model_dir: Annotated[Optional[Path], typer.Option(metavar="DIR",
         help=section(M, "Model cache folder."))] = None,
     offline: Annotated[bool, typer.Option(help=section(M, "Never use the network."))] = False,
@@ -203,7 +207,7 @@ def separate(
         request = build_request(
             model=names, checkpoint=checkpoint, config=config, model_type=model_type,
             ensemble=ensemble, weights=_parse_weights(weights, names or ["htdemucs"]),
-            model_dir=model_dir, offline=offline or None, stems=_split(stems),
+            model_dir=model_dir, offline=offline or None, recipe=recipe, stems=_split(stems),
             two_stems=two_stems, other_method=other_method, out=out, filename=filename,
             format=format, bit_depth=bit_depth, mp3_bitrate=mp3_bitrate,
             samplerate=_parse_rate(samplerate), clip=clip, device=device,

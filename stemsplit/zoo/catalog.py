@@ -203,7 +203,8 @@ def read_cards(path: Path) -> list[ModelCard]:
 def _zoo_paths() -> list[Path]:
     """Built-in card files in listing order, then STEMSPLIT_ZOO's."""
     order = {"demucs": 0, "roformer": 1, "conv_tasnet": 2, "presets": 8}
-    paths = sorted(weights_dir().glob("*.toml"), key=lambda p: (order.get(p.stem, 9), p.name))
+    paths = sorted((p for p in weights_dir().glob("*.toml") if p.name != "recipes.toml"),
+                   key=lambda p: (order.get(p.stem, 9), p.name))  # recipes: stemsplit.recipes
     extra = os.environ.get(ZOO_ENV)
     if extra:
         path = Path(extra).expanduser()
