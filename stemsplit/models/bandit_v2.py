@@ -86,9 +86,27 @@ def musical_bands(
 class _Spectral(nn.Module):
     """Holds the STFT window as torchaudio's (Inverse)Spectrogram does (`window` key)."""
 
+    window: torch.Tensor  # buffer (register_buffer below)
+
     def __init__(self, window: torch.Tensor) -> None:
         super().__init__()
         self.register_buffer("window", window)
+
+
+class _BandSplit(nn.Module):
+    """Container for the per-band embeddings (key `band_split.norm_fc_modules`)."""
+
+    def __init__(self, norm_fc_modules: nn.ModuleList) -> None:
+        super().__init__()
+        self.norm_fc_modules = norm_fc_modules
+
+
+class _TFModel(nn.Module):
+    """Container for the time/band RNN stack (key `tf_model.seqband`)."""
+
+    def __init__(self, seqband: nn.Sequential) -> None:
+        super().__init__()
+        self.seqband = seqband
 
 
 class _NormFC(nn.Module):
@@ -224,16 +242,14 @@ class BanditV2(nn.Module):
         specs, weights = musical_bands(self.n_fft, int(k["fs"]), int(k["n_bands"]))
         self.specs = specs
         emb_dim = int(k["emb_dim"])
-        self.band_split = nn.Module()
-        self.band_split.norm_fc_modules = nn.ModuleList(
-            _NormFC(end - start, 1, emb_dim) for start, end in specs
+        self.band_split = _BandSplit(
+            nn.ModuleList(_NormFC(end - start, 1, emb_dim) for start, end in specs)
         )
         layers: list[nn.Module] = []
         for _ in range(2 * int(k["n_sqm_modules"])):
             layers += [_ResidualRNN(emb_dim, int(k["rnn_dim"]), bool(k["bidirectional"]),
                                     str(k["rnn_type"])), _Transpose()]  # fmt: skip
-        self.tf_model = nn.Module()
-        self.tf_model.seqband = nn.Sequential(*layers)
+        self.tf_model = _TFModel(nn.Sequential(*layers))
         activation = getattr(nn, str(k["hidden_activation"]))
         self.mask_estim = nn.ModuleDict({
             stem: _MaskEstimator(specs, weights, self.n_fft // 2 + 1, emb_dim, int(k["mlp_dim"]),

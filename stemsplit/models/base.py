@@ -8,10 +8,11 @@ and a model card; nothing else changes.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, cast, runtime_checkable
 
 if TYPE_CHECKING:  # torch is imported lazily everywhere else
     import torch
+    from torch import nn
 
 WindowKind = Literal["triangle", "fade", "uniform"]
 PaddingPolicy = Literal["context", "reflect-border", "zeros"]
@@ -68,6 +69,13 @@ class SeparationModel(Protocol):
     def valid_length(self, length: int) -> int: ...
 
     def __call__(self, mix: torch.Tensor) -> torch.Tensor: ...
+
+
+def as_separation_model(model: nn.Module) -> SeparationModel:
+    """`model` typed as the protocol it implements (every architecture's module has
+    these attributes; `nn.Module.__getattr__` alone types them as tensors/modules).
+    No runtime check: the same object is returned."""
+    return cast(SeparationModel, model)
 
 
 INSTRUMENTAL = "instrumental"

@@ -21,8 +21,9 @@ Shapes: `M` batch, `S` sources, `N` filters, `K` encoder frames, `T` samples.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -530,7 +531,7 @@ class SkipMaskNetwork(nn.Module):
         """[M, N, K] -> masks [M, S, N, K]."""
         features = self.input_conv(self.input_norm(frames))
         skips = torch.zeros_like(features)
-        for block in self.conv_layers:
+        for block in cast("Iterable[SkipBlock]", self.conv_layers):
             hidden = block.conv_layers(features)
             if block.res_out is not None:
                 features = features + block.res_out(hidden)

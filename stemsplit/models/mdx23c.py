@@ -32,9 +32,9 @@ GroupNormN, or none.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -147,11 +147,31 @@ class _Resample(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(x)  # type: ignore[no-any-return]
+        return self.conv(x)
+
+
+class _EncoderBlock(nn.Module):
+    """One U-Net scale on the way down (key names `tfc_tdf`, `downscale` as MSST's)."""
+
+    def __init__(self, tfc_tdf: _TfcTdf, downscale: _Resample) -> None:
+        super().__init__()
+        self.tfc_tdf = tfc_tdf
+        self.downscale = downscale
+
+
+class _DecoderBlock(nn.Module):
+    """One U-Net scale on the way up (key names `upscale`, `tfc_tdf` as MSST's)."""
+
+    def __init__(self, upscale: _Resample, tfc_tdf: _TfcTdf) -> None:
+        super().__init__()
+        self.upscale = upscale
+        self.tfc_tdf = tfc_tdf
 
 
 class MDX23C(nn.Module):
     """TFC-TDF v3 with the model protocol's metadata (see the module docstring)."""
+
+    window: torch.Tensor  # buffer (register_buffer in __init__)
 
     def __init__(
         self,
@@ -177,21 +197,23 @@ class MDX23C(nn.Module):
         self.first_conv = nn.Conv2d(config.input_channels, channels, 1, 1, 0, bias=False)
         self.encoder_blocks = nn.ModuleList()
         for _ in range(config.num_scales):
-            block = nn.Module()
-            block.tfc_tdf = _TfcTdf(channels, channels, bins, config)
-            block.downscale = _Resample(channels, channels + growth, config, up=False)
-            self.encoder_blocks.append(block)
+            self.encoder_blocks.append(
+                _EncoderBlock(
+                    _TfcTdf(channels, channels, bins, config),
+                    _Resample(channels, channels + growth, config, up=False),
+                )
+            )
             bins //= config.scale[1]
             channels += growth
         self.bottleneck_block = _TfcTdf(channels, channels, bins, config)
         self.decoder_blocks = nn.ModuleList()
         for _ in range(config.num_scales):
-            block = nn.Module()
-            block.upscale = _Resample(channels, channels - growth, config, up=True)
+            upscale = _Resample(channels, channels - growth, config, up=True)
             bins *= config.scale[1]
             channels -= growth
-            block.tfc_tdf = _TfcTdf(2 * channels, channels, bins, config)
-            self.decoder_blocks.append(block)
+            self.decoder_blocks.append(
+                _DecoderBlock(upscale, _TfcTdf(2 * channels, channels, bins, config))
+            )
         self.final_conv = nn.Sequential(
             nn.Conv2d(channels + config.input_channels, channels, 1, 1, 0, bias=False),
             _activation(config.act),
@@ -230,14 +252,14 @@ class MDX23C(nn.Module):
         first = self.first_conv(mixture)
         x = first.transpose(-1, -2)  # [B, ch, time, bins]
         skips = []
-        for block in self.encoder_blocks:
-            x = block.tfc_tdf(x)
+        for encoder in cast("Iterable[_EncoderBlock]", self.encoder_blocks):
+            x = encoder.tfc_tdf(x)
             skips.append(x)
-            x = block.downscale(x)
+            x = encoder.downscale(x)
         x = self.bottleneck_block(x)
-        for block in self.decoder_blocks:
-            x = torch.cat([block.upscale(x), skips.pop()], 1)
-            x = block.tfc_tdf(x)
+        for decoder in cast("Iterable[_DecoderBlock]", self.decoder_blocks):
+            x = torch.cat([decoder.upscale(x), skips.pop()], 1)
+            x = decoder.tfc_tdf(x)
         x = x.transpose(-1, -2) * first
         x = self.final_conv(torch.cat([mixture, x], 1))  # [B, S*2C*k, dim_f/k, T]
 

@@ -64,7 +64,7 @@ class Architecture:
         """The factory, imported now; ModelError when this install lacks its code."""
         module, _, function = self.factory.partition(":")
         try:
-            return getattr(importlib.import_module(module), function)  # type: ignore[no-any-return]
+            return getattr(importlib.import_module(module), function)
         except (ImportError, AttributeError) as err:
             raise ModelError(
                 f"architecture {self.name}: {self.factory} cannot be imported ({err}); "

@@ -37,9 +37,9 @@ State (level i from dims[i] to dims[i+1] = d, three bands b):
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -240,6 +240,8 @@ class _SeparationNet(nn.Module):
 class SCNet(nn.Module):
     """SCNet / masked SCNet with the model protocol's metadata (module docstring)."""
 
+    window: torch.Tensor  # buffer (register_buffer in __init__)
+
     def __init__(
         self,
         config: SCNetConfig,
@@ -314,7 +316,8 @@ class SCNet(nn.Module):
             x, skip, sizes, original_sizes = block(x)
             skips.append((skip, sizes, original_sizes))
         x = self.separation_net(x)
-        for fusion, upsample in self.decoder:
+        for stage in cast("Iterable[nn.Sequential]", self.decoder):
+            fusion, upsample = cast(_FusionLayer, stage[0]), cast(_SULayer, stage[1])
             skip, sizes, original_sizes = skips.pop()
             x = upsample(fusion(x, skip), sizes, original_sizes)
 
@@ -327,7 +330,7 @@ class SCNet(nn.Module):
         return audio[..., :-padding]
 
     def _position(self, bins: int) -> torch.Tensor:
-        embedding = self.pos_embed_f
+        embedding: torch.Tensor = self.pos_embed_f
         if bins > embedding.shape[2]:  # MSST repeats the table past its size
             embedding = embedding.repeat(1, 1, math.ceil(bins / embedding.shape[2]), 1)
         return embedding[:, :, :bins]

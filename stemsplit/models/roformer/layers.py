@@ -11,7 +11,8 @@ Axis legend: b batch, n sequence (time frames or bands), h heads, d features.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -188,9 +189,16 @@ class Transformer(nn.Module):
             self.layers.append(nn.ModuleList([attention, FeedForward(dim)]))
         self.norm: nn.Module = RMSNorm(dim) if norm_output else nn.Identity()
 
+    def blocks(self) -> Iterator[tuple[Attention | LinearAttention, FeedForward]]:
+        """The (attention, feed-forward) pair of each layer, typed (`layers` holds
+        them as plain ModuleLists so the state_dict keys stay MSST's)."""
+        for layer in self.layers:
+            attention, feed_forward = cast(nn.ModuleList, layer)
+            yield cast("Attention | LinearAttention", attention), cast(FeedForward, feed_forward)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: [b, n, dim] -> [b, n, dim]."""
-        for attention, feed_forward in self.layers:
+        for attention, feed_forward in self.blocks():
             x = attention(x) + x
             x = feed_forward(x) + x
         return self.norm(x)
@@ -206,7 +214,9 @@ class Transformer(nn.Module):
         residuals live in hyper-connection wrappers, absent at num_residual_streams 1).
         """
         first_values: torch.Tensor | None = None
-        for attention, feed_forward in self.layers:
+        for attention, feed_forward in self.blocks():
+            # Value residuals need softmax attention (a rotary embedding).
+            assert isinstance(attention, Attention), "value residuals need a rotary_embed"
             out, values = attention.forward_values(x, value_residual)
             first_values = values if first_values is None else first_values
             if value_residual is None:

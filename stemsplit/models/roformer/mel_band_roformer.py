@@ -21,6 +21,10 @@ from stemsplit.models.roformer.network import ModelInfo, RoformerNetwork
 class MelBandRoformer(RoformerNetwork):
     """Mel-Band RoFormer; `forward(mix [b, c, t]) -> [b, stems, c, t]`."""
 
+    # Buffers (register_buffer in __init__).
+    bin_indices: torch.Tensor
+    bands_per_bin: torch.Tensor
+
     def __init__(self, config: MelBandRoformerConfig, info: ModelInfo) -> None:
         try:
             membership = mel_band_membership(

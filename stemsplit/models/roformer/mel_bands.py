@@ -13,6 +13,7 @@ The arithmetic below follows librosa's (float64, same order of operations), so t
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
 # Slaney's auditory-toolbox mel scale: linear below 1 kHz, logarithmic above.
 _F_SP = 200.0 / 3
@@ -21,14 +22,14 @@ _MIN_LOG_MEL = _MIN_LOG_HZ / _F_SP
 _LOG_STEP = np.log(6.4) / 27.0
 
 
-def hz_to_mel(frequencies: np.ndarray) -> np.ndarray:
+def hz_to_mel(frequencies: npt.ArrayLike) -> np.ndarray:
     """Slaney mel of each frequency in Hz (librosa.hz_to_mel, htk=False)."""
-    frequencies = np.asanyarray(frequencies, dtype=np.float64)
-    mels = frequencies / _F_SP
-    log_region = frequencies >= _MIN_LOG_HZ
+    hz = np.asanyarray(frequencies, dtype=np.float64)
+    mels = hz / _F_SP
+    log_region = hz >= _MIN_LOG_HZ
     mels = np.where(
         log_region,
-        _MIN_LOG_MEL + np.log(np.maximum(frequencies, _MIN_LOG_HZ) / _MIN_LOG_HZ) / _LOG_STEP,
+        _MIN_LOG_MEL + np.log(np.maximum(hz, _MIN_LOG_HZ) / _MIN_LOG_HZ) / _LOG_STEP,
         mels,
     )
     return mels

@@ -12,6 +12,7 @@ n STFT frames, k bands, d model dim.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -44,6 +45,8 @@ class RoformerNetwork(nn.Module):
     at the end of every transformer and none after the trunk; BS-RoFormer the
     reverse (`per_transformer_norm`). `mask_layers` is the Linear count per band MLP.
     """
+
+    window: torch.Tensor  # buffer (register_buffer below)
 
     def __init__(
         self,
@@ -155,12 +158,13 @@ class RoformerNetwork(nn.Module):
         time_values: torch.Tensor | None = None
         freq_values: torch.Tensor | None = None
         for block in self.layers:
-            if len(block) == 3:
-                linear, time, freq = block
+            transformers = cast("list[Transformer]", list(cast(nn.ModuleList, block)))
+            if len(transformers) == 3:
+                linear, time, freq = transformers
                 x = linear(x.reshape(batch, num_frames * num_bands, dim))
                 x = x.view(batch, num_frames, num_bands, dim)
             else:
-                time, freq = block
+                time, freq = transformers
             if self.skip_connection:
                 # MSST sums the outputs of all previous blocks into the input.
                 for previous in outputs:

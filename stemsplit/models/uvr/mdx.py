@@ -126,6 +126,8 @@ class OnnxNetwork:
 class MDXNet(nn.Module):
     """A UVR MDX-Net ONNX model behind the stemsplit model protocol."""
 
+    window: torch.Tensor  # buffer (register_buffer in __init__)
+
     def __init__(
         self, network: Callable[[torch.Tensor], torch.Tensor], settings: MDXSettings,
         primary: str = "Vocals", secondary: str = "Instrumental",

@@ -33,7 +33,7 @@ from stemsplit.models.uvr.common import (
     stem_pair,
     whole_track_recipe,
 )
-from stemsplit.models.uvr.vr_nets import network_from_state
+from stemsplit.models.uvr.vr_nets import VRNetwork, network_from_state
 
 _VR_PARAMS = ("batch_size", "window_size", "aggression", "enable_tta", "enable_post_process",
               "post_process_threshold", "high_end_process")  # fmt: skip
@@ -94,7 +94,7 @@ def merge_artifacts(mask: np.ndarray, thres: float = 0.01, min_range: int = 64,
 class VRNet(nn.Module):
     """A UVR VR Architecture `.pth` behind the stemsplit model protocol."""
 
-    def __init__(self, network: nn.Module, modelparams: Mapping[str, Any], settings: VRSettings,
+    def __init__(self, network: VRNetwork, modelparams: Mapping[str, Any], settings: VRSettings,
                  primary: str = "Vocals", secondary: str = "Instrumental", v51: bool = False) -> None:
         super().__init__()
         self.network = network.eval()

@@ -10,6 +10,7 @@ rule approximates. Each returns a mask [B, 2, bins + 1, frames - 2 * offset].
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TypeAlias
 
 import torch
 import torch.nn.functional as F
@@ -285,8 +286,12 @@ def build_vr_network(bins: int, nout: int | None, nout_lstm: int | None, kind: s
     return CascadedASPPNet(n_fft, ch, branches, deep)
 
 
+VRNetwork: TypeAlias = "CascadedASPPNet | CascadedNet"
+"""The networks `network_from_state` builds (both have `offset` and `predict_mask`)."""
+
+
 def network_from_state(state: Mapping[str, torch.Tensor], bins: int, nout: int | None,
-                       nout_lstm: int | None) -> nn.Module:
+                       nout_lstm: int | None) -> VRNetwork:
     """The network a VR state dict was saved from, recognised by its keys and shapes."""
     if "stg1_low_band_net.0.enc1.conv.0.weight" in state:
         width = int(state["stg3_full_band_net.enc1.conv.0.weight"].shape[0])

@@ -204,7 +204,7 @@ def combine(specs: Mapping[int, np.ndarray], mp: Mapping[str, Any], v51: bool) -
         elif bands == 1:
             out = lp_filter(out, mp["pre_filter_start"], mp["pre_filter_stop"])
         else:
-            gp = 1
+            gp: float = 1
             for b in range(mp["pre_filter_start"] + 1, mp["pre_filter_stop"]):
                 g = math.pow(10, -(b - mp["pre_filter_start"]) * (3.5 - gp) / 20.0)
                 gp = g
@@ -226,6 +226,7 @@ def to_wave(spec_m: np.ndarray, mp: Mapping[str, Any], v51: bool, extra_bins_h: 
         offset += h
         if d == bands:
             if extra_bins_h:
+                assert extra_bins is not None, "extra_bins_h needs extra_bins"
                 top = bp["n_fft"] // 2
                 spec_s[:, top - extra_bins_h : top, :] = extra_bins[:, :extra_bins_h, :]
             if bp["hpf_start"] > 0:
@@ -234,7 +235,11 @@ def to_wave(spec_m: np.ndarray, mp: Mapping[str, Any], v51: bool, extra_bins_h: 
                 else:
                     spec_s = hp_filter(spec_s, bp["hpf_start"], bp["hpf_stop"] - 1)
             part = spectrogram_to_wave(spec_s, bp["hl"], mp, d, v51)
-            wave = part if bands == 1 else np.add(wave, part)
+            if bands == 1:
+                wave = part
+            else:
+                assert wave is not None  # the lower bands ran first
+                wave = np.add(wave, part)
         else:
             next_sr = mp["band"][d + 1]["sr"]
             if d == 1:
@@ -251,6 +256,7 @@ def to_wave(spec_m: np.ndarray, mp: Mapping[str, Any], v51: bool, extra_bins_h: 
                 else:
                     spec_s = hp_filter(spec_s, bp["hpf_start"], bp["hpf_stop"] - 1)
                     spec_s = lp_filter(spec_s, bp["lpf_start"], bp["lpf_stop"])
+                assert wave is not None  # band 1 ran first
                 wave2 = np.add(wave, spectrogram_to_wave(spec_s, bp["hl"], mp, d, v51))
                 wave = resample(wave2, bp["sr"], next_sr, MERGE_RESAMPLER)
     assert wave is not None
