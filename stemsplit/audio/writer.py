@@ -27,7 +27,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 import soundfile
@@ -99,7 +99,7 @@ class StemWriter:
         self._temp = partial_path(self.path)
         self._spool_path = self._temp.with_name(self._temp.name + ".f32")
         self._file: soundfile.SoundFile | None = None
-        self._spool = None
+        self._spool: BinaryIO | None = None  # the float32 spool of clip="rescale"
         self._closed = False
         self._guard(self._open)
 
@@ -128,6 +128,7 @@ class StemWriter:
             return
         if self.clip == "rescale":
             self._peak = max(self._peak, float(np.max(np.abs(block))))
+            assert self._spool is not None  # _open made it (clip="rescale"), open until close
             self._guard(self._spool.write, np.ascontiguousarray(block.T).tobytes())
         else:
             self._guard(self._encode, block, False)
@@ -177,10 +178,11 @@ class StemWriter:
             subtype=self.format.subtype(self.bit_depth), format=self.format.container, **options,
         )
         if self.clip == "rescale":
-            self._spool = open(self._spool_path, "wb")  # noqa: SIM115 - closed in _finish/abort
+            self._spool = open(self._spool_path, "wb")  # closed in _finish/abort
 
     def _finish(self) -> None:
         if self.clip == "rescale":
+            assert self._spool is not None  # _open made it; abort() marks the writer closed
             self._spool.close()
             self._spool = None
             self.gain = 1.0 / self._peak if self._peak > 1.0 else 1.0
@@ -188,6 +190,7 @@ class StemWriter:
             self._spool_path.unlink()
         if self._resampler is not None:
             self._encode(np.zeros((self.channels, 0), dtype=np.float32), last=True)
+        assert self._file is not None  # _open made it; abort() marks the writer closed
         self._file.close()
         self._file = None
         os.replace(self._temp, self.path)
@@ -230,6 +233,7 @@ class StemWriter:
                 if not quiet:
                     self.clipped_samples += int(np.count_nonzero(outside))
                 data = np.clip(frames, -1.0, 1.0) if outside.any() else frames
+        assert self._file is not None  # open from _open until _finish/abort
         self._file.write(data)
         self.frames_written += len(data)
 

@@ -23,8 +23,8 @@ class SectionedCommand(TyperCommand):
         groups: dict[str, list[tuple[str, str]]] = {}
         for param in self.get_params(ctx):
             if param.param_type_name == "argument":
-                record = (param.metavar or param.name or "", getattr(param, "help", "") or "")
-                groups.setdefault("Arguments", []).append(record)
+                argument = (param.metavar or param.name or "", getattr(param, "help", "") or "")
+                groups.setdefault("Arguments", []).append(argument)
                 continue
             record = param.get_help_record(ctx)
             if record is not None:

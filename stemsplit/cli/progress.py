@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 from contextlib import contextmanager
+from typing import Any
 
 from rich.markup import escape
 from rich.progress import (
     BarColumn,
     Progress,
+    TaskID,
     TaskProgressColumn,
     TextColumn,
     TimeElapsedColumn,
@@ -34,7 +35,7 @@ def progress_reporter(enabled: bool = True) -> Iterator:
         console=err_console,
         transient=True,  # the summary table follows; a failed run ends with its error line alone
     )
-    tasks: dict[int, int] = {}
+    tasks: dict[int, TaskID] = {}
 
     def on_event(event: Any) -> None:
         if event.index not in tasks:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -169,8 +170,10 @@ def plan_ensemble(
     universe = set(named) | {_REST}
     residual_names = {r for _, r in models}
     catch_name = CATCH_ALL
-    if len(residual_names) == 1 and None not in residual_names:
-        catch_name = next(iter(residual_names))  # e.g. every model calls it `instrumental`
+    if len(residual_names) == 1:
+        (only_residual,) = residual_names
+        if only_residual is not None:
+            catch_name = only_residual  # e.g. every model calls it `instrumental`
     targets: dict[str, set[str]] = {s: {s} for s in kept}
     if catch_name not in targets:
         targets[catch_name] = universe - set(kept)
@@ -187,20 +190,23 @@ def plan_ensemble(
                 found.append(Vote(index, parts, weight))
         if found:
             votes[stem] = tuple(found)
-    order = []  # the richest model's stem order first (4-stem, not vocals-first)
+    order: list[str] = []  # the richest model's stem order first (4-stem, not vocals-first)
     richest = sorted(range(len(models)), key=lambda i: -len(models[i][0]))
     for (sources, _), rest_name in ((models[i], catch[i]) for i in richest):
         for source in (*sources, *([rest_name] if rest_name not in sources else [])):
-            stem = catch_name if source == rest_name else source
+            # (source is None only as a None rest_name: a model without a catch-all)
+            stem = catch_name if source == rest_name or source is None else source
             if stem in votes and stem not in order:
                 order.append(stem)
     order += [s for s in votes if s not in order]
-    streams = []
+    streams: list[tuple[str, ...]] = []
     for index, (sources, residual) in enumerate(models):
-        used = residual is not None and any(
+        stream = tuple(sources)
+        if residual is not None and any(
             residual in v.parts for vs in votes.values() for v in vs if v.model == index
-        )
-        streams.append(tuple(sources) + ((residual,) if used else ()))
+        ):
+            stream = (*stream, residual)
+        streams.append(stream)
     return Layout(tuple(order), votes, tuple(streams), tuple(r for _, r in models), algorithm)
 
 
@@ -224,7 +230,13 @@ def single_layout(sources: Sequence[str]) -> Layout:
     return Layout(stems, votes, (stems,), (None,))
 
 
-def append_residual(blocks: Iterable[np.ndarray], source) -> Iterator[np.ndarray]:
+class SampleReader(Protocol):
+    """What `append_residual` reads the mixture from (a TrackSource or a view of one)."""
+
+    def read(self, start: int, stop: int, /) -> np.ndarray: ...
+
+
+def append_residual(blocks: Iterable[np.ndarray], source: SampleReader) -> Iterator[np.ndarray]:
     """[stems, C, n] blocks -> [stems + 1, C, n]: the mixture (read from `source`,
     a TrackSource at the blocks' rate) minus the stems, as a last stem."""
     position = 0
@@ -295,7 +307,9 @@ def _sum(named: Mapping[str, np.ndarray], parts: Sequence[str]) -> np.ndarray:
     return total
 
 
-def _assemble(stems: Sequence[str], results: Mapping[str, np.ndarray], shape) -> np.ndarray:
+def _assemble(
+    stems: Sequence[str], results: Mapping[str, np.ndarray], shape: tuple[int, ...]
+) -> np.ndarray:
     """Stack the computed stems, zeros for the others, as [stems, channels, n]."""
     count = next((r.shape[-1] for r in results.values()), 0)
     out = np.zeros((len(stems), shape[0], count), dtype=np.float32)

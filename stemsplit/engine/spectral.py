@@ -53,18 +53,22 @@ class SpectralCombiner:
         self.window = _window()
         self.pending: np.ndarray | None = None  # input samples from `start` on
         self.start = -N_FFT // 2  # signal position of pending[..., 0] (zeros before 0)
-        self.out: np.ndarray | None = None  # output sums from `released` on
-        self.norm: np.ndarray | None = None
+        # Output sums from `released` on, and their summed squared windows; shaped
+        # by the first block (`_ensure`).
+        self.out: np.ndarray = np.zeros(0, dtype=np.float64)
+        self.norm: np.ndarray = np.zeros(0, dtype=np.float64)
         self.released = 0
         self.next_frame = 0  # index of the next frame to compute (centre = index * HOP)
         self.total = 0
 
-    def _ensure(self, block: np.ndarray) -> None:
+    def _ensure(self, block: np.ndarray) -> np.ndarray:
+        """The pending input, allocated (with the output sums) at the first block."""
         if self.pending is None:
             shape = block.shape[:-1]
             self.pending = np.zeros((*shape, N_FFT // 2), dtype=np.float64)
             self.out = np.zeros((*shape[1:], 0), dtype=np.float64)
             self.norm = np.zeros(0, dtype=np.float64)
+        return self.pending
 
     def _frame(self, frames: np.ndarray) -> None:
         """Analyse, combine and overlap-add frames starting at self.next_frame."""
@@ -88,30 +92,33 @@ class SpectralCombiner:
 
     def _process(self, final: bool) -> np.ndarray:
         """Compute every frame whose samples are all in; release finished output."""
-        available_end = self.start + self.pending.shape[-1]
+        pending = self.pending
+        assert pending is not None  # push() allocated it
+        available_end = self.start + pending.shape[-1]
         # Last frame: the last centre whose window still overlaps the track.
         last_centre = (self.total + N_FFT // 2 - 1) // HOP * HOP
         if final:
             pad = last_centre + N_FFT // 2 - available_end
             if pad > 0:
-                zeros = np.zeros((*self.pending.shape[:-1], pad))
-                self.pending = np.concatenate([self.pending, zeros], axis=-1)
-        frames = []
+                zeros = np.zeros((*pending.shape[:-1], pad))
+                pending = np.concatenate([pending, zeros], axis=-1)
+        frames: list[np.ndarray] = []
         while True:
             centre = (self.next_frame + len(frames)) * HOP
             if final and centre > last_centre:
                 break
             lo = centre - N_FFT // 2 - self.start
-            if lo + N_FFT > self.pending.shape[-1]:
+            if lo + N_FFT > pending.shape[-1]:
                 break
-            frames.append(self.pending[..., lo : lo + N_FFT])
+            frames.append(pending[..., lo : lo + N_FFT])
         if frames:
             self._frame(np.stack(frames, axis=-2))
         # Input before the next frame's first sample is no longer needed.
         drop = self.next_frame * HOP - N_FFT // 2 - self.start
         if drop > 0:
-            self.pending = self.pending[..., drop:]
+            pending = pending[..., drop:]
             self.start += drop
+        self.pending = pending
         # Output before the next frame's first sample is final.
         ready = self.total if final else min(self.next_frame * HOP - N_FFT // 2, self.total)
         count = ready - self.released
@@ -125,8 +132,8 @@ class SpectralCombiner:
 
     def push(self, block: np.ndarray) -> np.ndarray:
         """Add [models, ..., n] samples; return whatever output is final."""
-        self._ensure(block)
-        self.pending = np.concatenate([self.pending, block.astype(np.float64)], axis=-1)
+        pending = self._ensure(block)
+        self.pending = np.concatenate([pending, block.astype(np.float64)], axis=-1)
         self.total += block.shape[-1]
         return self._process(final=False)
 

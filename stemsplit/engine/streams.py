@@ -7,7 +7,7 @@ these helpers line them up without ever concatenating a whole track.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -40,7 +40,7 @@ class _Buffer:
         return head
 
 
-def align(streams: list[Iterable[np.ndarray]]) -> Iterator[list[np.ndarray]]:
+def align(streams: Sequence[Iterable[np.ndarray]]) -> Iterator[list[np.ndarray]]:
     """Yield lists of equal-length blocks, one per stream, until every stream ends.
 
     All streams must have the same total length; a mismatch raises ValueError (a

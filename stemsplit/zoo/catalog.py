@@ -72,8 +72,12 @@ class ModelCard:
     @property
     def size(self) -> int | None:
         """Total bytes of the files, when all sizes are known."""
-        sizes = [spec.size for spec in self.files]
-        return None if any(s is None for s in sizes) else sum(sizes)  # type: ignore[misc]
+        total = 0
+        for spec in self.files:
+            if spec.size is None:
+                return None
+            total += spec.size
+        return total
 
     def member_weights(self) -> list[list[float]]:
         """Per-file, per-source weights (all ones for a bag without weights)."""

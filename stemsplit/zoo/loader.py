@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from stemsplit.errors import ModelError, UnknownStem
 from stemsplit.models import registry
+from stemsplit.models.base import as_separation_model
 from stemsplit.zoo import catalog, checkpoints, fetch, uvr_data
 from stemsplit.zoo.catalog import ModelCard
 
@@ -79,19 +81,26 @@ def build_demucs_member(package: checkpoints.DemucsPackage, source: str) -> nn.M
     return _load_state(model, package.state, source)
 
 
+class _Segmented(Protocol):
+    """Demucs models: a `segment` in seconds (their recipe derives from it)."""
+
+    segment: float
+
+
 def _update_recipe(model: nn.Module, **changes: Any) -> None:
     """Replace fields of `model.recipe`.
 
     Some models derive their recipe from attributes (Demucs' from `segment`); their
     segment is changed through that attribute, other fields cannot be overridden.
     """
-    recipe = dataclasses.replace(model.recipe, **changes)
+    separation = as_separation_model(model)
+    recipe = dataclasses.replace(separation.recipe, **changes)
     if not isinstance(getattr(type(model), "recipe", None), property):
-        model.recipe = recipe
+        separation.recipe = recipe
         return
     if "segment_samples" in changes and hasattr(model, "segment"):
-        model.segment = changes["segment_samples"] / model.samplerate
-    if model.recipe != recipe:
+        cast(_Segmented, model).segment = changes["segment_samples"] / separation.samplerate
+    if separation.recipe != recipe:
         raise ModelError(
             f"{type(model).__name__} derives its recipe; cannot override "
             f"{', '.join(sorted(changes))}: remove them from the card's recipe"
@@ -107,16 +116,18 @@ def set_bag_segment(model: nn.Module, klass: str, segment: float) -> None:
     if klass == "HTDemucs" and current is not None and segment > float(current):
         return
     if current is not None:
-        model.segment = segment
+        cast(_Segmented, model).segment = segment
     if getattr(model, "recipe", None) is not None:
-        _update_recipe(model, segment_samples=int(segment * model.samplerate))
+        samplerate = as_separation_model(model).samplerate
+        _update_recipe(model, segment_samples=int(segment * samplerate))
 
 
 def apply_recipe_overrides(model: nn.Module, overrides: dict[str, Any]) -> None:
     """A card's `recipe` table (segment_seconds/segment_samples/overlap/batch_size)."""
     changes: dict[str, Any] = {}
     if "segment_seconds" in overrides:
-        changes["segment_samples"] = round(overrides["segment_seconds"] * model.samplerate)
+        samplerate = as_separation_model(model).samplerate
+        changes["segment_samples"] = round(overrides["segment_seconds"] * samplerate)
     for key in ("segment_samples", "overlap", "batch_size"):
         if key in overrides:
             changes[key] = overrides[key]
@@ -127,7 +138,7 @@ def apply_recipe_overrides(model: nn.Module, overrides: dict[str, Any]) -> None:
 def _member_indices(card: ModelCard, stems: list[str] | None) -> list[int]:
     """Bag members with a non-zero weight for the requested stems."""
     weights = card.member_weights()
-    wanted = range(len(card.sources))
+    wanted: Sequence[int] = range(len(card.sources))
     if stems:
         lowered = [s.lower() for s in card.sources]
         wanted = [lowered.index(s.lower()) for s in stems if s.lower() in lowered]
@@ -141,7 +152,9 @@ def check_stems(sources: list[str], residual: str | None, stems: list[str] | Non
     from stemsplit.models.base import residual_alias
 
     known = {s.lower() for s in sources} | ({residual.lower()} if residual else set())
-    known |= {residual_alias(sources, residual)} - {None}
+    alias = residual_alias(sources, residual)
+    if alias is not None:
+        known.add(alias)
     for stem in stems or []:
         if stem.lower() not in known:
             choices = ", ".join([*sources, *([residual] if residual else [])])
@@ -149,7 +162,7 @@ def check_stems(sources: list[str], residual: str | None, stems: list[str] | Non
 
 
 def _single(model: nn.Module) -> list[list[float]]:
-    return [[1.0] * len(model.sources)]
+    return [[1.0] * len(as_separation_model(model).sources)]
 
 
 def _load_card(card: ModelCard, stems: list[str] | None, **fetch_options: Any) -> ModelBundle:
@@ -193,10 +206,11 @@ def _load_card(card: ModelCard, stems: list[str] | None, **fetch_options: Any) -
 
 
 def _check_sources(model: nn.Module, card: ModelCard) -> None:
-    got = [s.lower() for s in model.sources]
+    sources = as_separation_model(model).sources
+    got = [s.lower() for s in sources]
     if got != [s.lower() for s in card.sources]:
         raise ModelError(
-            f"model {card.name!r}: the checkpoint outputs {list(model.sources)} but the card "
+            f"model {card.name!r}: the checkpoint outputs {list(sources)} but the card "
             f"says {list(card.sources)}; fix the card's `sources`"
         )
 
@@ -298,8 +312,8 @@ def _load_checkpoint(
         if bag.segment is not None:
             for model, klass in zip(members, klasses):
                 set_bag_segment(model, klass, bag.segment)
-        sources = list(members[0].sources)
-        if any(list(m.sources) != sources for m in members):
+        sources = list(as_separation_model(members[0]).sources)
+        if any(list(as_separation_model(m).sources) != sources for m in members):
             raise ModelError(f"{checkpoint}: the bag's members output different sources")
         weights = bag.weights or [[1.0] * len(sources) for _ in members]
         if len(weights) != len(members) or any(len(row) != len(sources) for row in weights):
@@ -308,11 +322,11 @@ def _load_checkpoint(
     elif checkpoint.suffix == ".onnx":  # UVR MDX-Net: settings by MD5 or a JSON config
         model = uvr_data.build_mdx_model(checkpoint, config)
         members, weights, residual = [model], _single(model), None
-        sources = list(model.sources)
+        sources = list(as_separation_model(model).sources)
     elif checkpoint.suffix == ".safetensors":
         model = build_demucs_member(_read_demucs_file(checkpoint), str(checkpoint))
         members, weights, residual = [model], _single(model), None
-        sources = list(model.sources)
+        sources = list(as_separation_model(model).sources)
     else:
         loaded = checkpoints.read_torch_file(checkpoint)
         # With an MSST yaml, a Demucs package is only weights (MSST takes its `state`):
@@ -341,7 +355,8 @@ def _load_checkpoint(
             else:
                 model = _load_single(state, parsed, None, str(checkpoint), model_type)
         members, weights = [model], _single(model)
-        sources, residual = list(model.sources), getattr(model, "residual", None)
+        sources = list(as_separation_model(model).sources)
+        residual = getattr(model, "residual", None)
     check_stems(sources, residual, stems)
     return ModelBundle(
         name=name,
@@ -349,7 +364,7 @@ def _load_checkpoint(
         members=members,
         weights=weights,
         residual=residual,
-        samplerate=int(members[0].samplerate),
+        samplerate=int(as_separation_model(members[0]).samplerate),
         card=None,
     )
 

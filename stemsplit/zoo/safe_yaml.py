@@ -20,7 +20,7 @@ class _TupleSafeLoader(yaml.SafeLoader):
 
 
 def _construct_tuple(loader: yaml.SafeLoader, node: yaml.Node) -> tuple:
-    return tuple(loader.construct_sequence(node, deep=True))  # type: ignore[arg-type]
+    return tuple(loader.construct_sequence(node, deep=True))
 
 
 _TupleSafeLoader.add_constructor("tag:yaml.org,2002:python/tuple", _construct_tuple)
@@ -29,7 +29,7 @@ _TupleSafeLoader.add_constructor("tag:yaml.org,2002:python/tuple", _construct_tu
 def load_yaml_text(text: str, source: str = "<string>") -> Any:
     """Parse YAML text; python object tags other than tuple raise UnsafeCheckpoint."""
     try:
-        return yaml.load(text, Loader=_TupleSafeLoader)  # noqa: S506 - restricted loader
+        return yaml.load(text, Loader=_TupleSafeLoader)  # restricted loader: only tuples beyond SafeLoader
     except yaml.constructor.ConstructorError as err:
         if "python/" in str(err):
             raise UnsafeCheckpoint(

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from stemsplit.errors import ModelError
 from stemsplit.models import registry
+from stemsplit.models.base import as_separation_model
 
 if TYPE_CHECKING:
     import torch
@@ -115,7 +116,7 @@ def resolve_params(path: str | Path, kind: str, config: str | Path | Mapping | N
         record.update(config)
     elif config is not None:
         record.update(read_config(config, digest))
-    required = MDX_FIELDS[:-1] if kind == "mdx" else VR_FIELDS[:1]
+    required: tuple[str, ...] = MDX_FIELDS[:-1] if kind == "mdx" else VR_FIELDS[:1]
     if kind == "vr" and "modelparams" in record:
         required = ()
     if any(field not in record for field in required):
@@ -161,7 +162,8 @@ def build_card_model(card: Any, path: Path) -> nn.Module:
 
         state = checkpoints.read_state_dict(path, cached_as=card.name)
         model = build_vr_model(state, path, config)
-    if int(model.samplerate) != int(card.samplerate):
-        raise ModelError(f"model {card.name!r}: the model runs at {model.samplerate} Hz but "
+    samplerate = as_separation_model(model).samplerate
+    if int(samplerate) != int(card.samplerate):
+        raise ModelError(f"model {card.name!r}: the model runs at {samplerate} Hz but "
                          f"the card says {card.samplerate}; fix the card's samplerate")
     return model
