@@ -84,7 +84,7 @@ def museval_error() -> str | None:
         import museval  # noqa: F401
     except ImportError:
         return "the optional museval package is not installed (pip install museval)"
-    except Exception as err:  # noqa: BLE001  (museval's import chain can fail many ways)
+    except Exception as err:  # museval's import chain can fail many ways
         # museval imports musdb -> stempeg, which raises RuntimeError without ffmpeg.
         return f"museval is installed but cannot be imported: {str(err).splitlines()[0]}"
     return None

@@ -51,7 +51,7 @@ class Browser:
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             # Python's own fds are non-inheritable (PEP 446): only 3 and 4 reach Chromium.
             # subprocess cannot renumber fds otherwise; the tests start it from one thread.
-            close_fds=False, preexec_fn=remap,  # noqa: PLW1509
+            close_fds=False, preexec_fn=remap,
         )
         os.close(to_child_read)
         os.close(from_child_write)
@@ -65,7 +65,7 @@ class Browser:
         self.call("Page.enable")
         self.call("Runtime.enable")
 
-    def __enter__(self) -> Browser:  # noqa: PYI034
+    def __enter__(self) -> Browser:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -162,7 +162,7 @@ def _museval():
         import museval
     except ImportError:
         pytest.skip("museval is not installed (optional: pip install museval)")
-    except Exception as err:  # noqa: BLE001  (musdb/stempeg refuse to import without ffmpeg)
+    except Exception as err:  # musdb/stempeg refuse to import without ffmpeg
         pytest.skip(f"museval cannot be imported here: {str(err).splitlines()[0]}")
     return museval
 

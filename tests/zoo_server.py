@@ -125,7 +125,7 @@ class ZooServer:
             target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
 
-    def __enter__(self) -> ZooServer:  # noqa: PYI034
+    def __enter__(self) -> ZooServer:
         self.thread.start()
         return self
 

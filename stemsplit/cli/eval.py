@@ -15,8 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from stemsplit.cli import app
-from stemsplit.cli import common
+from stemsplit.cli import app, common
 from stemsplit.cli.common import print_json, run_guarded
 
 _LABELS = {"usdr": "uSDR", "si_sdr": "SI-SDR", "bss_sdr": "SDR (BSSEval v4)"}
@@ -24,8 +23,8 @@ _LABELS = {"usdr": "uSDR", "si_sdr": "SI-SDR", "bss_sdr": "SDR (BSSEval v4)"}
 
 def _run(paths: list[Path], model: str | None, save_stems: Path | None, bsseval: bool | None,
          options: dict[str, Any]):
-    from stemsplit.errors import UsageError
     from stemsplit.api import evaluate_folders, evaluate_model
+    from stemsplit.errors import UsageError
 
     if model is not None or options.get("checkpoint") is not None:
         if len(paths) != 1:

@@ -11,9 +11,9 @@ from typing import Annotated, Any
 
 import typer
 
-from stemsplit.cli import app
-from stemsplit.cli import common
+from stemsplit.cli import app, common
 from stemsplit.cli.common import print_json, run_guarded
+
 
 def _zoo(*names: str):
     """The zoo modules, through the API (the CLI's one door into the library)."""

@@ -11,8 +11,7 @@ from typing import Annotated
 
 import typer
 
-from stemsplit.cli import app
-from stemsplit.cli import common
+from stemsplit.cli import app, common
 from stemsplit.cli.common import print_json, run_guarded
 
 

@@ -31,8 +31,9 @@ from stemsplit.errors import ModelError, UnsafeCheckpoint
 from stemsplit.zoo.safe_yaml import load_yaml
 
 if TYPE_CHECKING:
-    from stemsplit.models.registry import Architecture
     import torch
+
+    from stemsplit.models.registry import Architecture
 
 # Classes a Demucs package may name in `klass`, by their pickled path.
 DEMUCS_CLASSES = {
@@ -160,9 +161,9 @@ def _foreign_global(path: Path) -> str | None:
                 name = arg.replace(" ", ".")
             elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
                 name = f"{strings[-2]}.{strings[-1]}"
-            if name and not name.split(".")[0] in _PLAIN_MODULES:
+            if name and name.split(".")[0] not in _PLAIN_MODULES:
                 return name
-    except Exception:  # noqa: BLE001 - best effort: only improves an error message
+    except Exception:  # best effort: only improves an error message
         return None
     return None
 

@@ -145,7 +145,7 @@ def _lock(path: Path, poll_seconds: float = 0.2) -> Iterator[None]:
             path.unlink(missing_ok=True)
         return
     while True:  # the holder deletes the file: a waiter that locked a deleted one retries
-        handle = open(path, "a+b")  # noqa: SIM115 - closed below
+        handle = open(path, "a+b")  # closed below
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
         try:
             current = os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino

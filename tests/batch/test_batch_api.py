@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -110,8 +109,8 @@ def test_prefetcher_decodes_ahead_and_close_deletes_what_was_not_taken(tmp_path)
 
 
 def test_separate_many_jobs_do_not_change_the_stems(tmp_path):
-    inputs = [write_audio(tmp_path / "in" / f"{name}.wav", music(1.0, offset=i * 3000))
-              for i, name in enumerate(("a", "b", "c"))]  # fmt: skip
+    for i, name in enumerate(("a", "b", "c")):
+        write_audio(tmp_path / "in" / f"{name}.wav", music(1.0, offset=i * 3000))
     (tmp_path / "in" / "broken.flac").write_text("nope")
     runs = {}
     for jobs in (0, 2):

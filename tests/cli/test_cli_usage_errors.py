@@ -35,7 +35,7 @@ def _run(tmp_path: Path, *args: str) -> tuple[int, list[str], bool, float]:
     done = subprocess.run([sys.executable, "-c", PROBE.format(args=list(args))],
                           capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
     seconds = time.perf_counter() - started
-    code, torch_imported = eval(done.stdout.rsplit("RESULT=", 1)[1])  # noqa: S307 - our repr
+    code, torch_imported = eval(done.stdout.rsplit("RESULT=", 1)[1])  # our own repr, printed by the child
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     return code, lines, torch_imported, seconds
 

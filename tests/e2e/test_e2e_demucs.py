@@ -26,8 +26,8 @@ from e2e_cli import stemsplit
 from parity import snr_db
 
 pytest.importorskip("demucs")
-import torch  # noqa: E402
-import zoo_checkpoints as zc  # noqa: E402
+import torch
+import zoo_checkpoints as zc
 
 # Bag weights per member and source (drums, bass, other, vocals), normalised per source
 # by demucs' BagOfModels: drums from member 0, bass from 1, other and vocals averaged.

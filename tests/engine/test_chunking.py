@@ -11,12 +11,12 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from toy_models import PositionalToy
 
 from stemsplit.engine.chunking import OverlapAdd, fade_window, plan_chunks, triangle_window
 from stemsplit.engine.runner import EngineSettings, separate_stream
 from stemsplit.engine.source import ArraySource
 from stemsplit.models.base import Recipe
-from toy_models import PositionalToy
 
 SR = 100
 

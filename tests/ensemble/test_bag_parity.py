@@ -22,9 +22,9 @@ from typer.testing import CliRunner
 from zoo_server import ZooServer
 
 pytest.importorskip("demucs")
-from demucs.apply import BagOfModels, apply_model  # noqa: E402
-from demucs.htdemucs import HTDemucs  # noqa: E402
-from demucs.states import load_model  # noqa: E402
+from demucs.apply import BagOfModels, apply_model
+from demucs.htdemucs import HTDemucs
+from demucs.states import load_model
 
 SOURCES = ["drums", "bass", "other", "vocals"]
 TINY = {"channels": 2, "depth": 4, "nfft": 1024, "t_layers": 1, "t_heads": 2,

@@ -13,7 +13,7 @@ import torch
 from stemsplit.models.demucs.hybrid_layers import HDecLayer, HEncLayer
 from stemsplit.models.demucs.layers import DConv, token_conv
 
-demucs = pytest.importorskip("demucs")
+pytest.importorskip("demucs")
 from demucs.demucs import DConv as RefDConv
 from demucs.hdemucs import HDecLayer as RefHDecLayer
 from demucs.hdemucs import HEncLayer as RefHEncLayer

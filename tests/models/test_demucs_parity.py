@@ -18,7 +18,7 @@ from stemsplit.errors import ModelError
 from stemsplit.models.base import Recipe, SeparationModel
 from stemsplit.models.demucs import build_demucs
 
-demucs = pytest.importorskip("demucs")
+pytest.importorskip("demucs")
 from demucs.demucs import Demucs as RefDemucs
 from demucs.hdemucs import HDemucs as RefHDemucs
 from demucs.htdemucs import HTDemucs as RefHTDemucs

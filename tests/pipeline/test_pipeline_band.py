@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import soundfile as sf
+from band_model import BandSplit, Bundle, band_bundle
 
 import stemsplit.api as api
-from band_model import BandSplit, Bundle, band_bundle
 
 
 def _write(path, seconds=2.5, rate=44100, channels=2, subtype="FLOAT", seed=0):

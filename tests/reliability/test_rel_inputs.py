@@ -180,7 +180,7 @@ def test_wav_shorter_than_its_header_is_separated_with_a_warning(batch, name, pr
 
 def test_truncated_mp3_is_separated_as_far_as_it_goes_with_a_warning(batch) -> None:
     """MP3 frames decode on their own, like WAV samples: a cut file is not a failure."""
-    inputs, tracks, result, out = batch
+    _inputs, tracks, result, out = batch
     assert tracks["trunc.mp3"]["status"] == "done", tracks["trunc.mp3"]["error"]
     stems = _stems(out, "trunc.mp3")
     lengths = {a.shape[0] for a in stems.values()}
