@@ -110,10 +110,31 @@ def write_report(
     data = {
         "title": track_dir.name,
         "duration": max(a.duration for a in analyses),
-        "metadata": metadata or {},
+        "metadata": _readable(metadata or {}),
         "tracks": tracks,
     }
     return _write_text(track_dir / REPORT_NAME, _render("page.html", track_dir.name, data))
+
+
+def _readable(metadata: dict) -> dict:
+    """A recipe's record shown as its name and one row per step (`settings.chain` holds
+    the same lines, which a rerun compares)."""
+    recipe = metadata.get("recipe")
+    if not isinstance(recipe, dict) or not isinstance(recipe.get("steps"), list):
+        return metadata
+    shown = {k: v for k, v in metadata.items() if k != "recipe"}
+    shown["recipe"] = str(recipe.get("name", ""))
+    for step in recipe["steps"]:
+        if isinstance(step, dict):
+            kept = ", ".join(f"{k} as {v}" if k != v else k for k, v in step.get("keep", {}).items())
+            fed = ", ".join(f"{k} to {'+'.join(v)}" for k, v in step.get("feeds", {}).items())
+            shown[f"step {step.get('name')}"] = (
+                f"{'+'.join(step.get('models', []))} on {step.get('input')} -> "
+                f"{'; '.join(x for x in (kept, fed) if x)}")  # fmt: skip
+    residual = recipe.get("residual")
+    if isinstance(residual, dict):
+        shown[f"step {residual.get('name')}"] = "mixture - " + " - ".join(residual.get("of", []))
+    return shown
 
 
 def write_index(

@@ -116,11 +116,13 @@ keep = {{ other = "rest" }}
 """)
     mix = long_mixture(tmp_path / "song.wav", 3.0)
     run = stemsplit(mix, "--recipe", recipe, "-o", tmp_path / "out", "--bit-depth", "float32",
-                    "-q")  # fmt: skip
+                    "-q", "--report")  # fmt: skip
     assert run.returncode == 0, run.stderr
     out = tmp_path / "out" / "routed" / "song"
     total = sum(read(out / f"{s}.wav") for s in ("vocals", "rest", "remainder"))
     assert np.abs(total - read(mix)).max() < 1e-5
+    page = (out / "report.html").read_text()  # the report shows the chain, a row per step
+    assert "model on mixture -> other as rest" in page and "mixture - vocals - rest" in page
 
 
 @pytest.mark.parametrize(
