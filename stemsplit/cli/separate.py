@@ -28,6 +28,8 @@ EPILOG = """Examples:
   stemsplit song.wav -m htdemucs_ft -s vocals    only the vocals specialist runs
   stemsplit song.wav --checkpoint m.ckpt --config m.yaml      any MSST model
   stemsplit song.wav -m htdemucs -m bs-roformer --ensemble avg
+  ffmpeg -i in.m4a -f wav - | stemsplit - -s vocals -o - | ffplay -
+                                                 stdin to stdout, one stem, as it comes
   stemsplit song.wav --recipe karaoke            instrumental, lead and backing vocals
 
 Environment:
@@ -95,20 +97,21 @@ def _install_signal_handlers() -> None:
     """SIGTERM behaves like Ctrl-C: writers abort, temporary files go."""
     from stemsplit.errors import Interrupted
 
-    def on_term(signum: int, frame: Any) -> None:  # noqa: ARG001
+    def on_term(signum: int, frame: Any) -> None:
         raise Interrupted(signum)
 
     signal.signal(signal.SIGTERM, on_term)
 
 
-M, O, E, B, R = "Model", "Output", "Engine", "Batch", "Report and display"
+# Help sections (cli/help.py lists the options under these titles).
+M, OUT, E, B, R = "Model", "Output", "Engine", "Batch", "Report and display"
 
 
 @app.command(no_args_is_help=True, cls=SectionedCommand, epilog=EPILOG,
              context_settings={"help_option_names": ["-h", "--help"]})  # fmt: skip
 def separate(
     inputs: Annotated[List[Path], typer.Argument(metavar="INPUT...",
-        help="Audio files, folders or globs.")],  # fmt: skip
+        help="Audio files, folders or globs; - reads stdin.")],  # fmt: skip
     model: Annotated[Optional[List[str]], typer.Option("-m", "--model", metavar="NAME",
         help=section(M, "Zoo model or preset (repeat, or mix with --checkpoint, for an "
                         "ensemble). Default: htdemucs."))] = None,  # fmt: skip
@@ -131,26 +134,37 @@ def separate(
         help=section(M, "Model cache folder."))] = None,
     offline: Annotated[bool, typer.Option(help=section(M, "Never use the network."))] = False,
     stems: Annotated[Optional[List[str]], typer.Option("-s", "--stems", metavar="STEM,...",
-        help=section(O, "Write only these (repeatable), e.g. -s vocals,drums."))] = None,
+        help=section(OUT, "Write only these (repeatable), e.g. -s vocals,drums."))] = None,
     two_stems: Annotated[Optional[str], typer.Option(metavar="STEM",
-        help=section(O, "Write STEM and no_STEM (they sum to the input)."))] = None,
+        help=section(OUT, "Write STEM and no_STEM (they sum to the input)."))] = None,
     other_method: Annotated[str, typer.Option(metavar="minus|add",
-        help=section(O, "no_STEM as mixture - STEM, or the sum of the others."))] = "minus",
+        help=section(OUT, "no_STEM as mixture - STEM, or the sum of the others."))] = "minus",
+    keep: Annotated[Optional[str], typer.Option(metavar="STEM", help=section(OUT,
+        "With --two-stems X: write only X or only no_X."))] = None,
     out: Annotated[Path, typer.Option("-o", "--out", metavar="DIR",
-        help=section(O, "Output folder."))] = Path("separated"),
-    filename: Annotated[str, typer.Option(metavar="TEMPLATE", help=section(O,
+        help=section(OUT, "Output folder; - streams one stem to stdout (wav, flac or "
+                        "raw f32le)."))] = Path("separated"),  # fmt: skip
+    filename: Annotated[str, typer.Option(metavar="TEMPLATE", help=section(OUT,
         "Path under OUT/<model>/: fields {reldir} {track} {stem} {ext} {model} "
         "{trackext}."))] = "{reldir}{track}/{stem}.{ext}",  # fmt: skip
-    format: Annotated[str, typer.Option("-f", "--format", metavar="FORMAT", help=section(O,
-        "wav, flac, mp3, ogg or opus (opus is always 48 kHz)."))] = "wav",
+    format: Annotated[str, typer.Option("-f", "--format", metavar="FORMAT", help=section(OUT,
+        "wav, flac, mp3, ogg or opus (opus is always 48 kHz); raw (f32le) for -o -."))
+        ] = "wav",  # fmt: skip
+    input_format: Annotated[Optional[str], typer.Option(metavar="f32le|s16le", help=section(OUT,
+        "stdin is raw PCM of this sample format (default: sniffed WAV, FLAC, Ogg, MP3)."))
+        ] = None,  # fmt: skip
+    input_rate: Annotated[Optional[int], typer.Option(metavar="HZ",
+        help=section(OUT, "Sample rate of raw stdin."))] = None,
+    input_channels: Annotated[Optional[int], typer.Option(metavar="N",
+        help=section(OUT, "Channels of raw stdin."))] = None,
     bit_depth: Annotated[Optional[str], typer.Option(metavar="BITS",
-        help=section(O, "16, 24 or float32 (wav/flac)."))] = None,
+        help=section(OUT, "16, 24 or float32 (wav/flac)."))] = None,
     mp3_bitrate: Annotated[int, typer.Option(metavar="KBPS",
-        help=section(O, "MP3 bitrate, 8-320."))] = 320,
+        help=section(OUT, "MP3 bitrate, 8-320."))] = 320,
     samplerate: Annotated[str, typer.Option(metavar="RATE",
-        help=section(O, "Output rate: input, model or a number in Hz."))] = "input",
+        help=section(OUT, "Output rate: input, model or a number in Hz."))] = "input",
     clip: Annotated[str, typer.Option(metavar="POLICY",
-        help=section(O, "clamp, rescale or none."))] = "clamp",
+        help=section(OUT, "clamp, rescale or none."))] = "clamp",
     device: Annotated[str, typer.Option(metavar="DEVICE",
         help=section(E, "auto, cpu, cuda[:N] or mps."))] = "auto",
     precision: Annotated[str, typer.Option(metavar="PRECISION", help=section(E,
@@ -208,7 +222,8 @@ def separate(
             model=names, checkpoint=checkpoint, config=config, model_type=model_type,
             ensemble=ensemble, weights=_parse_weights(weights, names or ["htdemucs"]),
             model_dir=model_dir, offline=offline or None, recipe=recipe, stems=_split(stems),
-            two_stems=two_stems, other_method=other_method, out=out, filename=filename,
+            two_stems=two_stems, other_method=other_method, keep=keep, out=out, filename=filename,
+            input_format=input_format, input_rate=input_rate, input_channels=input_channels,
             format=format, bit_depth=bit_depth, mp3_bitrate=mp3_bitrate,
             samplerate=_parse_rate(samplerate), clip=clip, device=device,
             precision=precision, batch_size=batch_size, segment_seconds=segment,
@@ -217,6 +232,10 @@ def separate(
             ray_address=ray_address, ray_workers=ray_workers,
             report=report or reference is not None, reference=reference,
         )  # fmt: skip
+        if json_output and request["output"].stdout:
+            from stemsplit.errors import UsageError
+
+            raise UsageError("--json prints to stdout, which -o - fills with audio")
         results = _run(inputs, request, silent=quiet or json_output)
     except KeyboardInterrupt:
         common.err_console.print("[bold red]interrupted[/]: partial files removed; rerun to finish")
