@@ -165,7 +165,8 @@ def separate(
 
     Options by name: model (a zoo name or preset, or a list for an ensemble),
     checkpoint/config (local files; lists pair up), model_type, ensemble, weights,
-    model_dir, offline; stems, two_stems, other_method; device, precision, batch_size,
+    model_dir, offline; recipe (a shipped recipe's name or a TOML file: chained and
+    routed steps instead of model and stems, `stemsplit.recipes`); stems, two_stems, other_method; device, precision, batch_size,
     segment, overlap, shifts, seed, tta; out, filename, format, bit_depth, mp3_bitrate,
     clip, samplerate, report, reference; recursive, skip_existing (or overwrite), jobs,
     executor, ray_address, ray_workers, threads. See `stemsplit.options` for each.

@@ -176,3 +176,24 @@ def test_recipes_lists_and_shows_the_shipped_ones() -> None:
     assert "lead: uvr_mdxnet_kara_2 on vocals.vocals" in shown.stdout
     unknown = stemsplit("recipes", "info", "karaokee")
     assert unknown.returncode == 2 and "did you mean karaoke" in unknown.stderr
+
+
+def test_a_chain_at_another_output_rate_equals_the_steps_by_hand(tmp_path: Path) -> None:
+    """`--samplerate 48000` with 44.1 kHz models: the intermediate stem is at 48 kHz, as the
+    hand-made file is, and is resampled to the second model's rate on its way in."""
+    bs, bs_config = fixture("bs_roformer")
+    mel, mel_config = fixture("mel_roformer")
+    mix = long_mixture(tmp_path / "song.wav", 3.0)
+    common = ("--bit-depth", "float32", "-q", "--samplerate", "48000")
+    runs = [
+        stemsplit(mix, "--recipe", two_step_recipe(tmp_path / "two.toml"), "-o",
+                  tmp_path / "r", *common),
+        stemsplit(mix, "--checkpoint", bs, "--config", bs_config, "-o", tmp_path / "h1", *common),
+        stemsplit(tmp_path / "h1" / "model" / "song" / "vocals.wav", "--checkpoint", mel,
+                  "--config", mel_config, "-o", tmp_path / "h2", *common),
+    ]  # fmt: skip
+    assert all(r.returncode == 0 for r in runs), [r.stderr for r in runs]
+    ours = read(tmp_path / "r" / "two" / "song" / "lead.wav")
+    theirs = read(tmp_path / "h2" / "model" / "vocals" / "vocals.wav")
+    assert ours.shape == theirs.shape == (round(read(mix).shape[0] * 48000 / 44100), 2)
+    assert snr_db(theirs, ours) >= 60
