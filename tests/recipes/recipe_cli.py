@@ -57,6 +57,7 @@ def long_mixture(path: Path, seconds: float) -> Path:
     """The fixtures' real-music mixture, repeated to `seconds` (+ an odd 37 frames)."""
     import soundfile
 
+    fixture("bs_roformer")  # skips when ../shared is absent
     mix, rate = soundfile.read(str(FIXTURES / "bs_roformer" / "mixture.wav"), dtype="float32",
                                always_2d=True)  # fmt: skip
     frames = int(seconds * rate) + 37
