@@ -22,14 +22,15 @@ def _onednn_linear_available() -> bool:
 _ONEDNN_LINEAR = _onednn_linear_available()
 
 
-def _use_onednn(x: torch.Tensor) -> bool:
-    """fp32 CPU matmuls go to oneDNN: torch sends them to MKL's sgemm, which runs at
-    less than half oneDNN's speed on AMD CPUs (the same on Intel's). Under autocast
-    (bf16/fp16) F.linear already uses oneDNN and autocast must see the call."""
+def _use_onednn(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """CPU matmuls go to oneDNN: torch sends fp32 ones to MKL's sgemm, which runs at
+    less than half oneDNN's speed on AMD CPUs; bf16 ones gain the fused GELU/add.
+    Under autocast F.linear is used, as autocast must see the call."""
     return (
         _ONEDNN_LINEAR
         and x.device.type == "cpu"
-        and x.dtype == torch.float32
+        and x.dtype in (torch.float32, torch.bfloat16)
+        and weight.dtype == x.dtype
         and not torch.is_autocast_enabled("cpu")
     )
 
@@ -37,8 +38,8 @@ def _use_onednn(x: torch.Tensor) -> bool:
 def fast_linear(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, gelu: bool = False
 ) -> torch.Tensor:
-    """`F.linear` (then exact GELU with `gelu`), through oneDNN for fp32 on CPU."""
-    if _use_onednn(x):
+    """`F.linear` (then exact GELU with `gelu`), through oneDNN on CPU."""
+    if _use_onednn(x, weight):
         if gelu:
             return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "gelu", [], "none")
         return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
@@ -50,7 +51,7 @@ def fast_linear_add(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, residual: torch.Tensor
 ) -> torch.Tensor:
     """`residual + F.linear(x, weight, bias)`, the add fused into oneDNN's matmul on CPU."""
-    if _use_onednn(x) and residual.dtype == torch.float32:
+    if _use_onednn(x, weight) and residual.dtype == x.dtype:
         residual = residual.contiguous()
         return torch.ops.mkldnn._linear_pointwise.binary(x, residual, weight, bias, "add")
     return residual + F.linear(x, weight, bias)

@@ -51,6 +51,19 @@ def sin_embedding_2d(dim: int, height: int, width: int, max_period: float) -> to
     return pe
 
 
+def _cast(tensor: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """`tensor` in `like`'s dtype (weights meet bf16 activations in the bf16 path)."""
+    return tensor if tensor.dtype == like.dtype else tensor.to(like.dtype)
+
+
+def _cpu_bf16_autocast(x: torch.Tensor) -> bool:
+    return (
+        x.device.type == "cpu"
+        and torch.is_autocast_enabled("cpu")
+        and torch.get_autocast_dtype("cpu") == torch.bfloat16
+    )
+
+
 class TokenGroupNorm(nn.GroupNorm):
     """GroupNorm over tokens `[B, T, C]` (demucs' MyGroupNorm): with 1 group, one
     mean/std over all of a sequence's tokens and channels."""
@@ -60,7 +73,9 @@ class TokenGroupNorm(nn.GroupNorm):
             batch, tokens, channels = x.shape
             y = F.layer_norm(x.reshape(batch, -1), (tokens * channels,), eps=self.eps)
             y = y.view(batch, tokens, channels)
-            return torch.addcmul(self.bias, y, self.weight) if self.affine else y
+            if not self.affine:
+                return y
+            return torch.addcmul(self.bias.to(y.dtype), y, self.weight.to(y.dtype))
         return super().forward(x.transpose(1, 2)).transpose(1, 2)
 
 
@@ -82,11 +97,12 @@ class Attention(nn.Module):
     def attend(self, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
         """The heads' outputs before `out_proj`, `[B, Tq, C]`."""
         dim = query.shape[-1]
+        weight, bias = _cast(self.in_proj_weight, query), _cast(self.in_proj_bias, query)
         if query is key:
-            q, k, v = fast_linear(query, self.in_proj_weight, self.in_proj_bias).split(dim, -1)
+            q, k, v = fast_linear(query, weight, bias).split(dim, -1)
         else:
-            w_q, w_kv = self.in_proj_weight.split([dim, 2 * dim])
-            b_q, b_kv = self.in_proj_bias.split([dim, 2 * dim])
+            w_q, w_kv = weight.split([dim, 2 * dim])
+            b_q, b_kv = bias.split([dim, 2 * dim])
             q = fast_linear(query, w_q, b_q)
             k, v = fast_linear(key, w_kv, b_kv).split(dim, -1)
         out = F.scaled_dot_product_attention(self._heads(q), self._heads(k), self._heads(v))
@@ -149,11 +165,15 @@ class TransformerLayer(nn.Module):
     def _feed_forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear2(self.activation(self.linear1(x)))
 
-    def _scaled(self, linear: nn.Linear, gamma: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-        """`linear`'s weight and bias with the LayerScale after it folded in."""
+    def _scaled(
+        self, linear: nn.Linear, gamma: nn.Module, like: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`linear`'s weight and bias with the LayerScale after it folded in, in the
+        dtype of `like` (the scale is applied in fp32 first)."""
+        weight, bias = linear.weight, linear.bias
         if isinstance(gamma, LayerScale):
-            return linear.weight * gamma.scale[:, None], linear.bias * gamma.scale
-        return linear.weight, linear.bias
+            weight, bias = weight * gamma.scale[:, None], bias * gamma.scale
+        return _cast(weight, like), _cast(bias, like)
 
     def _pre_norm(self, x: torch.Tensor, other: torch.Tensor | None) -> torch.Tensor:
         """Pre-norm layer as fused matmuls: the LayerScales are folded into the output
@@ -166,14 +186,15 @@ class TransformerLayer(nn.Module):
             normed = self.norm1(x)
             heads = attention.attend(normed, normed)
             ff_norm = self.norm2
-        weight, bias = self._scaled(attention.out_proj, self.gamma_1)
+        weight, bias = self._scaled(attention.out_proj, self.gamma_1, x)
         x = fast_linear_add(heads, weight, bias, x)
         h = ff_norm(x)
+        weight, bias = _cast(self.linear1.weight, h), _cast(self.linear1.bias, h)
         if self.activation is F.gelu:
-            h = fast_linear(h, self.linear1.weight, self.linear1.bias, gelu=True)
+            h = fast_linear(h, weight, bias, gelu=True)
         else:
-            h = self.activation(fast_linear(h, self.linear1.weight, self.linear1.bias))
-        weight, bias = self._scaled(self.linear2, self.gamma_2)
+            h = self.activation(fast_linear(h, weight, bias))
+        weight, bias = self._scaled(self.linear2, self.gamma_2, h)
         x = fast_linear_add(h, weight, bias, x)
         if self.norm_out is not None:
             x = self.norm_out(x)
@@ -295,7 +316,20 @@ class CrossTransformerEncoder(nn.Module):
         return torch.cat([torch.cos(phase), torch.sin(phase)], dim=-1).to(device)
 
     def forward(self, x: torch.Tensor, xt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """`x: [B, C, F, T1]` (spectral), `xt: [B, C, T2]` (temporal) -> same shapes."""
+        """`x: [B, C, F, T1]` (spectral), `xt: [B, C, T2]` (temporal) -> same shapes.
+
+        Under CPU bf16 autocast both streams run in bf16 from the input norms to the
+        end, weights cast once per call, with the fused matmuls of the fp32 path:
+        autocast alone would cast every activation to bf16 and back around each op.
+        """
+        if _cpu_bf16_autocast(x):
+            with torch.autocast("cpu", enabled=False):
+                return self._forward(x.float(), xt.float(), torch.bfloat16)
+        return self._forward(x, xt, None)
+
+    def _forward(
+        self, x: torch.Tensor, xt: torch.Tensor, dtype: torch.dtype | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         batch, channels, freqs, frames = x.shape
         pos_2d = sin_embedding_2d(channels, freqs, frames, self.max_period).to(x)
         pos_2d = pos_2d.permute(2, 1, 0).reshape(frames * freqs, channels)  # time-major
@@ -305,6 +339,9 @@ class CrossTransformerEncoder(nn.Module):
         xt = xt.transpose(1, 2)
         pos_t = self._time_positions(xt.shape[1], xt.device).to(xt)
         xt = self.norm_in_t(xt) + self.weight_pos_embed * pos_t
+        out_dtype = x.dtype
+        if dtype is not None:
+            x, xt = x.to(dtype), xt.to(dtype)
 
         for layer, layer_t in zip(self.layers, self.layers_t):
             if layer.cross:
@@ -312,5 +349,6 @@ class CrossTransformerEncoder(nn.Module):
             else:
                 x, xt = layer(x), layer_t(xt)
 
+        x, xt = x.to(out_dtype), xt.to(out_dtype)
         x = x.view(batch, frames, freqs, channels).permute(0, 3, 2, 1)
         return x, xt.transpose(1, 2)
