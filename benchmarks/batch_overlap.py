@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from common import cpu_line
 
 ROOT = Path(__file__).resolve().parents[1]
 MIXTURE = ROOT.parent / "shared" / "data" / "musdb-sample" / "mixture.flac"
@@ -66,18 +67,17 @@ def main() -> None:
 
     import torch
 
-    from stemsplit.api import ModelOptions, OutputOptions, Separator
-    from stemsplit.batch import run_batch
+    from stemsplit.api import build_request, plan_run
+    from stemsplit.batch.inputs import Track
+    from stemsplit.batch.run import run_batch
 
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as temp:
         folder = Path(temp)
-        tracks = make_inputs(folder, args.tracks, args.seconds)
+        tracks = [Track(t) for t in make_inputs(folder, args.tracks, args.seconds)]
         checkpoint = make_checkpoint(folder / "model.th", args.channels)
-        separator = Separator(
-            models=ModelOptions(checkpoint=checkpoint),
-            output=OutputOptions(out=folder / "out", format="flac"),
-        )
+        separator = plan_run(build_request(checkpoint=checkpoint, out=folder / "out",
+                                           format="flac"))  # fmt: skip
         run_batch(separator, tracks[:1], skip_existing=False, jobs=0)  # warm-up
         times: dict[int, list[float]] = {j: [] for j in args.jobs}
         for round_index in range(args.rounds):
@@ -91,6 +91,7 @@ def main() -> None:
         base = statistics.median(times[args.jobs[0]])
         print(f"{args.tracks} x {args.seconds:g} s MP3 -> FLAC, HTDemucs channels="
               f"{args.channels}, torch threads {args.threads}, {args.rounds} rounds")
+        print(cpu_line())
         for jobs, values in times.items():
             median = statistics.median(values)
             print(f"jobs={jobs}: median {median:6.2f} s  ({audio / median:5.2f}x real time)  "

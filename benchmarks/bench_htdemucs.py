@@ -22,8 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-from common import HTDEMUCS_KWARGS, demucs_model, music, snr_db, worker_result
+from common import HTDEMUCS_KWARGS, cpu_line, demucs_model, music, snr_db, worker_result
 
 
 def make_input(path: Path, seconds: float) -> None:
@@ -96,6 +95,7 @@ def main() -> None:
         base = statistics.median(r["seconds"] for r in runs["demucs-fp32"])
         print(f"HTDemucs, {args.seconds:.0f} s stereo, {args.threads} threads, "
               f"{args.repeats} alternating runs")
+        print(cpu_line())
         base_cpu = statistics.median(r["cpu_seconds"] for r in runs["demucs-fp32"])
         print(f"{'variant':18} {'median s':>9} {'speed-up':>9} {'RTF':>7} {'CPU s':>7} "
               f"{'CPU ratio':>9} {'peak MB':>8} {'SNR vs demucs':>14} {'SNR vs ours fp32':>17}")

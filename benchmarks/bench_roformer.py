@@ -37,8 +37,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-from common import music, snr_db, worker_result
+from common import cpu_line, music, snr_db, worker_result
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT.parent / "shared" / "data" / "configs" / "model_bs_roformer_ep_317_sdr_12.9755.yaml"
@@ -132,7 +131,7 @@ def main() -> None:
                            "--precision", args.precision, "--config", args.config,
                            "--depth", str(args.depth),
                            "--worker", impl, str(folder / "in.npy"), str(folder / f"{impl}.npy")]
-                result = subprocess.run(command, capture_output=True, text=True, env=env)
+                result = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
                 if result.returncode:
                     raise SystemExit(f"{impl} run failed:\n{result.stderr[-3000:]}")
                 runs.setdefault(impl, []).append(json.loads(result.stdout.splitlines()[-1]))
@@ -144,6 +143,7 @@ def main() -> None:
         depth = f"depth {args.depth}" if args.depth else "viperx ep_317"
         print(f"BS-RoFormer ({depth}), {args.seconds:g} s stereo, {args.threads} threads, "
               f"{args.precision}, {args.repeats} alternating runs")
+        print(cpu_line())
         print(f"{'implementation':16} {'median s':>9} {'speed-up':>9} {'x realtime':>10} "
               f"{'CPU s':>7} {'CPU ratio':>9} {'peak MB':>8}")
         for impl, values in runs.items():

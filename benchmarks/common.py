@@ -150,6 +150,50 @@ def worker_result(impl: str, out: np.ndarray, out_path: Path, started: float,
     return {"impl": impl, "seconds": seconds, "cpu_seconds": cpu_seconds, "peak_rss_mb": rss_mb}
 
 
+CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile")
+
+
+def cpu_info() -> dict:
+    """This machine's CPU model, core count, load and the flags that decide fp32/bf16/int8
+    speed (Linux /proc/cpuinfo; empty fields elsewhere), plus torch's own view of bf16."""
+    model, flags = "", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and not model:
+                model = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = set(value.split())
+    except OSError:
+        pass
+    info = {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "flags": [flag for flag in CPU_FLAGS if flag in flags],
+        "load": [round(value, 2) for value in os.getloadavg()],
+    }
+    if "torch" in sys.modules:
+        import torch
+
+        info["torch"] = torch.__version__
+        try:
+            info["mkldnn_bf16"] = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):
+            info["mkldnn_bf16"] = None
+    return info
+
+
+def cpu_line() -> str:
+    """`cpu_info()` as one line to print beside every figure."""
+    info = cpu_info()
+    line = (f"CPU: {info['cpu'] or 'unknown'} ({info['cores']} cores visible), "
+            f"flags: {' '.join(info['flags']) or 'none of ' + '/'.join(CPU_FLAGS)}, "
+            f"load {' '.join(str(v) for v in info['load'])}")
+    if "mkldnn_bf16" in info:
+        line += f", torch {info['torch']} mkldnn bf16: {info['mkldnn_bf16']}"
+    return line
+
+
 def snr_db(estimate: np.ndarray, reference: np.ndarray) -> float:
     noise = np.sum((estimate - reference) ** 2)
     return float(10 * np.log10(np.sum(reference**2) / max(noise, 1e-20)))

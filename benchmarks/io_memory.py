@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from common import cpu_line
 
 RATE = 44100
 OUT_RATE = 48000
@@ -90,6 +91,7 @@ def main() -> None:
             expected = round(sf.info(source).frames * OUT_RATE / RATE)
             assert figures["frames_out"] == expected == sf.info(target).frames
             results.append((minutes, figures, source.stat().st_size / 2**20))
+        print(cpu_line())
         print(f"{'input':>10} {'wav MiB':>8} {'baseline MiB':>13} {'peak RSS MiB':>13} "
               f"{'seconds':>8} {'x realtime':>10}")
         for minutes, fig, size in results:

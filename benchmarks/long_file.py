@@ -24,6 +24,7 @@ import tempfile
 from pathlib import Path
 
 from common import (
+    cpu_line,
     exit_on_sigterm,
     run_measured,
     run_stemsplit,
@@ -62,6 +63,7 @@ def main() -> None:
               "rtf": round(args.minutes * 60 / run["seconds"], 2),
               "peak_rss_mb": round(run["peak_rss_mb"], 1), "stems": stems}  # fmt: skip
     print(json.dumps(result))
+    print(cpu_line())
     verdict = "met" if run["peak_rss_mb"] <= BAR_MB else "NOT met"
     print(f"{args.minutes:g} min, HTDemucs {args.config}: {run['seconds']:.1f} s wall "
           f"(RTF {result['rtf']}), peak RSS {run['peak_rss_mb']:.0f} MB (bar <= {BAR_MB} MB: "

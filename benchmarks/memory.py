@@ -16,7 +16,13 @@ import json
 import tempfile
 from pathlib import Path
 
-from common import exit_on_sigterm, run_stemsplit, write_demucs_checkpoint, write_music_wav
+from common import (
+    cpu_line,
+    exit_on_sigterm,
+    run_stemsplit,
+    write_demucs_checkpoint,
+    write_music_wav,
+)
 
 
 def main() -> None:
@@ -39,6 +45,7 @@ def main() -> None:
             wav.unlink()
             print(json.dumps(results[-1]), flush=True)
     print(f"HTDemucs ({args.config} config), stemsplit CLI, {args.threads} threads")
+    print(cpu_line())
     print(f"{'minutes':>8} {'wall s':>8} {'RTF':>6} {'peak RSS MB':>12}")
     for row in results:
         print(f"{row['minutes']:8g} {row['seconds']:8.1f} {row['rtf']:6.2f} "

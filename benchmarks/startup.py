@@ -13,7 +13,7 @@ import statistics
 import subprocess
 import sys
 
-from common import run_measured, stemsplit_command
+from common import cpu_line, run_measured, stemsplit_command
 
 BAR_S = 0.3
 TORCH_PROBE = (
@@ -28,6 +28,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=15)
     args = parser.parse_args()
+    print(cpu_line())
     for words in (["--help"], ["models", "--json"]):
         command = [*stemsplit_command(), *words]
         run_measured(command)  # warm the file cache
