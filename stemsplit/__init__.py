@@ -7,11 +7,11 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "separate", "separate_many", "list_models"]
+__all__ = ["__version__", "list_models", "separate", "separate_array", "separate_many"]
 
 
 def __getattr__(name: str):  # lazy: `import stemsplit` must not import torch
-    if name in {"separate", "separate_many", "list_models"}:
+    if name in {"separate", "separate_many", "separate_array", "list_models"}:
         from stemsplit import api
 
         return getattr(api, name)

@@ -22,6 +22,7 @@ from stemsplit.options import (
     ModelOptions,
     ModelSpec,
     OutputOptions,
+    PipeInput,
     Progress,
     StemOptions,
     TrackResult,
@@ -36,7 +37,7 @@ class BatchResults(list):  # type: ignore[type-arg]
 
 # Names `separate()` accepts that are not a field of the option types.
 _ALIASES = {"segment": "segment_seconds"}
-_GROUPS = (StemOptions, EngineSettings, OutputOptions, BatchOptions)
+_GROUPS = (StemOptions, EngineSettings, OutputOptions, BatchOptions, PipeInput)
 
 
 def build_request(
@@ -67,12 +68,19 @@ def build_request(
     if stems.get("stems") is not None:
         stems["stems"] = tuple(stems["stems"])
     output = grouped[OutputOptions]
+    if str(output.get("out")) == "-":  # `-o -`: one stem to stdout
+        del output["out"]
+        output["stdout"] = True
     for key in ("out", "reference"):
         if output.get(key) is not None:
             output[key] = Path(output[key]).expanduser().absolute()
     batch = grouped[BatchOptions]
     if overwrite:
         batch["skip_existing"] = False
+    if output.get("stdout"):
+        from stemsplit.options import check_one_stem
+
+        check_one_stem(StemOptions(**stems))
     chain = None
     if recipe is not None:
         from stemsplit.recipes import load_recipe
@@ -98,6 +106,7 @@ def build_request(
         "engine": EngineSettings(**grouped[EngineSettings]),
         "output": OutputOptions(**output),
         "batch": BatchOptions(**batch),
+        "pipe": PipeInput(**grouped[PipeInput]),
     }
 
 
@@ -151,6 +160,11 @@ def plan_run(request: Mapping[str, Any], download_progress: Callable[..., Any] |
         plan = plan_recipe(request["recipe"], request["engine"], request["output"])
     else:
         plan = make_plan(models, request["stems"], request["engine"], request["output"])
+    keep = request["stems"].keep
+    if keep is not None:  # `--two-stems X --keep no_X`: the pair is planned, one written
+        from dataclasses import replace
+
+        plan = replace(plan, stems=replace(plan.stems, written=(keep,)))
     return Separator(plan, model_dir=models.model_dir, offline=models.offline,
                      download_progress=download_progress)  # fmt: skip
 
@@ -188,6 +202,13 @@ def run_request(
     from stemsplit.plan import outputs_for
 
     batch: BatchOptions = request["batch"]
+    pipe = request.get("pipe")
+    if any(str(i) == "-" for i in inputs) or request["output"].stdout:
+        if len(inputs) != 1:
+            raise UsageError("stdin (-) and -o - take one input")
+        return BatchResults([run_pipe(inputs[0], request, progress=progress)])
+    if pipe is not None and pipe.given:
+        raise UsageError("--input-format describes stdin: give - as the input")
     tracks = expand_inputs(inputs, recursive=batch.recursive)
     # Tracks that would share files are refused before a checkpoint is even read (every
     # stem shares the template, so one placeholder stem finds every clash).
@@ -215,6 +236,107 @@ def run_request(
     if request["output"].report and len(tracks) > 1:
         out.index = write_batch_index(results)
     return out
+
+
+def run_pipe(
+    source: str | Path,
+    request: Mapping[str, Any],
+    stdin: Any = None,
+    stdout: Any = None,
+    progress: Callable[[Progress], None] | None = None,
+) -> TrackResult:
+    """One input from stdin (`source` "-") or a file, to one stem on stdout (`-o -`) or
+    to stem files: the pipe counterpart of `run_request` (docs/pipes.md). Input from
+    stdin is separated while it arrives (`Separator.stream`); a file to stdout is
+    separated as in file mode, its stem streamed."""
+    import sys
+    import tempfile
+    import time
+
+    from stemsplit.audio.pipe import StreamWriter, read_stream
+    from stemsplit.plan import outputs_for
+
+    output: OutputOptions = request["output"]
+    pipe: PipeInput = request.get("pipe") or PipeInput()
+    stdin = stdin if stdin is not None else sys.stdin.buffer
+    stdout = stdout if stdout is not None else sys.stdout.buffer
+    from_stdin = str(source) == "-"
+    if pipe.given and not from_stdin:
+        raise UsageError("--input-format describes stdin: give - as the input")
+    if not from_stdin and Path(source).is_dir():
+        raise UsageError(f"-o - takes one file, not the folder {source}")
+    separator = plan_run(request)
+    plan = separator.plan
+    label = Path("-") if from_stdin else Path(source)
+    started = time.perf_counter()
+    options = {"format": output.format, "bit_depth": output.bit_depth,
+               "mp3_bitrate": output.mp3_bitrate, "clip": output.clip}  # fmt: skip
+
+    def to_stdout(_path: Any, rate: int, channels: int, **kwargs: Any) -> StreamWriter:
+        return StreamWriter(stdout, rate, channels, **kwargs)
+
+    if not from_stdin:  # a file to stdout: file mode's numbers, the stem streamed
+        with tempfile.TemporaryDirectory(prefix="stemsplit-") as spool:
+            outcome = separator.separate_track(
+                Path(source), {plan.stems.written[0]: Path("-")}, writer_factory=to_stdout,
+                spool_dir=Path(spool))  # fmt: skip
+        return TrackResult(label, "done", dict(outcome.stems),
+                           seconds=time.perf_counter() - started,
+                           audio_seconds=outcome.audio_seconds,
+                           clipped_samples=outcome.clipped_samples)  # fmt: skip
+    _ = separator.bundles  # models loaded (runners built) before the pipe is read
+    opened = read_stream(stdin, pipe.input_format, pipe.input_rate, pipe.input_channels)
+    import logging
+
+    logging.getLogger("stemsplit").info("stdin: %s, %d Hz, %d channel(s)", opened.description,
+                                        opened.samplerate, opened.channels)  # fmt: skip
+    if output.stdout:
+        paths = {plan.stems.written[0]: Path("-")}
+    else:
+        paths = outputs_for(plan, Path("stdin"))
+    from stemsplit.audio.writer import StemWriter
+
+    writers: dict[str, Any] = {}
+    frames = 0
+    rate = None
+    try:
+        for named in separator.stream(opened.blocks, opened.samplerate,
+                                          keep_shape=False):
+            for stem, block in named.items():
+                if stem not in writers:
+                    rate = _stream_rate(output.samplerate, opened.samplerate, separator)
+                    make = to_stdout if output.stdout else StemWriter
+                    writers[stem] = make(paths[stem], rate, block.shape[0], **options)
+                writers[stem].write(block)
+            frames += next(iter(named.values())).shape[-1]
+        for writer in writers.values():
+            writer.close()
+    except BaseException:
+        for writer in writers.values():
+            writer.abort()
+        raise
+    return TrackResult(label, "done", paths, seconds=time.perf_counter() - started,
+                       audio_seconds=frames / rate if rate else 0.0,
+                       clipped_samples={s: w.clipped_samples for s, w in writers.items()})
+
+
+def _stream_rate(samplerate: int | str, input_rate: int, separator: Any) -> int:
+    if samplerate == "input":
+        return input_rate
+    if samplerate == "model":
+        return separator.plan.models[0].samplerate
+    return int(samplerate)
+
+
+def separate_array(audio: Any, samplerate: int, *, model: Any = None, checkpoint: Any = None,
+                   **options: Any) -> dict[str, Any]:
+    """Split an array or tensor (`(channels, samples)`, or `(samples,)`) into
+    `{stem: float32 array}` of the input's shape: the numbers a file holding the same
+    samples gives. Options as `separate` (model, checkpoint, config, stems, two_stems,
+    keep, device, precision, segment, overlap, shifts, ..., samplerate for the output
+    rate); file-only options (out, filename, format, report, batch) do not apply."""
+    request = build_request(model=model, checkpoint=checkpoint, **options)
+    return plan_run(request).separate_array(audio, samplerate)
 
 
 def separate_many(paths: Sequence[str | Path], **options: Any) -> BatchResults:
@@ -300,8 +422,10 @@ __all__ = [
     "plan_run",
     "recipe_info",
     "report_folder",
+    "run_pipe",
     "run_request",
     "separate",
+    "separate_array",
     "separate_many",
     "zoo",
 ]

@@ -83,8 +83,12 @@ class OutputOptions:
     samplerate: str | int = "input"
     report: bool = False  # report.html beside each track's stems
     reference: Path | None = None  # reference stems: SDR in the report
+    stdout: bool = False  # `-o -`: one stem, streamed to stdout (wav, flac or raw)
 
     def __post_init__(self) -> None:
+        if self.stdout or self.format == "raw":
+            _check_stream_output(self)
+            return
         fmt, depth = resolve_output(self.format, self.bit_depth)
         object.__setattr__(self, "format", fmt.name)
         object.__setattr__(self, "bit_depth", depth)
@@ -104,6 +108,85 @@ class OutputOptions:
             )
         if self.reference is not None and not Path(self.reference).is_dir():
             raise UsageError(f"--reference {self.reference}: not a folder of reference stems")
+
+
+STREAM_FORMATS = ("wav", "flac", "raw")
+RAW_INPUT_FORMATS = ("f32le", "s16le")
+
+
+def _check_stream_output(options: OutputOptions) -> None:
+    """`-o -` writes wav, flac or raw (f32le, stdout only); no report beside it."""
+    fmt = str(options.format).lower()
+    if fmt == "raw" and not options.stdout:
+        raise UsageError("-f raw writes to stdout only: add -o -")
+    if fmt not in STREAM_FORMATS:
+        raise UsageError(f"-o - writes {', '.join(STREAM_FORMATS)}, not {options.format!r}")
+    depth = options.bit_depth
+    if fmt == "raw":
+        if depth not in (None, "float32", "32f", "f32", "float"):
+            raise UsageError("-f raw is float32 (f32le): --bit-depth does not apply")
+        depth = "float32"
+    else:
+        depth = resolve_output(fmt, depth)[1]
+        if fmt == "flac" and depth == "float32":
+            raise UsageError("--bit-depth float32: FLAC holds 16 or 24 bits")
+    object.__setattr__(options, "format", fmt)
+    object.__setattr__(options, "bit_depth", depth)
+    check_clip(options.clip)
+    if options.report or options.reference is not None:
+        raise UsageError("--report writes files beside the stems: not with -o -")
+    rate = options.samplerate
+    if rate not in ("input", "model") and (
+        isinstance(rate, bool) or not isinstance(rate, int) or not 1000 <= rate <= 768000
+    ):
+        raise UsageError(f"--samplerate must be input, model or 1000-768000 Hz, not {rate!r}")
+
+
+def check_one_stem(stems: StemOptions) -> None:
+    """`-o -` carries exactly one stem: `-s STEM`, or `--two-stems STEM --keep WHICH`."""
+    if stems.stems is not None and len(stems.stems) == 1:
+        return
+    if stems.two_stems is not None and stems.keep is not None:
+        return
+    if stems.two_stems is not None:
+        raise UsageError(f"-o - writes one stem: add --keep {stems.two_stems} or --keep "
+                         f"no_{stems.two_stems} to --two-stems {stems.two_stems}")  # fmt: skip
+    given = f" (-s {','.join(stems.stems)} names {len(stems.stems)})" if stems.stems else ""
+    raise UsageError("-o - writes exactly one stem: choose it with -s STEM or --two-stems "
+                     f"STEM --keep STEM|no_STEM{given}")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class PipeInput:
+    """How `stemsplit -` reads stdin: sniffed (WAV, FLAC, Ogg, MP3...) unless
+    `input_format` names raw PCM, which then needs its rate and channel count."""
+
+    input_format: str | None = None
+    input_rate: int | None = None
+    input_channels: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.input_format is None:
+            if self.input_rate is not None or self.input_channels is not None:
+                raise UsageError("--input-rate and --input-channels describe raw input: "
+                                 "add --input-format f32le|s16le")  # fmt: skip
+            return
+        if self.input_format not in RAW_INPUT_FORMATS:
+            raise UsageError(f"--input-format must be f32le or s16le, not "
+                             f"{self.input_format!r}")  # fmt: skip
+        if self.input_rate is None or self.input_channels is None:
+            raise UsageError(f"--input-format {self.input_format} needs --input-rate and "
+                             "--input-channels")  # fmt: skip
+        rate = self.input_rate
+        if isinstance(rate, bool) or not isinstance(rate, int) or not 1000 <= rate <= 768000:
+            raise UsageError(f"--input-rate must be 1000-768000 Hz, not {rate!r}")
+        _count(self.input_channels, "--input-channels", 1)
+        if self.input_channels > 64:
+            raise UsageError(f"--input-channels must be at most 64, not {self.input_channels}")
+
+    @property
+    def given(self) -> bool:
+        return self.input_format is not None
 
 
 def check_template(template: str) -> None:
@@ -142,6 +225,11 @@ class StemOptions:
     stems: tuple[str, ...] | None = None
     two_stems: str | None = None
     other_method: str = "minus"
+    keep: str | None = None  # of --two-stems X: only X, or only no_X
+
+    def written(self, planned: tuple[str, ...]) -> tuple[str, ...]:
+        """The planned written stems narrowed by `keep`."""
+        return (self.keep,) if self.keep is not None else planned
 
     def __post_init__(self) -> None:
         if self.stems is not None:
@@ -156,6 +244,12 @@ class StemOptions:
                 f"--two-stems {self.two_stems} and -s/--stems {','.join(self.stems)} "
                 "contradict each other: give one of them"
             )
+        if self.keep is not None:
+            if self.two_stems is None:
+                raise UsageError("--keep chooses one of --two-stems STEM's pair: add --two-stems")
+            pair = (self.two_stems, f"no_{self.two_stems}")
+            if self.keep not in pair:
+                raise UsageError(f"--keep must be {pair[0]} or {pair[1]}, not {self.keep!r}")
 
 
 @dataclass(frozen=True)

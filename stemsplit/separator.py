@@ -149,6 +149,89 @@ class Separator:
                          on_progress)  # fmt: skip
 
 
+    # -- arrays and live streams (numpy in, numpy out) ----------------------------------
+    def _check_plain(self) -> None:
+        if getattr(self.plan, "recipe", None) is not None:
+            from stemsplit.errors import UsageError
+
+            raise UsageError("recipes (chained separations) run on files only, not on arrays "
+                             "or streams")  # fmt: skip
+
+    def separate_array(self, audio: Any, samplerate: int,
+                       on_progress: Callable[[float], None] | None = None) -> dict[str, Any]:
+        """`{stem: float32 array}` for `audio` (numpy array or torch tensor, `(channels,
+        samples)` or `(samples,)`), each of the input's shape: file mode's numbers (the
+        same resampling, statistics and chunks as a file holding these samples)."""
+        import numpy as np
+
+        from stemsplit.engine.pipeline import array_stems
+
+        self._check_plain()
+        array, restore = _as_channels_first(audio, samplerate)
+        written = self.plan.stems.written
+        if array.shape[1] == 0:
+            return {stem: restore(np.zeros((array.shape[0], 0), np.float32)) for stem in written}
+        parts: dict[str, list[Any]] = {stem: [] for stem in written}
+        for named in array_stems(array, samplerate, self.bundles, self.plan.layout,
+                                 self.plan.stems, self.plan.engine, self._runners,
+                                 self.plan.output.samplerate, on_progress):  # fmt: skip
+            for stem, block in named.items():
+                parts[stem].append(block)
+        return {stem: restore(np.concatenate(blocks, axis=-1)) for stem, blocks in parts.items()}
+
+    def stream(self, blocks: Any, samplerate: int, *, keep_shape: bool = True) -> Any:
+        """Live separation: a generator of `{stem: block}` for an iterable of blocks
+        (`(channels, n)` arrays or tensors, any sizes), each yielded as soon as it is
+        final. Reads a block only when the next chunk needs it, holds a few segments,
+        however long the stream; Demucs-style track statistics come from a running
+        window (`engine.live`, docs/pipes.md), so the numbers differ slightly from
+        `separate_array` for such models. Blocks keep the input's channel layout
+        (`keep_shape=False`: the models' channels, as stem files have)."""
+        from stemsplit.engine.pipeline import live_stems
+
+        self._check_plain()
+        restore_box: list[Any] = []
+
+        def inputs() -> Any:
+            for block in blocks:
+                array, restore = _as_channels_first(block, samplerate)
+                if not restore_box and keep_shape:
+                    restore_box.append(restore)
+                yield array
+
+        for named in live_stems(inputs(), samplerate, self.bundles, self.plan.layout,
+                                self.plan.stems, self.plan.engine, self._runners,
+                                self.plan.output.samplerate):  # fmt: skip
+            restore = restore_box[0] if restore_box else (lambda a: a)
+            yield {stem: restore(block) for stem, block in named.items()}
+
+
+def _as_channels_first(audio: Any, samplerate: int) -> tuple[Any, Callable[[Any], Any]]:
+    """A float32 `(channels, n)` numpy array, and how to give a stem the input's shape:
+    `(n,)` and mono in -> the stems' channel mean out; more channels than the model's
+    are downmixed (the stems keep the model's channels)."""
+    import numpy as np
+
+    from stemsplit.errors import UsageError
+
+    if isinstance(samplerate, bool) or not isinstance(samplerate, int) or samplerate <= 0:
+        raise UsageError(f"samplerate must be a positive whole number, not {samplerate!r}")
+    if hasattr(audio, "detach"):  # a torch tensor
+        audio = audio.detach().cpu().float().numpy()
+    array = np.asarray(audio, dtype=np.float32)
+    if array.ndim == 1:
+        return array[None], lambda stem: np.ascontiguousarray(stem.mean(axis=0), np.float32)
+    if array.ndim != 2:
+        raise UsageError(f"audio must be (channels, samples) or (samples,), not {array.shape}")
+    if array.shape[0] > 64 and array.shape[1] <= 64:
+        raise UsageError(f"audio of shape {array.shape} looks like (samples, channels): "
+                         "pass (channels, samples) (e.g. audio.T)")  # fmt: skip
+    if array.shape[0] == 1:
+        return array, lambda stem: np.ascontiguousarray(stem.mean(axis=0, keepdims=True),
+                                                        np.float32)  # fmt: skip
+    return array, lambda stem: np.ascontiguousarray(stem, np.float32)
+
+
 def _identity(model: Any, model_dir: Path | None) -> dict[str, Any]:
     spec = model.spec
     if spec.checkpoint is not None:

@@ -10,7 +10,7 @@ the input's length, residuals computed against the mixture, and written.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 
 from stemsplit.engine.ensemble import Layout, combine_blocks, member_needed, stem_weights
+from stemsplit.engine.live import CursorView, LiveInput, LiveSource, fit_length_later, live_stream
 from stemsplit.engine.runner import separate_stream
-from stemsplit.engine.source import NormalizedSource, SpoolSource, TrackSource
+from stemsplit.engine.source import ArraySource, NormalizedSource, SpoolSource, TrackSource
 from stemsplit.engine.streams import align, fit_length
 from stemsplit.errors import UnknownStem, UsageError
 from stemsplit.models.base import residual_alias
@@ -217,9 +218,15 @@ def bundle_stream(
     streams = []
     views = []
     for member, _ in members:
-        view = NormalizedSource(source) if member.recipe.normalization == "track-mean-std" else None
-        views.append(view)
+        normalize = member.recipe.normalization == "track-mean-std"
         runner = runners.get(id(member))
+        if isinstance(source, LiveSource):  # input still arriving: running statistics
+            views.append(None)
+            streams.append(live_stream(member, source, member_settings(member, settings),
+                                       runner, normalize, on_chunk))  # fmt: skip
+            continue
+        view = NormalizedSource(source) if normalize else None
+        views.append(view)
         streams.append(separate_stream(member, view or source, member_settings(member, settings),
                                        runner, on_chunk))  # fmt: skip
     matrix = stem_weights([w for _, w in members], len(bundle.sources))
@@ -261,7 +268,6 @@ def run_track(
     combine) and `plan` (which stems are written, how derived ones are made) say."""
     from stemsplit.audio.reader import read_blocks
     from stemsplit.audio.writer import StemWriter
-    from stemsplit.engine.ensemble import append_residual, ensemble_stems
 
     rates = sorted({b.samplerate for b in bundles})
     channels = model_channels(bundles)
@@ -287,36 +293,21 @@ def run_track(
         # The input's length is what its decoder gives, not `info.frames`: for PyAV inputs
         # (m4a, mp4) that is the container's estimate, often off by an AAC frame or more.
         out_length = round(prepared.decoded_frames * out_rate / info.samplerate)
-        total_chunks = _progress_counter(on_progress, len(bundles))
+        native = out_rate == info.samplerate
 
-        streams = []
-        for index, bundle in enumerate(bundles):
-            source = sources[bundle.samplerate]
-            needed = layout.needs(index, plan.needed) or set(bundle.sources)
-            blocks = bundle_stream(bundle, source, needed, job.settings, runners, total_chunks)
-            if layout.uses_residual(index):  # a vocals model's instrumental votes too
-                blocks = append_residual(blocks, source)
-            resample = _StemResampler(bundle.samplerate, out_rate, len(layout.streams[index]),
-                                      source.channels)
-            streams.append(fit_length(resample(blocks), out_length))
-        merged = ensemble_stems(streams, layout, plan.needed)
-        if plan.needs_mixture:
-            native = out_rate == info.samplerate
-            mixture = fit_length(
-                read_blocks(job.input, samplerate=None if native else out_rate,
-                            channels=channels), out_length
-            )
-            paired = align([merged, mixture])
-        else:
-            paired = ([block, None] for block in merged)
+        def mixture() -> Iterator[np.ndarray]:
+            return read_blocks(job.input, samplerate=None if native else out_rate,
+                               channels=channels)
+
+        blocks = stem_blocks(sources, bundles, layout, plan, job.settings, runners, out_rate,
+                             out_length, mixture, on_progress)  # fmt: skip
         for stem in plan.written:
             writers[stem] = new_writer(
                 job.outputs[stem], out_rate, reference.channels, **job.writer_options
             )
-        for stems_block, mix_block in paired:
-            by_name = dict(zip(plan.model_stems, stems_block))
-            for stem in plan.written:
-                writers[stem].write(_stem_block(stem, by_name, mix_block, plan))
+        for named in blocks:
+            for stem, block in named.items():
+                writers[stem].write(block)
         for writer in writers.values():
             writer.close()
         return TrackOutcome(
@@ -331,6 +322,137 @@ def run_track(
     finally:
         if prepared is not None:
             prepared.close()
+
+
+def stem_blocks(
+    sources: dict[int, TrackSource],
+    bundles: Sequence,
+    layout: Layout,
+    plan: StemPlan,
+    settings: EngineSettings,
+    runners: dict,
+    out_rate: int,
+    out_length: int | Callable[[], int],
+    mixture: Callable[[], Iterator[np.ndarray]],
+    on_progress: Callable[[float], None] | None = None,
+) -> Iterator[dict[str, np.ndarray]]:
+    """The core every path shares (files, arrays, pipes, live streams): the models'
+    streams over `sources` (one per model rate), combined by `layout`, resampled to
+    `out_rate`, cut to `out_length` (a number, or a function asked once the streams end
+    when the input's length is not known yet), and the written stems of `plan` made,
+    derived ones against `mixture()` (the input at `out_rate`, read in lockstep).
+    Yields `{stem: (channels, n) block}` in order, every written stem in each."""
+    from stemsplit.engine.ensemble import append_residual, ensemble_stems
+
+    fit = fit_length if isinstance(out_length, int) else fit_length_later
+    total_chunks = _progress_counter(on_progress, len(bundles))
+    streams = []
+    for index, bundle in enumerate(bundles):
+        source = sources[bundle.samplerate]
+        needed = layout.needs(index, plan.needed) or set(bundle.sources)
+        blocks = bundle_stream(bundle, source, needed, settings, runners, total_chunks)
+        if layout.uses_residual(index):  # a vocals model's instrumental votes too
+            reader = CursorView(source) if isinstance(source, LiveSource) else source
+            blocks = append_residual(blocks, reader)
+        resample = _StemResampler(bundle.samplerate, out_rate, len(layout.streams[index]),
+                                  source.channels)
+        streams.append(fit(resample(blocks), out_length))
+    merged = ensemble_stems(streams, layout, plan.needed)
+    if plan.needs_mixture:
+        paired = align([merged, fit(mixture(), out_length)])
+    else:
+        paired = ([block, None] for block in merged)
+    for stems_block, mix_block in paired:
+        by_name = dict(zip(plan.model_stems, stems_block))
+        yield {stem: _stem_block(stem, by_name, mix_block, plan) for stem in plan.written}
+
+
+def live_stems(
+    blocks: Iterable[np.ndarray],
+    samplerate: int,
+    bundles: Sequence,
+    layout: Layout,
+    plan: StemPlan,
+    settings: EngineSettings,
+    runners: dict | None = None,
+    output_rate: int | str = "input",
+    on_progress: Callable[[float], None] | None = None,
+) -> Iterator[dict[str, np.ndarray]]:
+    """`stem_blocks` over input still arriving (`(2, n)` float32 blocks at `samplerate`):
+    read only as chunks need it, stems yielded as soon as they are final. See
+    `engine.live` for how this differs from file mode."""
+    channels = model_channels(bundles)
+    hub = LiveInput((conform_channels(b, channels) for b in blocks), samplerate, channels)
+    sources = {rate: hub.source(rate) for rate in sorted({b.samplerate for b in bundles})}
+    out_rate = _output_rate(output_rate, samplerate, bundles)
+    mix_source = hub.source(out_rate) if plan.needs_mixture else None
+
+    def out_length() -> int:
+        return round(hub.frames * out_rate / samplerate)
+
+    def mixture() -> Iterator[np.ndarray]:
+        assert mix_source is not None
+        return CursorView(mix_source).blocks()
+
+    yield from stem_blocks(sources, bundles, layout, plan, settings, runners or {}, out_rate,
+                           out_length, mixture, on_progress)  # fmt: skip
+
+
+def array_stems(
+    audio: np.ndarray,
+    samplerate: int,
+    bundles: Sequence,
+    layout: Layout,
+    plan: StemPlan,
+    settings: EngineSettings,
+    runners: dict | None = None,
+    output_rate: int | str = "input",
+    on_progress: Callable[[float], None] | None = None,
+) -> Iterator[dict[str, np.ndarray]]:
+    """`stem_blocks` over a whole `(2, n)` float32 array: file mode's numbers (the
+    track's statistics, its length known), resampled as `audio.reader` resamples files."""
+    from stemsplit.audio.pipe import resample_array
+
+    audio = conform_channels(np.asarray(audio, dtype=np.float32), model_channels(bundles))
+    length = audio.shape[1]
+    sources: dict[int, TrackSource] = {}
+    for rate in sorted({b.samplerate for b in bundles}):
+        signal = audio if rate == samplerate else resample_array(audio, samplerate, rate)
+        sources[rate] = ArraySource(signal, rate)
+    out_rate = _output_rate(output_rate, samplerate, bundles)
+
+    def mixture() -> Iterator[np.ndarray]:
+        if out_rate in sources:
+            yield sources[out_rate].read(0, sources[out_rate].length)
+        else:
+            yield resample_array(audio, samplerate, out_rate)
+
+    yield from stem_blocks(sources, bundles, layout, plan, settings, runners or {}, out_rate,
+                           round(length * out_rate / samplerate), mixture, on_progress)
+
+
+def conform_channels(block: np.ndarray, channels: int) -> np.ndarray:
+    """A `(c, n)` block at the models' channel count, as `audio.reader` maps files:
+    mono duplicated, more channels downmixed (ITU-R BS.775 weights)."""
+    from stemsplit.audio.reader import downmix_matrix
+
+    block = np.asarray(block, dtype=np.float32)
+    if block.ndim != 2:
+        raise UsageError(f"audio must be (channels, samples), not shape {block.shape}")
+    if block.shape[0] == channels:
+        return np.ascontiguousarray(block)
+    if block.shape[0] < channels:
+        return np.ascontiguousarray(np.repeat(block[:1], channels, axis=0))
+    return np.ascontiguousarray(downmix_matrix(block.shape[0], channels).astype(np.float32)
+                                @ block)  # fmt: skip
+
+
+def _output_rate(output_rate: int | str, input_rate: int, bundles: Sequence) -> int:
+    if output_rate == "input":
+        return input_rate
+    if output_rate == "model":
+        return bundles[0].samplerate
+    return int(output_rate)
 
 
 def _fixed_rate(format_name: str | None) -> int | None:
