@@ -22,8 +22,12 @@ from stemsplit.cli.common import err_console
 
 @contextmanager
 def progress_reporter(enabled: bool = True) -> Iterator:
-    """Yield a callback for `stemsplit.api.Progress` events (None when disabled)."""
-    if not enabled:
+    """Yield a callback for `stemsplit.api.Progress` events (None when disabled).
+
+    Bars are drawn on a terminal only: in a log or a pipe they would be noise around the
+    summary (and an error must stay one line).
+    """
+    if not enabled or not err_console.is_terminal:
         yield None
         return
     bars = Progress(
