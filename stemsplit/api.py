@@ -9,7 +9,7 @@ The zoo, evaluation and report functions the CLI needs are re-exported at the en
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -29,10 +29,12 @@ from stemsplit.options import (
 )
 
 
-class BatchResults(list):  # type: ignore[type-arg]
-    """Per-track `TrackResult`s, plus the batch's report index page (or None)."""
+class BatchResults(list[TrackResult]):
+    """Per-track `TrackResult`s, plus the batch's report index page (`report_index`, or None)."""
 
-    index: Path | None = None
+    def __init__(self, results: Iterable[TrackResult] = (), index: Path | None = None) -> None:
+        super().__init__(results)
+        self.report_index = index
 
 
 # Names `separate()` accepts that are not a field of the option types.
@@ -234,7 +236,7 @@ def run_request(
                             progress=progress, jobs=batch.jobs)  # fmt: skip
     out = BatchResults(results)
     if request["output"].report and len(tracks) > 1:
-        out.index = write_batch_index(results)
+        out.report_index = write_batch_index(results)
     return out
 
 
@@ -246,86 +248,11 @@ def run_pipe(
     progress: Callable[[Progress], None] | None = None,
 ) -> TrackResult:
     """One input from stdin (`source` "-") or a file, to one stem on stdout (`-o -`) or
-    to stem files: the pipe counterpart of `run_request` (docs/pipes.md). Input from
-    stdin is separated while it arrives (`Separator.stream`); a file to stdout is
-    separated as in file mode, its stem streamed."""
-    import sys
-    import tempfile
-    import time
+    to stem files: the pipe counterpart of `run_request` (docs/pipes.md)."""
+    from stemsplit import streaming
 
-    from stemsplit.audio.pipe import StreamWriter, read_stream
-    from stemsplit.plan import outputs_for
-
-    output: OutputOptions = request["output"]
-    pipe: PipeInput = request.get("pipe") or PipeInput()
-    stdin = stdin if stdin is not None else sys.stdin.buffer
-    stdout = stdout if stdout is not None else sys.stdout.buffer
-    from_stdin = str(source) == "-"
-    if pipe.given and not from_stdin:
-        raise UsageError("--input-format describes stdin: give - as the input")
-    if not from_stdin and Path(source).is_dir():
-        raise UsageError(f"-o - takes one file, not the folder {source}")
-    separator = plan_run(request)
-    plan = separator.plan
-    label = Path("-") if from_stdin else Path(source)
-    started = time.perf_counter()
-    options = {"format": output.format, "bit_depth": output.bit_depth,
-               "mp3_bitrate": output.mp3_bitrate, "clip": output.clip}  # fmt: skip
-
-    def to_stdout(_path: Any, rate: int, channels: int, **kwargs: Any) -> StreamWriter:
-        return StreamWriter(stdout, rate, channels, **kwargs)
-
-    if not from_stdin:  # a file to stdout: file mode's numbers, the stem streamed
-        with tempfile.TemporaryDirectory(prefix="stemsplit-") as spool:
-            outcome = separator.separate_track(
-                Path(source), {plan.stems.written[0]: Path("-")}, writer_factory=to_stdout,
-                spool_dir=Path(spool))  # fmt: skip
-        return TrackResult(label, "done", dict(outcome.stems),
-                           seconds=time.perf_counter() - started,
-                           audio_seconds=outcome.audio_seconds,
-                           clipped_samples=outcome.clipped_samples)  # fmt: skip
-    _ = separator.bundles  # models loaded (runners built) before the pipe is read
-    opened = read_stream(stdin, pipe.input_format, pipe.input_rate, pipe.input_channels)
-    import logging
-
-    logging.getLogger("stemsplit").info("stdin: %s, %d Hz, %d channel(s)", opened.description,
-                                        opened.samplerate, opened.channels)  # fmt: skip
-    if output.stdout:
-        paths = {plan.stems.written[0]: Path("-")}
-    else:
-        paths = outputs_for(plan, Path("stdin"))
-    from stemsplit.audio.writer import StemWriter
-
-    writers: dict[str, Any] = {}
-    frames = 0
-    rate = None
-    try:
-        for named in separator.stream(opened.blocks, opened.samplerate,
-                                          keep_shape=False):
-            for stem, block in named.items():
-                if stem not in writers:
-                    rate = _stream_rate(output.samplerate, opened.samplerate, separator)
-                    make = to_stdout if output.stdout else StemWriter
-                    writers[stem] = make(paths[stem], rate, block.shape[0], **options)
-                writers[stem].write(block)
-            frames += next(iter(named.values())).shape[-1]
-        for writer in writers.values():
-            writer.close()
-    except BaseException:
-        for writer in writers.values():
-            writer.abort()
-        raise
-    return TrackResult(label, "done", paths, seconds=time.perf_counter() - started,
-                       audio_seconds=frames / rate if rate else 0.0,
-                       clipped_samples={s: w.clipped_samples for s, w in writers.items()})
-
-
-def _stream_rate(samplerate: int | str, input_rate: int, separator: Any) -> int:
-    if samplerate == "input":
-        return input_rate
-    if samplerate == "model":
-        return separator.plan.models[0].samplerate
-    return int(samplerate)
+    streaming.check_pipe(source, request)
+    return streaming.run_pipe(source, plan_run(request), request, stdin, stdout, progress)
 
 
 def separate_array(audio: Any, samplerate: int, *, model: Any = None, checkpoint: Any = None,

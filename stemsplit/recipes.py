@@ -516,10 +516,11 @@ def _unknown_stem(err: UnknownStem, recipe: Recipe, step: Step, options: ModelOp
             make_plan(options, StemOptions(stems=tuple(step.keep)), engine, output, loader)
         except StemsplitError:
             return _in_step(err, recipe.name, step.name)
-    readers = [s for s in recipe.steps if s.input is not None and s.input[0] == step.name]
-    for reader in readers:
+    readers = [(s, s.input) for s in recipe.steps if s.input is not None
+               and s.input[0] == step.name]  # fmt: skip
+    for reader, (_, stem) in readers:
         try:
-            make_plan(options, StemOptions(stems=(reader.input[1],)), engine, output, loader)
+            make_plan(options, StemOptions(stems=(stem,)), engine, output, loader)
         except StemsplitError as missing:
             return _in_step(UnknownStem(f"input {reader.source!r}: step {step.name!r} has no "
                                         f"such stem ({missing})"), recipe.name, reader.name)

@@ -243,8 +243,8 @@ def _identity(model: Any, model_dir: Path | None) -> dict[str, Any]:
 
     card = catalog.get_card(model.name)
     recorded = fetch.recorded_hashes(model_dir)
-    files = {f.name: fetch.expected_hash(f, recorded)[0] for f in card.files}
-    return {"name": model.name, "files": files}
+    hashes = {f.name: fetch.expected_hash(f, recorded)[0] for f in card.files}
+    return {"name": model.name, "files": hashes}
 
 
 def _sha256(path: Path) -> str:

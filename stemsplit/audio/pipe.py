@@ -20,7 +20,7 @@ import logging
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -29,7 +29,7 @@ from stemsplit.errors import InputError, OutputError, UndecodableAudio, UsageErr
 log = logging.getLogger(__name__)
 
 BLOCK_FRAMES = 4096  # small: a pipe's consumer should hear output early
-RAW_FORMATS = {"f32le": np.dtype("<f4"), "s16le": np.dtype("<i2")}
+RAW_FORMATS: dict[str, np.dtype[Any]] = {"f32le": np.dtype("<f4"), "s16le": np.dtype("<i2")}
 STREAM_FORMATS = ("wav", "flac", "raw")
 _MAX_SAMPLE = 256.0
 _UNKNOWN = 0xFFFFFFFF
@@ -265,7 +265,7 @@ class StreamWriter:
         self.clip = clip
         self.clipped_samples = 0
         self.frames_written = 0
-        self._av = None
+        self._av: Any = None  # PyAV's output container, for FLAC
         if format == "wav":
             self._put(_wav_header(samplerate, channels, self.bits))
         elif format == "flac":

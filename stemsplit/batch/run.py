@@ -80,10 +80,13 @@ def run_batch(
     try:
         with Prefetcher(prepare, [tracks[i].path for i in todo], jobs) as prefetch:
             for position, index in enumerate(todo):
-                track = tracks[index].path
+                path = tracks[index].path
+
+                def prepared(position: int = position) -> Any:
+                    return prefetch.get(position) if jobs >= 1 else None
+
                 results[index] = _one_track(
-                    separator, track, outputs[track], index, len(tracks), progress,
-                    (lambda p=position: prefetch.get(p)) if jobs >= 1 else (lambda: None),
+                    separator, path, outputs[path], index, len(tracks), progress, prepared,
                     writer_factory, spool_dir,
                 )  # fmt: skip
     finally:

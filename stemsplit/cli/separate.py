@@ -270,7 +270,7 @@ def _finish(results: Any, elapsed: float, quiet: bool, json_output: bool) -> Non
     from stemsplit.cli.summary import render_summary, summary_dict
 
     failed = [r for r in results if r.status == "failed"]
-    index = getattr(results, "index", None)
+    index = getattr(results, "report_index", None)
     if json_output:
         print_json(summary_dict(results, elapsed, index))
     elif not quiet and not (len(results) == 1 and failed):

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +65,7 @@ class ChainSpool(TrackSource):
 
     # TrackSource sets mean/std in __init__; here they are computed on demand.
     @property
-    def mean(self) -> float:  # type: ignore[override]
+    def mean(self) -> float:
         self._complete()
         return self._sum / self.written if self.written else 0.0
 
@@ -74,7 +74,7 @@ class ChainSpool(TrackSource):
         pass
 
     @property
-    def std(self) -> float:  # type: ignore[override]
+    def std(self) -> float:
         self._complete()
         if not self.written:
             return 1.0
@@ -162,7 +162,7 @@ def read_in_order(source: TrackSource, length: int) -> Iterator[np.ndarray]:
 def step_stream(
     plan: Any,
     bundles: Sequence[Any],
-    sources: dict[int, TrackSource],
+    sources: Mapping[int, TrackSource],
     mixture: Callable[[], Iterable[np.ndarray]],
     out_rate: int,
     out_length: int,
@@ -278,7 +278,7 @@ def run_chain(
             step_bundles = bundles[step.first : step.first + step.count]
             rates = sorted({b.samplerate for b in step_bundles})
             if step.input is None:
-                step_sources = {rate: sources[rate] for rate in rates}
+                step_sources: dict[int, TrackSource] = {rate: sources[rate] for rate in rates}
                 step_mixture = mixture
             else:
                 parent = fed[step.input]

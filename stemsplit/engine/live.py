@@ -308,7 +308,7 @@ class _Planner:
         border = self.border
         if self.reflect and border and arrived <= 2 * border:
             return []  # the border is not decided yet (tracks up to 2 * border get none)
-        chunks = []
+        chunks: list[Chunk] = []
         index = done
         while True:
             start = index * self.stride
@@ -334,7 +334,7 @@ class _Planner:
 def live_pass(
     runner: Callable[[np.ndarray], np.ndarray],
     model,
-    source: LiveSource,
+    source: LiveSource | _Delayed,
     recipe,
     segment: int,
     tta: bool = False,
@@ -408,7 +408,7 @@ def live_pass(
         cursor.close()
 
 
-def _chunk_input(source: LiveSource, plan: Plan, chunk, normalize: bool, scales: list):
+def _chunk_input(source: LiveSource | _Delayed, plan: Plan, chunk, normalize: bool, scales: list):
     """A chunk's model input; with `normalize`, scaled by the running statistics."""
     if not normalize:
         scales.append((0.0, 1.0))
@@ -484,16 +484,17 @@ def live_stream(
     model,
     source: LiveSource,
     settings,
-    runner: Callable[[np.ndarray], np.ndarray],
+    runner: Callable[[np.ndarray], np.ndarray] | None,
     normalize: bool,
     on_chunk: Callable[[int, int], None] | None = None,
 ) -> Iterator[np.ndarray]:
     """`runner.separate_stream` for a live source: all passes (shifts) of one model."""
     import random
 
-    from stemsplit.engine.runner import effective_recipe
+    from stemsplit.engine.runner import ModelRunner, effective_recipe
     from stemsplit.engine.streams import align, skip
 
+    runner = runner or ModelRunner(model, settings.device, settings.precision)
     recipe, segment = effective_recipe(model, settings)
     if settings.shifts <= 0:
         yield from live_pass(runner, model, source, recipe, segment, settings.tta, normalize,

@@ -10,10 +10,10 @@ the input's length, residuals computed against the mixture, and written.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -25,6 +25,9 @@ from stemsplit.engine.streams import align, fit_length
 from stemsplit.errors import UnknownStem, UsageError
 from stemsplit.models.base import residual_alias
 from stemsplit.options import EngineSettings
+
+if TYPE_CHECKING:
+    from stemsplit.audio.reader import AudioInfo
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +128,7 @@ class TrackJob:
 class PreparedInput:
     """An input decoded into one spool file per model rate; `close()` deletes them."""
 
-    info: object  # audio.reader.AudioInfo
+    info: AudioInfo
     sources: dict[int, SpoolSource]
     decoded_frames: int  # frames at the input's own rate: its true length
 
@@ -216,7 +219,7 @@ def bundle_stream(
         if member_needed(weights, bundle.sources, needed)
     ]
     streams = []
-    views = []
+    views: list[NormalizedSource | None] = []
     for member, _ in members:
         normalize = member.recipe.normalization == "track-mean-std"
         runner = runners.get(id(member))
@@ -325,7 +328,7 @@ def run_track(
 
 
 def stem_blocks(
-    sources: dict[int, TrackSource],
+    sources: Mapping[int, TrackSource],
     bundles: Sequence,
     layout: Layout,
     plan: StemPlan,
@@ -344,7 +347,11 @@ def stem_blocks(
     Yields `{stem: (channels, n) block}` in order, every written stem in each."""
     from stemsplit.engine.ensemble import append_residual, ensemble_stems
 
-    fit = fit_length if isinstance(out_length, int) else fit_length_later
+    def fit(blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        if isinstance(out_length, int):
+            return fit_length(blocks, out_length)
+        return fit_length_later(blocks, out_length)
+
     total_chunks = _progress_counter(on_progress, len(bundles))
     streams = []
     for index, bundle in enumerate(bundles):
@@ -356,13 +363,15 @@ def stem_blocks(
             blocks = append_residual(blocks, reader)
         resample = _StemResampler(bundle.samplerate, out_rate, len(layout.streams[index]),
                                   source.channels)
-        streams.append(fit(resample(blocks), out_length))
+        streams.append(fit(resample(blocks)))
     merged = ensemble_stems(streams, layout, plan.needed)
+    paired: Iterable[Sequence[np.ndarray | None]]
     if plan.needs_mixture:
-        paired = align([merged, fit(mixture(), out_length)])
+        paired = align([merged, fit(mixture())])
     else:
         paired = ([block, None] for block in merged)
     for stems_block, mix_block in paired:
+        assert stems_block is not None  # the models' stems come first in every pair
         by_name = dict(zip(plan.model_stems, stems_block))
         yield {stem: _stem_block(stem, by_name, mix_block, plan) for stem in plan.written}
 

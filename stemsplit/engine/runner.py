@@ -201,8 +201,10 @@ def _read_chunk(source: TrackSource, plan: Plan, chunk: Chunk) -> np.ndarray:
     missing = plan.segment - chunk.length
     if missing > 0:
         # MSST: reflect when more than half a chunk is real audio, else zeros.
-        mode = "reflect" if chunk.length > plan.segment // 2 else "constant"
-        part = np.pad(part, ((0, 0), (0, missing)), mode=mode)
+        if chunk.length > plan.segment // 2:
+            part = np.pad(part, ((0, 0), (0, missing)), mode="reflect")
+        else:
+            part = np.pad(part, ((0, 0), (0, missing)), mode="constant")
     return part
 
 

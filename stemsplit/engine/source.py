@@ -110,7 +110,7 @@ class SpoolSource(TrackSource):
             self.mean = acc_sum / total
             variance = (acc_sq - total * self.mean**2) / max(total - 1, 1)
             self.std = float(np.sqrt(max(variance, 0.0)))
-        self._file = open(self.path, "rb")  # noqa: SIM115 - closed in close()
+        self._file = open(self.path, "rb")  # closed in close()
 
     def _read_raw(self, start: int, stop: int) -> np.ndarray:
         frame_bytes = 4 * self.channels

@@ -120,7 +120,7 @@ def test_separate_many_jobs_do_not_change_the_stems(tmp_path):
         assert [(r.input.name, r.status) for r in results] == [
             ("a.wav", "done"), ("b.wav", "done"), ("broken.flac", "failed"), ("c.wav", "done")
         ]
-        assert results.index is None
+        assert results.report_index is None
         assert "broken.flac" in results[2].error
         runs[jobs] = {p.relative_to(out): sf.read(p)[0] for p in out.rglob("*.flac")}
         assert not [p for p in out.rglob(".*")], "no temporaries left"
