@@ -19,7 +19,11 @@ class _TupleSafeLoader(yaml.SafeLoader):
     """SafeLoader plus `tag:yaml.org,2002:python/tuple`."""
 
 
-def _construct_tuple(loader: yaml.SafeLoader, node: yaml.Node) -> tuple:
+def _construct_tuple(loader: yaml.SafeLoader, node: yaml.Node) -> tuple[Any, ...]:
+    if not isinstance(node, yaml.SequenceNode):  # as construct_sequence itself refuses it
+        raise yaml.constructor.ConstructorError(
+            None, None, f"expected a sequence node, but found {node.tag}", node.start_mark
+        )
     return tuple(loader.construct_sequence(node, deep=True))
 
 
