@@ -223,6 +223,8 @@ def run_request(
         label = request["recipe"].name
     check_clashes({t.path: output_paths(t.path, label, ["stem"], request["output"], t.reldir)
                    for t in tracks})  # fmt: skip
+    if progress:  # planning may read a checkpoint (and import torch): say so at once
+        progress(Progress(-1, len(tracks), Path(label), 0.0, "loading"))
     separator = plan_run(request)
     if batch.executor == "ray":  # (the local loop checks the planned paths itself)
         from stemsplit.batch.ray import run_on_ray

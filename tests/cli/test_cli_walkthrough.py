@@ -233,3 +233,37 @@ def test_eval_follows_symlinked_track_folders(tmp_path):
     result = stemsplit("eval", real, refs, "--json")
     assert result.returncode == 0, result.stderr
     assert {row["stem"] for row in json.loads(result.stdout)["scores"]} == {"vocals", "drums"}
+
+
+def test_a_terminal_sees_the_model_loading_first(tmp_path, tiny):
+    """On a terminal, the first thing shown is the model loading (its time counted),
+    before torch is even imported; in a pipe or log no bars are drawn."""
+    import os
+    import pty
+    import select
+    import sys
+    import time
+
+    song = write_audio(tmp_path / "song.wav", music(0.3))
+    started = time.perf_counter()
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the real command on a pseudo-terminal
+        os.environ.update({"COLUMNS": "100", "OMP_NUM_THREADS": "1"})
+        os.execv(sys.executable, [sys.executable, "-m", "stemsplit", str(song),
+                                  "--checkpoint", str(tiny), "-o", str(tmp_path / "out")])
+    seen, first = b"", None
+    while select.select([fd], [], [], 120)[0]:
+        try:
+            data = os.read(fd, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        seen += data
+        if first is None and b"loading" in seen:
+            first = time.perf_counter() - started
+    os.waitpid(pid, 0)
+    text = seen.decode(errors="replace")
+    assert first is not None, text
+    assert text.index("loading") < text.index("done"), text
+    assert first < 10, first  # ~0.4 s on a quiet machine; loose for loaded CI machines
