@@ -7,6 +7,7 @@ checkpoint's state then loads with `load_state_dict(strict=True)`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from stemsplit.errors import ModelError
@@ -19,6 +20,7 @@ KLASSES = ("HTDemucs", "HDemucs", "Demucs")
 
 def build_demucs(klass: str, args: tuple | list, kwargs: dict[str, Any]) -> nn.Module:
     """Instantiate `klass` (a demucs class name) with a checkpoint's args and kwargs."""
+    model_class: Callable[..., nn.Module]
     if klass == "HTDemucs":
         from stemsplit.models.demucs.htdemucs import HTDemucs as model_class
     elif klass == "HDemucs":

@@ -170,6 +170,8 @@ class HTDemucs(HybridUNet):
             mix = F.pad(mix, (0, padded_length - length))
         z, x, xt, stats = self._front_end(mix)
         x, xt, skips = self._encode(x, xt)
+        if xt is None:
+            raise ValueError("HTDemucs is always hybrid: its time branch cannot be missing")
         x, xt = self._bottleneck(x, xt)
         x, xt = self._decode(x, xt, skips)
         out = self._back_end(x, xt, z, stats, padded_length)

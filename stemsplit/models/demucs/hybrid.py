@@ -9,8 +9,8 @@ plus the time branch. Layer layout and arithmetic follow demucs 4.1 exactly.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import NamedTuple
+from dataclasses import dataclass, field, replace
+from typing import NamedTuple, TypeVar, cast
 
 import torch
 from torch import nn
@@ -18,6 +18,9 @@ from torch import nn
 from stemsplit.models.base import Recipe
 from stemsplit.models.demucs import spec
 from stemsplit.models.demucs.hybrid_layers import HDecLayer, HEncLayer, MultiWrap, ScaledEmbedding
+from stemsplit.models.demucs.layers import DConvOptions
+
+_TimeLayer = TypeVar("_TimeLayer", HEncLayer, HDecLayer)
 
 
 class _Stats(NamedTuple):
@@ -37,6 +40,42 @@ class _Skips:
     time: list[torch.Tensor] = field(default_factory=list)
     lengths: list[int] = field(default_factory=list)
     lengths_t: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _LayerSpec:
+    """What one U-Net level's encoder and decoder layers share (demucs' `kw`)."""
+
+    kernel_size: int
+    stride: int
+    freq: bool
+    pad: bool
+    norm: bool
+    rewrite: bool
+    norm_groups: int
+    dconv_kw: DConvOptions
+    context_freq: bool = True  # decoders only: False in MultiWrap bands
+
+    def encoder(
+        self, chin: int, chout: int, *, dconv: bool, context: int, empty: bool = False
+    ) -> HEncLayer:
+        return HEncLayer(
+            chin, chout, kernel_size=self.kernel_size, stride=self.stride,
+            norm_groups=self.norm_groups, empty=empty, freq=self.freq, dconv=dconv,
+            norm=self.norm, context=context, dconv_kw=self.dconv_kw, pad=self.pad,
+            rewrite=self.rewrite,
+        )  # fmt: skip
+
+    def decoder(
+        self, chin: int, chout: int, *, dconv: bool, context: int, last: bool,
+        empty: bool = False,
+    ) -> HDecLayer:  # fmt: skip
+        return HDecLayer(
+            chin, chout, last=last, kernel_size=self.kernel_size, stride=self.stride,
+            norm_groups=self.norm_groups, empty=empty, freq=self.freq, dconv=dconv,
+            norm=self.norm, context=context, dconv_kw=self.dconv_kw, pad=self.pad,
+            context_freq=self.context_freq, rewrite=self.rewrite,
+        )  # fmt: skip
 
 
 class HybridUNet(nn.Module):
@@ -118,7 +157,7 @@ class HybridUNet(nn.Module):
                 ker, stri = time_stride * 2, time_stride
             elif freqs <= kernel_size:  # last freq layer: collapse the remaining bins
                 ker, pad, last_freq = freqs, False, True
-            dconv_kw = {
+            dconv_kw: DConvOptions = {
                 "lstm": index >= dconv_lstm,
                 "attn": index >= dconv_attn,
                 "depth": dconv_depth,
@@ -126,41 +165,37 @@ class HybridUNet(nn.Module):
                 "init": dconv_init,
                 "gelu": True,
             }
-            kw = {
-                "kernel_size": ker, "stride": stri, "freq": freq, "pad": pad,
-                "norm": index >= norm_starts, "rewrite": rewrite, "norm_groups": norm_groups,
-                "dconv_kw": dconv_kw,
-            }  # fmt: skip
-            kw_time = dict(kw, freq=False, kernel_size=kernel_size, stride=stride, pad=True)
-            multi = bool(multi_freqs) and index < multi_freqs_depth
-            kw_dec = dict(kw, context_freq=False) if multi else kw
+            spec_z = _LayerSpec(
+                kernel_size=ker, stride=stri, freq=freq, pad=pad, norm=index >= norm_starts,
+                rewrite=rewrite, norm_groups=norm_groups, dconv_kw=dconv_kw,
+            )  # fmt: skip
+            spec_t = replace(spec_z, freq=False, kernel_size=kernel_size, stride=stride, pad=True)
+            bands = multi_freqs if multi_freqs and index < multi_freqs_depth else None
             if last_freq:
                 chout_z = max(chout, chout_z)
                 chout = chout_z
 
-            enc: nn.Module = HEncLayer(
-                chin_z, chout_z, dconv=bool(dconv_mode & 1), context=context_enc, **kw
-            )
+            dconv_enc, dconv_dec = bool(dconv_mode & 1), bool(dconv_mode & 2)
+            enc = spec_z.encoder(chin_z, chout_z, dconv=dconv_enc, context=context_enc)
             if hybrid and freq:
                 self.tencoder.append(
-                    HEncLayer(chin, chout, dconv=bool(dconv_mode & 1), context=context_enc,
-                              empty=last_freq, **kw_time)
+                    spec_t.encoder(chin, chout, dconv=dconv_enc, context=context_enc,
+                                   empty=last_freq)
                 )  # fmt: skip
-            self.encoder.append(MultiWrap(enc, multi_freqs) if multi else enc)
+            self.encoder.append(enc if bands is None else MultiWrap(enc, bands))
             if index == 0:
                 chin = audio_channels * len(self.sources)
                 chin_z = chin * 2 if cac else chin
-            dec: nn.Module = HDecLayer(
-                chout_z, chin_z, dconv=bool(dconv_mode & 2), last=index == 0, context=context,
-                **kw_dec,
-            )  # fmt: skip
+            spec_dec = spec_z if bands is None else replace(spec_z, context_freq=False)
+            dec = spec_dec.decoder(chout_z, chin_z, dconv=dconv_dec, context=context,
+                                   last=index == 0)  # fmt: skip
             if hybrid and freq:
                 self.tdecoder.insert(
                     0,
-                    HDecLayer(chout, chin, dconv=bool(dconv_mode & 2), empty=last_freq,
-                              last=index == 0, context=context, **kw_time),
+                    spec_t.decoder(chout, chin, dconv=dconv_dec, context=context,
+                                   last=index == 0, empty=last_freq),
                 )  # fmt: skip
-            self.decoder.insert(0, MultiWrap(dec, multi_freqs) if multi else dec)
+            self.decoder.insert(0, dec if bands is None else MultiWrap(dec, bands))
 
             chin, chin_z = chout, chout_z
             chout, chout_z = int(growth * chout), int(growth * chout_z)
@@ -198,6 +233,13 @@ class HybridUNet(nn.Module):
         xt = (mix - mean_t) / (1e-5 + std_t)
         return z, x, xt, _Stats(mean, std, mean_t, std_t)
 
+    def _time_layers(self, kind: type[_TimeLayer]) -> list[_TimeLayer]:
+        """The time branch's encoders or decoders, typed; none without a time branch."""
+        if not self.hybrid:
+            return []
+        layers = self.tencoder if kind is HEncLayer else self.tdecoder
+        return [cast(_TimeLayer, layer) for layer in layers]
+
     def _encode(
         self, x: torch.Tensor, xt: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor | None, _Skips]:
@@ -206,13 +248,15 @@ class HybridUNet(nn.Module):
         # The frequency branch runs channels-last: oneDNN's native layout (no reorder
         # around each conv) and DConv's token layout (see `_dconv_over_freqs`).
         x = x.contiguous(memory_format=torch.channels_last)
-        num_time = len(self.tencoder) if self.hybrid else 0
+        tencoders = self._time_layers(HEncLayer)
         for idx, encode in enumerate(self.encoder):
             skips.lengths.append(x.shape[-1])
             inject = None
-            if idx < num_time:
+            if idx < len(tencoders):
+                if xt is None:
+                    raise ValueError("a hybrid model's encoder needs the time branch's input")
                 skips.lengths_t.append(xt.shape[-1])
-                tenc = self.tencoder[idx]
+                tenc = tencoders[idx]
                 xt = tenc(xt)
                 if tenc.empty:
                     inject = xt  # same shape as the freq branch now: merge
@@ -231,14 +275,15 @@ class HybridUNet(nn.Module):
         self, x: torch.Tensor, xt: torch.Tensor | None, skips: _Skips
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Run both decoders; the time branch splits off from the freq one's `pre`."""
-        offset = self.depth - len(self.tdecoder) if self.hybrid else self.depth
+        tdecoders = self._time_layers(HDecLayer)
+        offset = self.depth - len(tdecoders)
         if x.dim() == 4:  # HDemucs' deepest layers are time convs: 3-D there
             x = x.contiguous(memory_format=torch.channels_last)  # as the encoder's skips
         for idx, decode in enumerate(self.decoder):
             x, pre = decode(x, skips.freq.pop(), skips.lengths.pop())
             if idx < offset:
                 continue
-            tdec = self.tdecoder[idx - offset]
+            tdec = tdecoders[idx - offset]
             length_t = skips.lengths_t.pop()
             if tdec.empty:
                 xt, _ = tdec(pre[:, :, 0], None, length_t)
@@ -268,7 +313,7 @@ class HybridUNet(nn.Module):
             else:  # plain masking of the mixture's phase (wiener_iters < 0)
                 zout = z[:, None] / (1e-8 + z.abs()[:, None]) * x
             out = spec.hybrid_ispec(zout, length, self.hybrid, self.hybrid_old)
-        if xt is None:
+        if xt is None or stats.std_t is None or stats.mean_t is None:
             return out
         xt = xt.view(batch, num_sources, -1, length)
         return torch.addcmul(out, xt, stats.std_t[:, None]).add_(stats.mean_t[:, None])

@@ -9,12 +9,15 @@ Attribute names match demucs so that state_dict keys do.
 from __future__ import annotations
 
 import copy
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stemsplit.models.demucs.layers import DConv, fast_linear
+from stemsplit.models.demucs.layers import DConv, DConvOptions, fast_linear
+
+_Conv = nn.Conv1d | nn.Conv2d
 
 
 def _norm(enabled: bool, groups: int, channels: int) -> nn.Module:
@@ -37,7 +40,7 @@ def _gelu_(y: torch.Tensor) -> torch.Tensor:
     return torch.ops.aten.gelu_(y)
 
 
-def _token_layer_tail(y: torch.Tensor, dconv: DConv | None, rewrite: nn.Module) -> torch.Tensor:
+def _token_layer_tail(y: torch.Tensor, dconv: DConv | None, rewrite: _Conv) -> torch.Tensor:
     """[DConv], 1x1 rewrite to 2C and GLU of `[B, C, F, T]` as matmuls over tokens.
 
     The GLU's two halves come from two matmuls, so the 2C-wide rewrite output is
@@ -87,7 +90,7 @@ class HEncLayer(nn.Module):
         dconv: bool = True,
         norm: bool = True,
         context: int = 0,
-        dconv_kw: dict | None = None,
+        dconv_kw: DConvOptions | None = None,
         pad: bool = True,
         rewrite: bool = True,
     ) -> None:
@@ -99,20 +102,19 @@ class HEncLayer(nn.Module):
         self.empty = empty
         self.norm = norm
         self.pad = padding
+        self.conv: _Conv
         if freq:
-            self.conv: nn.Module = nn.Conv2d(
-                chin, chout, (kernel_size, 1), (stride, 1), (padding, 0)
-            )
+            self.conv = nn.Conv2d(chin, chout, (kernel_size, 1), (stride, 1), (padding, 0))
         else:
             self.conv = nn.Conv1d(chin, chout, kernel_size, stride, padding)
         if empty:
             return
         conv_class = nn.Conv2d if freq else nn.Conv1d
         self.norm1 = _norm(norm, norm_groups, chout)
-        self.rewrite: nn.Module | None = None
+        self.rewrite: _Conv | None = None
         if rewrite:
             self.rewrite = conv_class(chout, 2 * chout, 1 + 2 * context, 1, context)
-            self.norm2 = _norm(norm, norm_groups, 2 * chout)
+            self.norm2: nn.Module = _norm(norm, norm_groups, 2 * chout)
         self.dconv: DConv | None = DConv(chout, **(dconv_kw or {})) if dconv else None
 
     def forward(self, x: torch.Tensor, inject: torch.Tensor | None = None) -> torch.Tensor:
@@ -131,26 +133,29 @@ class HEncLayer(nn.Module):
                 inject = inject[:, :, None]
             y = y.add_(inject)  # y is the conv's fresh output
         y = _gelu_(self.norm1(y))
-        if self._token_rewrite():
+        token_rewrite = self._token_rewrite()
+        if token_rewrite is not None:
             if self.freq:
-                return _token_layer_tail(y, self.dconv, self.rewrite)
-            return _token_layer_tail(y[:, :, None], self.dconv, self.rewrite)[:, :, 0]
+                return _token_layer_tail(y, self.dconv, token_rewrite)
+            return _token_layer_tail(y[:, :, None], self.dconv, token_rewrite)[:, :, 0]
         if self.dconv is not None:
             y = _dconv_over_freqs(self.dconv, y) if self.freq else self.dconv(y)
         if self.rewrite is not None:
             return F.glu(self.norm2(self.rewrite(y)), dim=1)
         return y
 
-    def _token_rewrite(self) -> bool:
-        """Whether DConv and the 1x1 rewrite + GLU can all run on tokens."""
+    def _token_rewrite(self) -> _Conv | None:
+        """The 1x1 rewrite conv when DConv and the rewrite + GLU can all run on tokens."""
         rewrite = self.rewrite
-        return (
+        if (
             rewrite is not None
             and isinstance(self.norm2, nn.Identity)
             and set(rewrite.kernel_size) == {1}
             and set(rewrite.stride) == {1}
             and rewrite.groups == 1
-        )
+        ):
+            return rewrite
+        return None
 
 
 class HDecLayer(nn.Module):
@@ -173,7 +178,7 @@ class HDecLayer(nn.Module):
         dconv: bool = True,
         norm: bool = True,
         context: int = 1,
-        dconv_kw: dict | None = None,
+        dconv_kw: DConvOptions | None = None,
         pad: bool = True,
         context_freq: bool = True,
         rewrite: bool = True,
@@ -188,14 +193,15 @@ class HDecLayer(nn.Module):
         self.kernel_size = kernel_size
         self.norm = norm
         self.context_freq = context_freq
+        self.conv_tr: nn.ConvTranspose1d | nn.ConvTranspose2d
         if freq:
-            self.conv_tr: nn.Module = nn.ConvTranspose2d(chin, chout, (kernel_size, 1), (stride, 1))
+            self.conv_tr = nn.ConvTranspose2d(chin, chout, (kernel_size, 1), (stride, 1))
         else:
             self.conv_tr = nn.ConvTranspose1d(chin, chout, kernel_size, stride)
         self.norm2 = _norm(norm, norm_groups, chout)
         if empty:
             return
-        self.rewrite: nn.Module | None = None
+        self.rewrite: _Conv | None = None
         if rewrite:
             if not freq:
                 self.rewrite = nn.Conv1d(chin, 2 * chin, 1 + 2 * context, 1, context)
@@ -215,6 +221,8 @@ class HDecLayer(nn.Module):
         if self.empty:
             y = x
         else:
+            if skip is None:
+                raise ValueError("a decoder layer that is not empty needs its U-Net skip")
             x = x + skip
             y = F.glu(self.norm1(self.rewrite(x)), dim=1) if self.rewrite is not None else x
             if self.dconv is not None:
@@ -228,6 +236,9 @@ class HDecLayer(nn.Module):
         if not self.last:
             z = F.gelu(z)  # not in place: z may be a view of the conv's output
         return z, y
+
+
+_Layer = TypeVar("_Layer", HEncLayer, HDecLayer)
 
 
 class MultiWrap(nn.Module):
@@ -246,7 +257,7 @@ class MultiWrap(nn.Module):
         self.layers = nn.ModuleList()
         for _ in range(len(split_ratios) + 1):
             band = copy.deepcopy(layer)
-            if self.conv:
+            if isinstance(band, HEncLayer):
                 band.conv.padding = (0, 0)
             else:
                 band.pad = 0
@@ -257,13 +268,19 @@ class MultiWrap(nn.Module):
     ) -> torch.Tensor | tuple[torch.Tensor, None]:
         if self.conv:
             return self._encode(x)
+        if skip is None:
+            raise ValueError("a banded decoder layer needs its U-Net skip")
         return self._decode(x, skip), None
+
+    def _bands(self, kind: type[_Layer]) -> list[_Layer]:
+        """The band copies, typed (a ModuleList's stubs cannot know its contents)."""
+        return [layer for layer in self.layers if isinstance(layer, kind)]
 
     def _encode(self, x: torch.Tensor) -> torch.Tensor:
         freqs = x.shape[2]
         start = 0
         outs = []
-        for ratio, layer in zip([*self.split_ratios, 1], self.layers):
+        for ratio, layer in zip([*self.split_ratios, 1], self._bands(HEncLayer)):
             pad = layer.kernel_size // 4
             if ratio == 1:
                 limit = freqs
@@ -287,8 +304,9 @@ class MultiWrap(nn.Module):
         freqs = x.shape[2]
         start = 0
         outs: list[torch.Tensor] = []
-        last = self.layers[0].last
-        for ratio, layer in zip([*self.split_ratios, 1], self.layers):
+        layers = self._bands(HDecLayer)
+        last = layers[0].last
+        for ratio, layer in zip([*self.split_ratios, 1], layers):
             limit = freqs if ratio == 1 else round(freqs * ratio)
             # Each band runs as a last layer (no GELU); the activation follows the merge.
             layer.last = True
@@ -296,8 +314,10 @@ class MultiWrap(nn.Module):
             layer.last = last
             stride = layer.stride
             if outs:  # overlap-add the band's first stride into the previous band
-                bias = layer.conv_tr.bias.view(1, -1, 1, 1)
-                outs[-1][:, :, -stride:] += out[:, :, :stride] - bias
+                overlap = out[:, :, :stride]
+                if layer.conv_tr.bias is not None:
+                    overlap = overlap - layer.conv_tr.bias.view(1, -1, 1, 1)
+                outs[-1][:, :, -stride:] += overlap
                 out = out[:, :, stride:]
             if ratio == 1:
                 out = out[:, :, : -stride // 2, :]

@@ -9,6 +9,7 @@ demucs 4.1 so that checkpoints load unchanged (`layers.<d>.<index>.<param>`).
 from __future__ import annotations
 
 import math
+from typing import TypedDict, cast
 
 import torch
 import torch.nn.functional as F
@@ -90,10 +91,10 @@ class BLSTM(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, channels, length = x.shape
-        framed = self.max_steps is not None and length > self.max_steps
+        width = length if self.max_steps is None else self.max_steps
+        framed = length > width
         y = x
         if framed:
-            width = self.max_steps
             stride = width // 2
             num_frames = math.ceil(length / stride)
             padded = F.pad(x, (0, (num_frames - 1) * stride + width - length))
@@ -160,6 +161,22 @@ class LocalState(nn.Module):
             time_sig = torch.einsum("bhts,fts->bhfs", weights, freq_kernel)
             result = torch.cat([result, time_sig], 2)
         return x + self.proj(result.reshape(batch, -1, length))
+
+
+class DConvOptions(TypedDict, total=False):
+    """DConv's keyword arguments as the encoder/decoder layers pass them (`dconv_kw`)."""
+
+    compress: float
+    depth: int
+    init: float
+    norm: bool
+    attn: bool
+    heads: int
+    ndecay: int
+    lstm: bool
+    gelu: bool
+    kernel: int
+    dilate: bool
 
 
 class DConv(nn.Module):
@@ -240,13 +257,31 @@ class DConv(nn.Module):
         if not self.plain:
             return self.forward(x.transpose(1, 2).contiguous()).transpose(1, 2).contiguous()
         for index, layer in enumerate(self.layers):
-            conv1, norm1, act, conv2, norm2, _glu, scale = layer
+            conv1, norm1, act, conv2, norm2, scale = _plain_layer_parts(cast(nn.Sequential, layer))
             hidden = act(_token_group_norm(token_conv(x, conv1), norm1))
             values, gates = _normalized_glu_halves(hidden, conv2, norm2, scale.scale)
             values.mul_(gates.sigmoid_())
             # In place once x is ours (fresh large tensors cost page faults).
             x = x + values if index == 0 else x.add_(values)
         return x
+
+
+_Norm = nn.GroupNorm | nn.Identity
+
+
+def _plain_layer_parts(
+    layer: nn.Sequential,
+) -> tuple[nn.Conv1d, _Norm, nn.Module, nn.Conv1d, _Norm, LayerScale]:
+    """The typed modules of a plain DConv layer (conv, norm, act, conv, norm, GLU, scale)."""
+    conv1, norm1, act, conv2, norm2, _glu, scale = layer
+    return (
+        cast(nn.Conv1d, conv1),
+        cast(_Norm, norm1),
+        act,
+        cast(nn.Conv1d, conv2),
+        cast(_Norm, norm2),
+        cast(LayerScale, scale),
+    )
 
 
 def token_conv(x: torch.Tensor, conv: nn.Conv1d) -> torch.Tensor:
@@ -258,6 +293,8 @@ def token_conv(x: torch.Tensor, conv: nn.Conv1d) -> torch.Tensor:
     rows, steps, chin = x.shape
     weight = conv.weight  # [Cout, Cin, k]
     chout, _, kernel = weight.shape
+    if isinstance(conv.padding, str):  # "same"/"valid": not a layout demucs uses
+        raise ValueError("token_conv needs a stride-1, ungrouped, length-preserving conv")
     dilation, padding = conv.dilation[0], conv.padding[0]
     if conv.stride[0] != 1 or conv.groups != 1 or 2 * padding != dilation * (kernel - 1):
         raise ValueError("token_conv needs a stride-1, ungrouped, length-preserving conv")
@@ -280,7 +317,7 @@ def token_conv(x: torch.Tensor, conv: nn.Conv1d) -> torch.Tensor:
     return out
 
 
-def _token_group_norm(x: torch.Tensor, norm: nn.Module) -> torch.Tensor:
+def _token_group_norm(x: torch.Tensor, norm: _Norm) -> torch.Tensor:
     """GroupNorm(1, C) of `[N, C, T]` applied to tokens `[N, T, C]` (or Identity)."""
     if isinstance(norm, nn.Identity):
         return x
@@ -292,7 +329,7 @@ def _token_group_norm(x: torch.Tensor, norm: nn.Module) -> torch.Tensor:
 
 
 def _normalized_glu_halves(
-    h: torch.Tensor, conv: nn.Conv1d, norm: nn.Module, out_scale: torch.Tensor
+    h: torch.Tensor, conv: nn.Conv1d, norm: _Norm, out_scale: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """`out_scale * GLU(norm(conv(h)))`'s two halves, without materialising `conv(h)`.
 

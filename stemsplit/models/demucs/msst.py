@@ -55,7 +55,7 @@ class MsstDemucs(Demucs):
     recipe: Recipe = None  # type: ignore[assignment]
 
 
-_KLASSES: dict[str, type[nn.Module]] = {
+_KLASSES: dict[str, type[MsstHTDemucs] | type[MsstHDemucs] | type[MsstDemucs]] = {
     "htdemucs": MsstHTDemucs,
     "hdemucs": MsstHDemucs,
     "demucs": MsstDemucs,

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from stemsplit.models.base import Recipe
-from stemsplit.models.demucs.layers import BLSTM, DConv
+from stemsplit.models.demucs.layers import BLSTM, DConv, DConvOptions
 
 
 @functools.lru_cache(maxsize=4)
@@ -117,7 +117,7 @@ class Demucs(nn.Module):
             def norm(dim: int, index: int = index) -> nn.Module:
                 return nn.GroupNorm(norm_groups, dim) if index >= norm_starts else nn.Identity()
 
-            dconv_kw = {
+            dconv_kw: DConvOptions = {
                 "depth": dconv_depth, "init": dconv_init, "compress": dconv_comp,
                 "attn": index >= dconv_attn, "lstm": index >= dconv_lstm,
             }  # fmt: skip

@@ -170,7 +170,8 @@ class TransformerLayer(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """`linear`'s weight and bias with the LayerScale after it folded in, in the
         dtype of `like` (the scale is applied in fp32 first)."""
-        weight, bias = linear.weight, linear.bias
+        weight: torch.Tensor = linear.weight
+        bias: torch.Tensor = linear.bias
         if isinstance(gamma, LayerScale):
             weight, bias = weight * gamma.scale[:, None], bias * gamma.scale
         return _cast(weight, like), _cast(bias, like)
@@ -282,22 +283,20 @@ class CrossTransformerEncoder(nn.Module):
         else:
             self.norm_in = nn.Identity()
             self.norm_in_t = nn.Identity()
-        common = {
-            "dim": dim,
-            "num_heads": num_heads,
-            "hidden_dim": int(dim * hidden_scale),
-            "gelu": gelu,
-            "group_norm": group_norm,
-            "norm_first": norm_first,
-            "norm_out": norm_out,
-            "layer_scale": layer_scale,
-        }
+
+        def layer(cross: bool) -> TransformerLayer:
+            return TransformerLayer(
+                dim, num_heads, int(dim * hidden_scale), cross, gelu=gelu,
+                group_norm=group_norm, norm_first=norm_first, norm_out=norm_out,
+                layer_scale=layer_scale,
+            )  # fmt: skip
+
         self.layers = nn.ModuleList()
         self.layers_t = nn.ModuleList()
         for idx in range(num_layers):
             cross = idx % 2 != self.classic_parity
-            self.layers.append(TransformerLayer(cross=cross, **common))
-            self.layers_t.append(TransformerLayer(cross=cross, **common))
+            self.layers.append(layer(cross))
+            self.layers_t.append(layer(cross))
 
     def _time_positions(self, length: int, device: torch.device) -> torch.Tensor:
         """`[length, C]` positions of the temporal stream (no training-time randomness)."""
