@@ -33,7 +33,9 @@ from stemsplit.engine.pipeline import (
     _stem_block,
     _StemResampler,
     bundle_stream,
+    finish_writers,
     model_channels,
+    output_clock,
     prepare_input,
 )
 from stemsplit.engine.source import TrackSource
@@ -234,7 +236,6 @@ def run_chain(
     """Run `recipe` (a `recipes.RecipePlan`; `bundles` are its models in step order) on
     one track and write its outputs to `job.outputs`; only the kept stems are written
     there, intermediate stems live in temporary spool files in `job.spool_dir`."""
-    from stemsplit.audio.reader import read_blocks
     from stemsplit.audio.writer import StemWriter
 
     runners = runners or {}
@@ -246,19 +247,8 @@ def run_chain(
     try:
         if prepared is None:
             prepared = prepare_input(job.input, recipe.mixture_rates, job.spool_dir, channels)
-        info, sources = prepared.info, prepared.sources
-        if job.output_rate == "input":
-            out_rate = info.samplerate
-        elif job.output_rate == "model":
-            out_rate = bundles[0].samplerate
-        else:
-            out_rate = int(job.output_rate)
-        out_length = round(prepared.decoded_frames * out_rate / info.samplerate)
-        native = out_rate == info.samplerate
-
-        def mixture() -> Iterator[np.ndarray]:
-            return fit_length(read_blocks(job.input, samplerate=None if native else out_rate,
-                                          channels=channels), out_length)  # fmt: skip
+        sources = prepared.sources
+        out_rate, out_length, mixture = output_clock(job, prepared, bundles, channels)
 
         def new_spool(rate: int, length: int, producer: _Node | None) -> ChainSpool:
             spool = ChainSpool(length, rate, channels, job.spool_dir)
@@ -318,13 +308,7 @@ def run_chain(
             nodes.append(node)
         for node in reversed(nodes):  # the last steps pull the earlier ones
             node.drain()
-        for writer in writers.values():
-            writer.close()
-        return TrackOutcome(
-            stems=dict(job.outputs),
-            audio_seconds=out_length / out_rate,
-            clipped_samples={s: w.clipped_samples for s, w in writers.items()},
-        )
+        return finish_writers(writers, job, out_length / out_rate)
     except BaseException:
         for writer in writers.values():
             writer.abort()

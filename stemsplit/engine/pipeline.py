@@ -269,7 +269,6 @@ def run_track(
 ) -> TrackOutcome:
     """Separate one track and write its stems, as `layout` (how the models' streams
     combine) and `plan` (which stems are written, how derived ones are made) say."""
-    from stemsplit.audio.reader import read_blocks
     from stemsplit.audio.writer import StemWriter
 
     rates = sorted({b.samplerate for b in bundles})
@@ -281,27 +280,9 @@ def run_track(
     try:
         if prepared is None:
             prepared = prepare_input(job.input, rates, job.spool_dir, channels)
-        info, sources = prepared.info, prepared.sources
-        if job.output_rate == "input":
-            out_rate = info.samplerate
-        elif job.output_rate == "model":
-            out_rate = bundles[0].samplerate
-        else:
-            out_rate = int(job.output_rate)
+        sources = prepared.sources
         reference = sources[rates[0]]
-        fixed = _fixed_rate(job.writer_options.get("format"))
-        if fixed and fixed != out_rate:
-            log.warning("%s: %s files are always %d kHz: its stems are resampled from %d Hz",
-                        job.input.name, job.writer_options["format"], fixed // 1000, out_rate)
-        # The input's length is what its decoder gives, not `info.frames`: for PyAV inputs
-        # (m4a, mp4) that is the container's estimate, often off by an AAC frame or more.
-        out_length = round(prepared.decoded_frames * out_rate / info.samplerate)
-        native = out_rate == info.samplerate
-
-        def mixture() -> Iterator[np.ndarray]:
-            return read_blocks(job.input, samplerate=None if native else out_rate,
-                               channels=channels)
-
+        out_rate, out_length, mixture = output_clock(job, prepared, bundles, channels)
         blocks = stem_blocks(sources, bundles, layout, plan, job.settings, runners, out_rate,
                              out_length, mixture, on_progress)  # fmt: skip
         for stem in plan.written:
@@ -311,13 +292,7 @@ def run_track(
         for named in blocks:
             for stem, block in named.items():
                 writers[stem].write(block)
-        for writer in writers.values():
-            writer.close()
-        return TrackOutcome(
-            stems=dict(job.outputs),
-            audio_seconds=out_length / out_rate,
-            clipped_samples={s: w.clipped_samples for s, w in writers.items()},
-        )
+        return finish_writers(writers, job, out_length / out_rate)
     except BaseException:
         for writer in writers.values():
             writer.abort()
@@ -325,6 +300,47 @@ def run_track(
     finally:
         if prepared is not None:
             prepared.close()
+
+
+def output_clock(
+    job: TrackJob, prepared: PreparedInput, bundles: Sequence[Any], channels: int
+) -> tuple[int, int, Callable[[], Iterator[np.ndarray]]]:
+    """A track's output rate, its exact output length, and the input re-read at that
+    rate (for stems derived against the mixture): shared by single runs and chains."""
+    from stemsplit.audio.reader import read_blocks
+
+    info = prepared.info
+    if job.output_rate == "input":
+        out_rate = info.samplerate
+    elif job.output_rate == "model":
+        out_rate = bundles[0].samplerate
+    else:
+        out_rate = int(job.output_rate)
+    fixed = _fixed_rate(job.writer_options.get("format"))
+    if fixed and fixed != out_rate:
+        log.warning("%s: %s files are always %d kHz: its stems are resampled from %d Hz",
+                    job.input.name, job.writer_options["format"], fixed // 1000, out_rate)
+    # The input's length is what its decoder gives, not `info.frames`: for PyAV inputs
+    # (m4a, mp4) that is the container's estimate, often off by an AAC frame or more.
+    out_length = round(prepared.decoded_frames * out_rate / info.samplerate)
+    native = out_rate == info.samplerate
+
+    def mixture() -> Iterator[np.ndarray]:
+        return fit_length(read_blocks(job.input, samplerate=None if native else out_rate,
+                                      channels=channels), out_length)  # fmt: skip
+
+    return out_rate, out_length, mixture
+
+
+def finish_writers(writers: Mapping[str, Any], job: TrackJob, seconds: float) -> TrackOutcome:
+    """Publish every stem (each writer renames its finished file) and report the track."""
+    for writer in writers.values():
+        writer.close()
+    return TrackOutcome(
+        stems=dict(job.outputs),
+        audio_seconds=seconds,
+        clipped_samples={s: w.clipped_samples for s, w in writers.items()},
+    )
 
 
 def stem_blocks(
