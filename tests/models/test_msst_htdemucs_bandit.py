@@ -18,6 +18,9 @@ import pytest
 import soundfile
 import torch
 from e2e_cli import stemsplit
+from msst_fixture import fixture_folder, held_out
+from msst_fixture import read_audio as _read
+from msst_fixture import read_meta as _meta
 from parity import snr_db
 
 from stemsplit.engine.runner import EngineSettings, separate_stream
@@ -28,46 +31,19 @@ from stemsplit.zoo import checkpoints
 from stemsplit.zoo.loader import load_bundle
 from stemsplit.zoo.safe_yaml import load_yaml
 
-DATA = Path(__file__).resolve().parents[1] / "data" / "msst"
 FORWARD_DB = 90.0
 DEMIX_DB = 90.0
 CLI_DB = 80.0
 
 SHARED = ["htdemucs_msst", "bandit_v2"]
-HELD_OUT = sorted(p.name for p in DATA.glob("*") if (p / "meta.json").is_file()
-                  and json.loads((p / "meta.json").read_text())["model_type"]
-                  in ("htdemucs", "bandit_v2"))  # fmt: skip
-
-
-def _folder(shared_dir: Path | None, name: str) -> Path:
-    if name in SHARED:
-        if shared_dir is None:
-            pytest.skip("../shared is absent")
-        folder = shared_dir / "fixtures" / name
-    else:
-        folder = DATA / name
-    if not folder.is_dir():
-        pytest.skip(f"fixture {folder} is absent")
-    return folder
-
-
-@pytest.fixture
-def shared_or_none(request) -> Path | None:
-    try:
-        return request.getfixturevalue("shared_dir")
-    except pytest.skip.Exception:
-        return None
-
-
-def _read(path: Path) -> np.ndarray:
-    return soundfile.read(str(path), dtype="float32", always_2d=True)[0].T
-
-
-def _meta(folder: Path) -> dict:
-    return json.loads((folder / "meta.json").read_text())
+HELD_OUT = held_out(["htdemucs", "bandit_v2"])
 
 
 ALL = SHARED + HELD_OUT
+
+
+def _folder(shared: Path | None, name: str) -> Path:
+    return fixture_folder(shared, name, SHARED)
 
 
 @pytest.mark.parametrize("name", ALL)

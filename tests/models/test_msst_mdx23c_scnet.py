@@ -16,9 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile
 import torch
 from e2e_cli import stemsplit
+from msst_fixture import fixture_folder, held_out
+from msst_fixture import read_audio as _read
+from msst_fixture import read_meta as _meta
 from parity import snr_db
 
 from stemsplit.engine.pipeline import bundle_stream
@@ -32,52 +34,23 @@ from stemsplit.zoo import catalog, checkpoints
 from stemsplit.zoo.loader import ModelBundle, load_bundle
 from stemsplit.zoo.safe_yaml import load_yaml
 
-DATA = Path(__file__).resolve().parents[1] / "data" / "msst"
 MODEL_TYPES = ("mdx23c", "scnet", "scnet_masked")
 FORWARD_DB = 90.0
 DEMIX_DB = 90.0
 CLI_DB = 80.0
 
 SHARED = ["mdx23c", "scnet"]
-HELD_OUT = sorted(
-    p.name for p in DATA.glob("*")
-    if (p / "meta.json").is_file()
-    and json.loads((p / "meta.json").read_text())["model_type"] in MODEL_TYPES
-)  # fmt: skip
+HELD_OUT = held_out(MODEL_TYPES)
 ALL = SHARED + HELD_OUT
-CLI_CASES = ALL  # mono models too: the input is decoded at the model's channel count
-
-
-@pytest.fixture
-def shared_or_none(request: pytest.FixtureRequest) -> Path | None:
-    try:
-        return request.getfixturevalue("shared_dir")  # type: ignore[no-any-return]
-    except pytest.skip.Exception:
-        return None
 
 
 def _folder(shared: Path | None, name: str) -> Path:
-    if name in SHARED:
-        if shared is None:
-            pytest.skip("../shared is absent")
-        folder = shared / "fixtures" / name
-    else:
-        folder = DATA / name
-    if not folder.is_dir():
-        pytest.skip(f"fixture {folder} is absent")
-    return folder
+    return fixture_folder(shared, name, SHARED)
+CLI_CASES = ALL  # mono models too: the input is decoded at the model's channel count
 
 
 def _mixture(folder: Path) -> Path:
     return next(folder / n for n in ("mixture.wav", "mixture.flac") if (folder / n).is_file())
-
-
-def _read(path: Path) -> np.ndarray:
-    return soundfile.read(str(path), dtype="float32", always_2d=True)[0].T
-
-
-def _meta(folder: Path) -> dict:
-    return json.loads((folder / "meta.json").read_text())  # type: ignore[no-any-return]
 
 
 def _bundle(folder: Path) -> ModelBundle:
