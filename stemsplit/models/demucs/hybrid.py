@@ -17,8 +17,9 @@ from torch import nn
 
 from stemsplit.models.base import Recipe
 from stemsplit.models.demucs import spec
+from stemsplit.models.demucs.hybrid_config import HybridConfig
 from stemsplit.models.demucs.hybrid_layers import HDecLayer, HEncLayer, MultiWrap, ScaledEmbedding
-from stemsplit.models.demucs.layers import DConvOptions
+from stemsplit.models.demucs.layers import DConvOptions, dconv_options
 
 _TimeLayer = TypeVar("_TimeLayer", HEncLayer, HDecLayer)
 
@@ -87,109 +88,67 @@ class HybridUNet(nn.Module):
     segment: float
     residual: str | None = None
 
-    def _build_unet(
-        self,
-        *,
-        sources: list[str],
-        audio_channels: int,
-        channels: int,
-        channels_time: int | None,
-        growth: float,
-        nfft: int,
-        wiener_iters: int,
-        cac: bool,
-        depth: int,
-        rewrite: bool,
-        hybrid: bool,
-        hybrid_old: bool,
-        multi_freqs: list[float] | None,
-        multi_freqs_depth: int,
-        freq_emb: float,
-        emb_scale: float,
-        kernel_size: int,
-        time_stride: int,
-        stride: int,
-        context: int,
-        context_enc: int,
-        norm_starts: int,
-        norm_groups: int,
-        dconv_mode: int,
-        dconv_depth: int,
-        dconv_comp: float,
-        dconv_attn: float,
-        dconv_lstm: float,
-        dconv_init: float,
-        samplerate: int,
-        segment: float,
-    ) -> None:
+    def _build_unet(self, config: HybridConfig) -> None:
         """Create encoder/decoder (and tencoder/tdecoder) with demucs' names and shapes."""
-        if not cac and wiener_iters >= 0:
-            raise ValueError("Wiener-filtered (non-cac) Demucs models are not supported")
-        if hybrid_old and not hybrid:
-            raise ValueError("hybrid_old needs hybrid=True")
-        self.sources = list(sources)
-        self.audio_channels = audio_channels
-        self.samplerate = samplerate
-        self.segment = segment
-        self.cac = cac
-        self.wiener_iters = wiener_iters
-        self.depth = depth
-        self.nfft = nfft
-        self.hop_length = nfft // 4
-        self.hybrid = hybrid
-        self.hybrid_old = hybrid_old
+        self.sources = list(config.sources)
+        self.audio_channels = config.audio_channels
+        self.samplerate = config.samplerate
+        self.segment = config.segment  # a bag may change it (the recipe follows)
+        self.cac = config.cac
+        self.wiener_iters = config.wiener_iters
+        self.depth = config.depth
+        self.nfft = config.nfft
+        self.hop_length = config.nfft // 4
+        self.hybrid = config.hybrid
+        self.hybrid_old = config.hybrid_old
         self.freq_emb: ScaledEmbedding | None = None
         self.encoder = nn.ModuleList()
         self.decoder = nn.ModuleList()
-        if hybrid:
+        if config.hybrid:
             self.tencoder = nn.ModuleList()
             self.tdecoder = nn.ModuleList()
 
-        chin = audio_channels
-        chin_z = chin * 2 if cac else chin  # freq branch channels
-        chout = channels_time or channels
-        chout_z = channels
-        freqs = nfft // 2
-        for index in range(depth):
+        kernel_size, stride = config.kernel_size, config.stride
+        dconv_enc, dconv_dec = bool(config.dconv.mode & 1), bool(config.dconv.mode & 2)
+        context, context_enc = config.context, config.context_enc
+        chin = config.audio_channels
+        chin_z = chin * 2 if config.cac else chin  # freq branch channels
+        chout = config.channels_time or config.channels
+        chout_z = config.channels
+        freqs = config.nfft // 2
+        for index in range(config.depth):
             freq = freqs > 1
             ker, stri, pad, last_freq = kernel_size, stride, True, False
             if not freq:  # past the last frequency layer: plain time convolutions
-                ker, stri = time_stride * 2, time_stride
+                ker, stri = config.time_stride * 2, config.time_stride
             elif freqs <= kernel_size:  # last freq layer: collapse the remaining bins
                 ker, pad, last_freq = freqs, False, True
-            dconv_kw: DConvOptions = {
-                "lstm": index >= dconv_lstm,
-                "attn": index >= dconv_attn,
-                "depth": dconv_depth,
-                "compress": dconv_comp,
-                "init": dconv_init,
-                "gelu": True,
-            }
             spec_z = _LayerSpec(
-                kernel_size=ker, stride=stri, freq=freq, pad=pad, norm=index >= norm_starts,
-                rewrite=rewrite, norm_groups=norm_groups, dconv_kw=dconv_kw,
+                kernel_size=ker, stride=stri, freq=freq, pad=pad,
+                norm=index >= config.norm_starts, rewrite=config.rewrite,
+                norm_groups=config.norm_groups, dconv_kw=dconv_options(config.dconv, index),
             )  # fmt: skip
             spec_t = replace(spec_z, freq=False, kernel_size=kernel_size, stride=stride, pad=True)
-            bands = multi_freqs if multi_freqs and index < multi_freqs_depth else None
+            multi_freqs = config.multi_freqs if index < config.multi_freqs_depth else None
+            bands = list(multi_freqs) if multi_freqs else None
             if last_freq:
                 chout_z = max(chout, chout_z)
                 chout = chout_z
 
-            dconv_enc, dconv_dec = bool(dconv_mode & 1), bool(dconv_mode & 2)
             enc = spec_z.encoder(chin_z, chout_z, dconv=dconv_enc, context=context_enc)
-            if hybrid and freq:
+            if config.hybrid and freq:
                 self.tencoder.append(
                     spec_t.encoder(chin, chout, dconv=dconv_enc, context=context_enc,
                                    empty=last_freq)
                 )  # fmt: skip
             self.encoder.append(enc if bands is None else MultiWrap(enc, bands))
             if index == 0:
-                chin = audio_channels * len(self.sources)
-                chin_z = chin * 2 if cac else chin
+                chin = config.audio_channels * len(self.sources)
+                chin_z = chin * 2 if config.cac else chin
             spec_dec = spec_z if bands is None else replace(spec_z, context_freq=False)
             dec = spec_dec.decoder(chout_z, chin_z, dconv=dconv_dec, context=context,
                                    last=index == 0)  # fmt: skip
-            if hybrid and freq:
+            if config.hybrid and freq:
                 self.tdecoder.insert(
                     0,
                     spec_t.decoder(chout, chin, dconv=dconv_dec, context=context,
@@ -198,12 +157,12 @@ class HybridUNet(nn.Module):
             self.decoder.insert(0, dec if bands is None else MultiWrap(dec, bands))
 
             chin, chin_z = chout, chout_z
-            chout, chout_z = int(growth * chout), int(growth * chout_z)
+            chout, chout_z = int(config.growth * chout), int(config.growth * chout_z)
             if freq:
                 freqs = 1 if freqs <= kernel_size else freqs // stride
-            if index == 0 and freq_emb:
-                self.freq_emb = ScaledEmbedding(freqs, chin_z, scale=emb_scale)
-                self.freq_emb_scale = freq_emb
+            if index == 0 and config.freq_emb:
+                self.freq_emb = ScaledEmbedding(freqs, chin_z, scale=config.emb_scale)
+                self.freq_emb_scale = config.freq_emb
 
     @property
     def recipe(self) -> Recipe:

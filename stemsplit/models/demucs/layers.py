@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stemsplit.models.demucs.config import DConvConfig
+
 
 def _onednn_linear_available() -> bool:
     return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
@@ -177,6 +179,17 @@ class DConvOptions(TypedDict, total=False):
     gelu: bool
     kernel: int
     dilate: bool
+
+
+def dconv_options(config: DConvConfig, index: int) -> DConvOptions:
+    """The DConv keywords of layer `index` (demucs' `dconv_kw` built from `dconv_*`)."""
+    return {
+        "depth": config.depth,
+        "compress": config.compress,
+        "init": config.init,
+        "attn": index >= config.attn,
+        "lstm": index >= config.lstm,
+    }
 
 
 class DConv(nn.Module):

@@ -30,8 +30,10 @@ from torch import nn
 
 from stemsplit.errors import ModelError
 from stemsplit.models.base import Recipe
+from stemsplit.models.demucs.config import DemucsConfig
 from stemsplit.models.demucs.hdemucs import HDemucs
 from stemsplit.models.demucs.htdemucs import HTDemucs
+from stemsplit.models.demucs.hybrid_config import HDemucsConfig, HTDemucsConfig
 from stemsplit.models.demucs.time_demucs import Demucs
 
 MSST_CLASSES = ("htdemucs", "hdemucs", "demucs")
@@ -55,10 +57,11 @@ class MsstDemucs(Demucs):
     recipe: Recipe = None  # type: ignore[assignment]
 
 
-_KLASSES: dict[str, type[MsstHTDemucs] | type[MsstHDemucs] | type[MsstDemucs]] = {
-    "htdemucs": MsstHTDemucs,
-    "hdemucs": MsstHDemucs,
-    "demucs": MsstDemucs,
+MsstNetwork = MsstHTDemucs | MsstHDemucs | MsstDemucs
+_CONFIGS: dict[str, type[HTDemucsConfig] | type[HDemucsConfig] | type[DemucsConfig]] = {
+    "htdemucs": HTDemucsConfig,
+    "hdemucs": HDemucsConfig,
+    "demucs": DemucsConfig,
 }
 
 
@@ -140,11 +143,28 @@ def build_msst_demucs(model_type: str, config: Mapping[str, Any]) -> nn.Module:
         "samplerate": int(_positive(training, "samplerate", "training")),
         "segment": _positive(training, "segment", "training"),
     }
+    twice = sorted(extra.keys() & kwargs.keys())
+    if twice:
+        raise ModelError(
+            f"MSST Demucs config: section '{name}' sets {', '.join(twice)}, "
+            "which come from the training section"
+        )
     try:
-        model = _KLASSES[name](**extra, **kwargs)
-    except TypeError as err:
+        network_config = _CONFIGS[name].from_kwargs({**extra, **kwargs})
+    except ModelError as err:
         raise ModelError(f"MSST Demucs config: section '{name}': {err}") from err
+    try:
+        model = _network(network_config)
     except ValueError as err:
         raise ModelError(f"MSST Demucs config: {err}") from err
     model.recipe = recipe
     return model.eval()
+
+
+def _network(config: HTDemucsConfig | HDemucsConfig | DemucsConfig) -> MsstNetwork:
+    """The MSST flavour of the network `config` describes."""
+    if isinstance(config, HTDemucsConfig):
+        return MsstHTDemucs(config)
+    if isinstance(config, HDemucsConfig):
+        return MsstHDemucs(config)
+    return MsstDemucs(config)

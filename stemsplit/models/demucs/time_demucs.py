@@ -3,14 +3,15 @@
 Some MDX bags mix it with hybrid models. The network upsamples the input x2 with a
 windowed-sinc resampler (julius' `resample_frac`, reimplemented here), runs strided
 convolutions without padding (inputs are padded to `valid_length`) and skips that
-are centre-trimmed. Constructor keywords, defaults and state_dict keys are demucs'.
+are centre-trimmed. Built from a `DemucsConfig` (demucs' keywords and defaults);
+state_dict keys are demucs'.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -18,7 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from stemsplit.models.base import Recipe
-from stemsplit.models.demucs.layers import BLSTM, DConv, DConvOptions
+from stemsplit.models.demucs.config import DemucsConfig
+from stemsplit.models.demucs.layers import BLSTM, DConv, dconv_options
 
 
 @functools.lru_cache(maxsize=4)
@@ -62,90 +64,65 @@ class Demucs(nn.Module):
 
     residual: str | None = None
 
-    def __init__(
-        self,
-        sources: Sequence[str],
-        audio_channels: int = 2,
-        channels: int = 64,
-        growth: float = 2.0,
-        depth: int = 6,
-        rewrite: bool = True,
-        lstm_layers: int = 0,
-        kernel_size: int = 8,
-        stride: int = 4,
-        context: int = 1,
-        gelu: bool = True,
-        glu: bool = True,
-        norm_starts: int = 4,
-        norm_groups: int = 4,
-        dconv_mode: int = 1,
-        dconv_depth: int = 2,
-        dconv_comp: float = 4,
-        dconv_attn: int = 4,
-        dconv_lstm: int = 4,
-        dconv_init: float = 1e-4,
-        normalize: bool = True,
-        resample: bool = True,
-        rescale: float = 0.1,
-        samplerate: int = 44100,
-        segment: float = 4 * 10,
-    ) -> None:
+    def __init__(self, config: DemucsConfig) -> None:
         super().__init__()
-        self.sources = list(sources)
-        self.audio_channels = audio_channels
-        self.samplerate = samplerate
-        self.segment = segment
-        self.kernel_size = kernel_size
-        self.stride = stride
-        self.depth = depth
-        self.resample = resample
-        self.normalize = normalize
+        self.config = config
+        self.sources = list(config.sources)
+        self.audio_channels = config.audio_channels
+        self.samplerate = config.samplerate
+        self.segment = config.segment  # a bag may change it (the recipe follows)
+        self.kernel_size = kernel_size = config.kernel_size
+        self.stride = stride = config.stride
+        self.depth = config.depth
+        self.resample = config.resample
+        self.normalize = config.normalize
         self.encoder = nn.ModuleList()
         self.decoder = nn.ModuleList()
         self.skip_scales = nn.ModuleList()  # empty; kept for demucs' module layout
+        glu, rewrite, context = config.glu, config.rewrite, config.context
         scale = 2 if glu else 1
 
         def activation() -> nn.Module:
             return nn.GLU(dim=1) if glu else nn.ReLU()
 
         def act2() -> nn.Module:
-            return nn.GELU() if gelu else nn.ReLU()
+            return nn.GELU() if config.gelu else nn.ReLU()
 
-        in_channels = audio_channels
-        for index in range(depth):
+        in_channels, channels = config.audio_channels, config.channels
+        for index in range(config.depth):
 
             def norm(dim: int, index: int = index) -> nn.Module:
-                return nn.GroupNorm(norm_groups, dim) if index >= norm_starts else nn.Identity()
+                if index >= config.norm_starts:
+                    return nn.GroupNorm(config.norm_groups, dim)
+                return nn.Identity()
 
-            dconv_kw: DConvOptions = {
-                "depth": dconv_depth, "init": dconv_init, "compress": dconv_comp,
-                "attn": index >= dconv_attn, "lstm": index >= dconv_lstm,
-            }  # fmt: skip
+            dconv_kw = dconv_options(config.dconv, index)
             encode: list[nn.Module] = [
                 nn.Conv1d(in_channels, channels, kernel_size, stride), norm(channels), act2()
             ]  # fmt: skip
-            if dconv_mode & 1:
+            if config.dconv.mode & 1:
                 encode.append(DConv(channels, **dconv_kw))
             if rewrite:
                 encode += [nn.Conv1d(channels, scale * channels, 1), norm(scale * channels),
                            activation()]  # fmt: skip
             self.encoder.append(nn.Sequential(*encode))
 
-            out_channels = in_channels if index > 0 else len(self.sources) * audio_channels
+            out_channels = in_channels if index > 0 else len(self.sources) * self.audio_channels
             decode: list[nn.Module] = []
             if rewrite:
                 decode += [
                     nn.Conv1d(channels, scale * channels, 2 * context + 1, padding=context),
                     norm(scale * channels), activation(),
                 ]  # fmt: skip
-            if dconv_mode & 2:
+            if config.dconv.mode & 2:
                 decode.append(DConv(channels, **dconv_kw))
             decode.append(nn.ConvTranspose1d(channels, out_channels, kernel_size, stride))
             if index > 0:
                 decode += [norm(out_channels), act2()]
             self.decoder.insert(0, nn.Sequential(*decode))
             in_channels = channels
-            channels = int(growth * channels)
+            channels = int(config.growth * channels)
+        lstm_layers = config.lstm_layers
         self.lstm = BLSTM(in_channels, lstm_layers) if lstm_layers else None
 
     @property
