@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stemsplit.models.ops import fast_linear, fast_linear_add
+
 
 class RMSNorm(nn.Module):
     """`F.normalize(x) * sqrt(dim) * gamma` over the last axis (MSST's RMSNorm)."""
@@ -86,18 +88,23 @@ class Attention(nn.Module):
         self.to_gates = nn.Linear(dim, heads)
         self.to_out = nn.Sequential(nn.Linear(heads * dim_head, dim, bias=False))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: [b, n, dim] -> [b, n, dim] (the residual is added by the caller)."""
-        return self.forward_values(x)[0]
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        """x: [b, n, dim] -> [b, n, dim], plus `residual` when given (fused)."""
+        return self.forward_values(x, residual=residual)[0]
 
     def forward_values(
-        self, x: torch.Tensor, value_residual: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        value_residual: torch.Tensor | None = None,
+        residual: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """x: [b, n, dim] -> (output [b, n, dim], this layer's values [b, h, n, d])."""
+        """x: [b, n, dim] -> (output [b, n, dim] (+ `residual`), this layer's values
+        [b, h, n, d])."""
         batch, seq_len, _ = x.shape
         x = self.norm(x)
         # [b, n, (3 h d)] -> [3, b, h, n, d]
-        qkv = self.to_qkv(x).view(batch, seq_len, 3, self.heads, self.dim_head)
+        qkv = fast_linear(x, self.to_qkv.weight).view(batch, seq_len, 3, self.heads,
+                                                      self.dim_head)  # fmt: skip
         qkv = qkv.permute(2, 0, 3, 1, 4)
         values = qkv[2]
         if self.to_value_residual_mix is not None:
@@ -110,7 +117,11 @@ class Attention(nn.Module):
         out = F.scaled_dot_product_attention(query_key[0], query_key[1], values)
         gates = self.to_gates(x).sigmoid()  # [b, n, h]
         out = out.transpose(1, 2) * gates.unsqueeze(-1)  # [b, n, h, d]
-        return self.to_out(out.reshape(batch, seq_len, self.heads * self.dim_head)), qkv[2]
+        out = out.reshape(batch, seq_len, self.heads * self.dim_head)
+        weight = cast(nn.Linear, self.to_out[0]).weight
+        if residual is None:
+            return fast_linear(out, weight), qkv[2]
+        return fast_linear_add(out, weight, None, residual), qkv[2]
 
 
 class LinearAttention(nn.Module):
@@ -156,8 +167,15 @@ class FeedForward(nn.Module):
             RMSNorm(dim), nn.Linear(dim, inner), nn.GELU(), nn.Identity(), nn.Linear(inner, dim)
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        """x: [b, n, dim] -> [b, n, dim], plus `residual` when given (fused into the last
+        matmul, as the exact GELU into the first)."""
+        norm, first, _, _, last = self.net
+        first, last = cast(nn.Linear, first), cast(nn.Linear, last)
+        hidden = fast_linear(norm(x), first.weight, first.bias, gelu=True)
+        if residual is None:
+            return fast_linear(hidden, last.weight, last.bias)
+        return fast_linear_add(hidden, last.weight, last.bias, residual)
 
 
 class Transformer(nn.Module):
@@ -199,8 +217,11 @@ class Transformer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: [b, n, dim] -> [b, n, dim]."""
         for attention, feed_forward in self.blocks():
-            x = attention(x) + x
-            x = feed_forward(x) + x
+            if isinstance(attention, Attention):
+                x = attention(x, residual=x)
+            else:
+                x = attention(x) + x
+            x = feed_forward(x, residual=x)
         return self.norm(x)
 
     def forward_values(
@@ -241,7 +262,20 @@ class BandSplit(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: [b, t, sum(dim_inputs)] -> [b, t, bands, dim]."""
         bands = x.split(self.dim_inputs, dim=-1)
-        return torch.stack([net(band) for band, net in zip(bands, self.to_features)], dim=-2)
+        return torch.stack([run_sequential(cast(nn.Sequential, net), band)
+                            for band, net in zip(bands, self.to_features)], dim=-2)  # fmt: skip
+
+
+def run_sequential(net: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """`net(x)`, its Linear layers (at any depth) through `fast_linear`."""
+    for module in net:
+        if isinstance(module, nn.Linear):
+            x = fast_linear(x, module.weight, module.bias)
+        elif isinstance(module, nn.Sequential):
+            x = run_sequential(module, x)
+        else:
+            x = module(x)
+    return x
 
 
 def _mlp(dim_in: int, dim_hidden: int, dim_out: int, num_layers: int) -> nn.Sequential:
@@ -275,4 +309,5 @@ class MaskEstimator(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: [b, t, bands, dim] -> [b, t, sum(dim_inputs)]."""
         bands = x.unbind(dim=-2)
-        return torch.cat([net(band) for band, net in zip(bands, self.to_freqs)], dim=-1)
+        return torch.cat([run_sequential(cast(nn.Sequential, net), band)
+                          for band, net in zip(bands, self.to_freqs)], dim=-1)  # fmt: skip
