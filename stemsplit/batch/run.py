@@ -52,6 +52,7 @@ def run_batch(
         try:
             check_input(track.path)
         except StemsplitError as err:
+            log.debug("input check failed", exc_info=True)  # the traceback with --debug
             results[index] = TrackResult(track.path, "failed", error=str(err))
             continue
         if skip_existing:

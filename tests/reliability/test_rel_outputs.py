@@ -105,15 +105,23 @@ def test_folder_in_the_way_of_a_stem(tmp_path: Path, song: Path, tiny_model: Pat
 @pytest.mark.slow  # the default run stays under a minute
 def test_existing_stems_are_skipped_then_overwritten(tmp_path: Path, song: Path,
                                                      tiny_model: Path) -> None:  # fmt: skip
-    """A finished track is skipped (resume); --overwrite redoes it, replacing atomically."""
+    """A finished track is skipped (resume); stems with no record of how they were made
+    are redone, saying why; --overwrite redoes a finished one, replacing atomically."""
     out = tmp_path / "out"
     folder = out / "tiny" / "song"
     folder.mkdir(parents=True)
     for stem in ("drums", "bass", "other", "vocals"):
         (folder / f"{stem}.wav").write_bytes(b"placeholder")
+    unknown = stemsplit(song, "--checkpoint", tiny_model, "-o", out, "--json")
+    assert unknown.returncode == 0 and '"done": 1' in unknown.stdout
+    assert "redo song.wav: no stemsplit.json says how its stems were made" in (
+        " ".join(unknown.stderr.split()))
+    assert sf.info(folder / "vocals.wav").frames == 3 * RATE
+    stamp = (folder / "vocals.wav").stat().st_mtime_ns
     skipped = stemsplit(song, "--checkpoint", tiny_model, "-o", out, "--json")
     assert skipped.returncode == 0 and '"skipped": 1' in skipped.stdout
-    assert (folder / "vocals.wav").read_bytes() == b"placeholder"
+    assert (folder / "vocals.wav").stat().st_mtime_ns == stamp
     redone = stemsplit(song, "--checkpoint", tiny_model, "-o", out, "--overwrite", "-q")
     assert redone.returncode == 0, redone.stderr
+    assert (folder / "vocals.wav").stat().st_mtime_ns != stamp
     assert sf.info(folder / "vocals.wav").frames == 3 * RATE
