@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
 _CONSOLES: dict[str, Any] = {}
+
+# The options every listing command shares (declared once).
+Json = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
 
 
 def __getattr__(name: str) -> Any:

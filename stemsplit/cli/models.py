@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from stemsplit.cli import app, common
-from stemsplit.cli.common import print_json, run_guarded
+from stemsplit.cli.common import Json, print_json, run_guarded
 
 
 def _zoo(*names: str):
@@ -31,7 +31,6 @@ models_app = typer.Typer(
 )
 app.add_typer(models_app, name="models")
 
-Json = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
 ModelDir = Annotated[
     Path | None,
     typer.Option("--model-dir", help="Model cache folder (default: STEMSPLIT_MODEL_DIR)."),

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from stemsplit.cli import app, common
-from stemsplit.cli.common import print_json, run_guarded
+from stemsplit.cli.common import Json, print_json, run_guarded
 
 recipes_app = typer.Typer(
     help="List the shipped recipes (chained and routed separations); `info NAME` shows one.",
@@ -20,7 +20,6 @@ recipes_app = typer.Typer(
 )
 app.add_typer(recipes_app, name="recipes")
 
-Json = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
 
 
 def _api() -> Any:
