@@ -116,21 +116,8 @@ def plan_chunks(length: int, recipe: Recipe, segment: int, valid_length=None) ->
     if not (length > 2 * border and border > 0):
         border = 0
     padded_length = length + 2 * border
-    starts = list(range(0, padded_length, stride))
-    chunks = [
-        Chunk(
-            index=index,
-            start=start,
-            length=min(segment, padded_length - start),
-            read_start=start,
-            read_stop=start + segment,
-            trim=0,
-            first=index == 0,
-            last=index == len(starts) - 1,
-        )
-        for index, start in enumerate(starts)
-    ]
-    return Plan(tuple(chunks), padded_length, border, segment, recipe.window, recipe.padding)
+    segments = _whole_segments(range(0, padded_length, stride), padded_length, segment)
+    return Plan(segments, padded_length, border, segment, recipe.window, recipe.padding)
 
 
 def _plan_zeros(length: int, recipe: Recipe, segment: int, stride: int) -> Plan:
@@ -139,12 +126,18 @@ def _plan_zeros(length: int, recipe: Recipe, segment: int, stride: int) -> Plan:
     Read like "context" chunks (the window of the track, zeros outside), never
     centred: the model always sees `segment` samples starting at the chunk.
     """
-    starts = range(0, length, stride)
-    chunks = tuple(
+    chunks = _whole_segments(range(0, length, stride), length, segment)
+    return Plan(chunks, length, 0, segment, recipe.window, "context")
+
+
+def _whole_segments(starts: range, total: int, segment: int) -> tuple[Chunk, ...]:
+    """A chunk of `segment` samples read from each start (MSST: no centring, no trim);
+    its real length stops at `total`."""
+    return tuple(
         Chunk(
             index=index,
             start=start,
-            length=min(segment, length - start),
+            length=min(segment, total - start),
             read_start=start,
             read_stop=start + segment,
             trim=0,
@@ -153,7 +146,6 @@ def _plan_zeros(length: int, recipe: Recipe, segment: int, stride: int) -> Plan:
         )
         for index, start in enumerate(starts)
     )
-    return Plan(chunks, length, 0, segment, recipe.window, "context")
 
 
 def triangle_window(segment: int) -> np.ndarray:
