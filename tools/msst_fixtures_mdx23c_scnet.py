@@ -1,4 +1,5 @@
-"""Write held-out MDX23C / SCNet fixtures with MSST's own code (not part of the package).
+"""Write held-out MDX23C / SCNet / SCNet Tran fixtures with MSST's own code (not part of
+the package).
 
 Usage: python tools/msst_fixtures_mdx23c_scnet.py --msst DIR [--data DIR] [--out DIR]
 
@@ -15,7 +16,8 @@ the MUSDB sample), `forward_output.npy` (the first chunk), `demix/<stem>.wav` (M
 `inference.normalize` is true) and `meta.json`. The settings differ from the shared
 fixtures on purpose: other STFT sizes, stems (one target with a residual, three
 stems), mono at 22.05 kHz, chunk sizes, num_overlap 3 and 4, normalisation, norms and
-activations, and the masked SCNet.
+activations, the masked SCNet, and SCNet Tran (`scnet_tran`: transformer depth 1 and 2,
+a rotary embedding as wide as the attention head and one narrower than it).
 """
 
 from __future__ import annotations
@@ -91,6 +93,48 @@ FIXTURES: dict[str, dict[str, Any]] = {
             "inference": {"batch_size": 1, "num_overlap": 4, "normalize": True},
         },
     },
+    "scnet_tran_drums_bass": {
+        "model_type": "scnet_tran",
+        "seed": 25,
+        "seconds": 1.0,
+        "offset": 5.0,
+        "rate": 44100,
+        "channels": 2,
+        "config": {
+            "audio": {"chunk_size": 13230, "num_channels": 2, "sample_rate": 44100},
+            "model": {"sources": ["drums", "bass"], "audio_channels": 2, "dims": [4, 8, 16],
+                      "nfft": 1024, "hop_size": 256, "win_size": 1024, "normalized": True,
+                      "band_SR": [0.175, 0.392, 0.433], "band_stride": [1, 4, 16],
+                      "band_kernel": [3, 4, 16], "conv_depths": [2, 1, 1], "compress": 4,
+                      "conv_kernel": 3, "num_dplayer": 2, "expand": 1,
+                      "tran_rotary_embedding_dim": 8, "tran_depth": 1, "tran_heads": 2,
+                      "tran_dim_head": 8, "tran_attn_dropout": 0.0, "tran_ff_dropout": 0.0,
+                      "tran_flash_attn": False},
+            "training": {"instruments": ["drums", "bass"], "target_instrument": None},
+            "inference": {"batch_size": 1, "num_overlap": 2, "normalize": False},
+        },
+    },
+    "scnet_tran_mono_vocals": {
+        "model_type": "scnet_tran",
+        "seed": 26,
+        "seconds": 2.0,
+        "offset": 6.0,
+        "rate": 22050,
+        "channels": 1,
+        "config": {
+            "audio": {"chunk_size": 11025, "num_channels": 1, "sample_rate": 22050},
+            "model": {"sources": ["vocals"], "audio_channels": 1, "dims": [2, 6, 12],
+                      "nfft": 512, "hop_size": 128, "win_size": 512, "normalized": False,
+                      "band_SR": [0.225, 0.372, 0.403], "band_stride": [1, 2, 8],
+                      "band_kernel": [3, 2, 8], "conv_depths": [1, 1, 1], "compress": 2,
+                      "conv_kernel": 3, "num_dplayer": 4, "expand": 1,
+                      "tran_rotary_embedding_dim": 4, "tran_depth": 2, "tran_heads": 3,
+                      "tran_dim_head": 8, "tran_flash_attn": True},
+            "training": {"instruments": ["vocals", "instrumental"],
+                         "target_instrument": "vocals"},
+            "inference": {"batch_size": 1, "num_overlap": 3, "normalize": True},
+        },
+    },
     "scnet_masked_vocals": {
         "model_type": "scnet_masked",
         "seed": 24,
@@ -125,11 +169,13 @@ def _import_msst(msst: Path) -> types.SimpleNamespace:
     from models.mdx23c_tfc_tdf_v3 import TFC_TDF_net
     from models.scnet import SCNet
     from models.scnet.scnet_masked import SCNet as SCNetMasked
+    from models.scnet.scnet_tran import SCNet_Tran
     from utils.audio_utils import denormalize_audio, normalize_audio
     from utils.model_utils import demix
 
     return types.SimpleNamespace(
         ConfigDict=ConfigDict, TFC_TDF_net=TFC_TDF_net, SCNet=SCNet, SCNetMasked=SCNetMasked,
+        SCNet_Tran=SCNet_Tran,
         demix=demix, normalize_audio=normalize_audio, denormalize_audio=denormalize_audio,
     )  # fmt: skip
 
@@ -154,6 +200,8 @@ def _build(msst: types.SimpleNamespace, model_type: str, config: Any) -> torch.n
         return msst.TFC_TDF_net(config)
     if model_type == "scnet":
         return msst.SCNet(**config.model)
+    if model_type == "scnet_tran":
+        return msst.SCNet_Tran(**config.model)
     return msst.SCNetMasked(**config.model)
 
 

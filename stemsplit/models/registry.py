@@ -113,6 +113,13 @@ _ENTRIES: tuple[Architecture, ...] = (
         "recognised from its weights)",
         state_markers=("pos_embed_f", "mask_layer."),
     ),
+    # Before scnet: scnet's markers are a subset of these (and its weights tell it too).
+    Architecture(
+        "scnet_tran", "SCNet", "stemsplit.models.scnet_tran:build_scnet_tran", "msst",
+        "SCNet with transformer dual-path layers instead of LSTMs (MSST checkpoints)",
+        config_markers=("band_SR", "dims", "tran_depth"),
+        state_markers=("separation_net.dp_modules.0.time_layer.",),
+    ),
     Architecture(
         "scnet", "SCNet", "stemsplit.models.scnet:build_scnet", "msst",
         "SCNet, sparse compression network (MSST checkpoints)",

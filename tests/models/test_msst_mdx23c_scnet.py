@@ -11,21 +11,13 @@ recognised from the files alone.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from e2e_cli import stemsplit
-from msst_fixture import fixture_folder, held_out
-from msst_fixture import read_audio as _read
+from msst_fixture import check_cli, check_demix, check_forward, fixture_folder, held_out
 from msst_fixture import read_meta as _meta
-from parity import snr_db
 
-from stemsplit.engine.pipeline import bundle_stream
-from stemsplit.engine.runner import EngineSettings
-from stemsplit.engine.source import ArraySource
 from stemsplit.errors import ModelError
 from stemsplit.models import registry
 from stemsplit.models.mdx23c import build_mdx23c
@@ -47,10 +39,6 @@ ALL = SHARED + HELD_OUT
 def _folder(shared: Path | None, name: str) -> Path:
     return fixture_folder(shared, name, SHARED)
 CLI_CASES = ALL  # mono models too: the input is decoded at the model's channel count
-
-
-def _mixture(folder: Path) -> Path:
-    return next(folder / n for n in ("mixture.wav", "mixture.flac") if (folder / n).is_file())
 
 
 def _bundle(folder: Path) -> ModelBundle:
@@ -76,58 +64,18 @@ def test_recognised_from_the_files(shared_or_none: Path | None, name: str) -> No
 @pytest.mark.parametrize("name", ALL)
 def test_forward_matches_msst(shared_or_none: Path | None, name: str) -> None:
     folder = _folder(shared_or_none, name)
-    meta = _meta(folder)
-    model = _bundle(folder).members[0]
-    assert list(model.sources) == meta["stems"]
-    mix = _read(_mixture(folder))
-    with torch.inference_mode():
-        out = model(torch.from_numpy(mix[:, : meta["chunk_size"]])[None]).numpy()
-    expected = np.load(folder / "forward_output.npy")
-    assert out.shape == expected.shape
-    assert snr_db(expected, out) >= FORWARD_DB
+    check_forward(folder, _bundle(folder).members[0], FORWARD_DB)
 
 
 @pytest.mark.parametrize("name", ALL)
 def test_demix_through_the_engine_matches_msst(shared_or_none: Path | None, name: str) -> None:
     folder = _folder(shared_or_none, name)
-    bundle = _bundle(folder)
-    (model,) = bundle.members
-    meta = _meta(folder)
-    assert (model.recipe.normalization == "track-mean-std") == meta.get("normalize", False)
-    mix = _read(_mixture(folder))
-    blocks = bundle_stream(bundle, ArraySource(mix, model.samplerate), set(model.sources),
-                           EngineSettings(), {})  # fmt: skip
-    out = np.concatenate(list(blocks), axis=-1)
-    assert out.shape == (len(model.sources), mix.shape[0], mix.shape[-1])
-    for index, stem in enumerate(model.sources):
-        expected = _read(folder / "demix" / f"{stem}.wav")
-        assert snr_db(expected, out[index]) >= DEMIX_DB, stem
+    check_demix(folder, _bundle(folder), DEMIX_DB)
 
 
 @pytest.mark.parametrize("name", CLI_CASES)
 def test_cli_reproduces_msst_demix(shared_or_none: Path | None, name: str, tmp_path: Path) -> None:
-    folder = _folder(shared_or_none, name)
-    mixture = _mixture(folder)
-    result = stemsplit(mixture, "--checkpoint", folder / "model.ckpt", "--config",
-                       folder / "config.yaml", "--bit-depth", "float32", "--clip", "none",
-                       "-o", tmp_path, "--json")  # fmt: skip
-    # random networks peak above 1.0 where MSST writes float without clipping
-    assert result.returncode == 0, result.stderr
-    (track,) = json.loads(result.stdout)["tracks"]
-    assert track["status"] == "done", track
-    written = {stem: Path(path) for stem, path in track["stems"].items()}
-    config = load_yaml(folder / "config.yaml")
-    references = {stem: _read(folder / "demix" / f"{stem}.wav") for stem in _meta(folder)["stems"]}
-    mix = _read(mixture)
-    target = config["training"].get("target_instrument")
-    if target:  # the residual: mixture minus the target, under the config's name
-        residual = next(s for s in config["training"]["instruments"] if s != target)
-        references[residual] = mix - references[target]
-    assert sorted(written) == sorted(references)
-    for stem, expected in references.items():
-        actual = _read(written[stem])
-        assert actual.shape == mix.shape, stem
-        assert snr_db(expected, actual) >= CLI_DB, stem
+    check_cli(_folder(shared_or_none, name), tmp_path, CLI_DB)
 
 
 # ------------------------------------------------------------ configs and cards
