@@ -92,6 +92,17 @@ _ENTRIES: tuple[Architecture, ...] = (
         "msst", "Mel-Band RoFormer with value residuals (MSST's mel_band_roformer_experimental)",
         config_markers=("num_bands", "use_value_residual_learning"),
     ),
+    # Also before the plain RoFormers: the conformers name their depths *_conformer_depth.
+    Architecture(
+        "bs_conformer", "RoFormer", "stemsplit.models.roformer:build_roformer", "msst",
+        "Band-Split RoFormer with conformer blocks (MSST's bs_conformer)",
+        config_markers=("freqs_per_bands", "time_conformer_depth"),
+    ),
+    Architecture(
+        "mel_band_conformer", "RoFormer", "stemsplit.models.roformer:build_roformer", "msst",
+        "Mel-Band RoFormer with conformer blocks (MSST's mel_band_conformer)",
+        config_markers=("num_bands", "time_conformer_depth"),
+    ),
     Architecture(
         "bs_roformer", "RoFormer", "stemsplit.models.roformer:build_roformer", "msst",
         "Band-Split RoFormer (MSST checkpoints)",

@@ -1,4 +1,5 @@
-"""BS-RoFormer and Mel-Band RoFormer networks that load MSST checkpoints strictly.
+"""BS-RoFormer and Mel-Band RoFormer networks (and their experimental and conformer
+variants) that load MSST checkpoints strictly.
 
 `build_roformer(architecture, config)` takes a whole parsed MSST yaml (sections
 audio, model, training, inference) and returns the network with the model
@@ -22,17 +23,20 @@ ARCHITECTURES = (
     "mel_band_roformer",
     "bs_roformer_experimental",
     "mel_band_roformer_experimental",
+    "bs_conformer",
+    "mel_band_conformer",
 )
 
 
 def build_roformer(architecture: str, config: Mapping[str, Any]) -> RoformerNetwork:
-    """Build an untrained BS-/Mel-Band RoFormer from a parsed MSST config.
+    """Build an untrained BS-/Mel-Band RoFormer (or Conformer) from a parsed MSST config.
 
     Raises ModelError for an unknown architecture, unknown model keys or
     inconsistent settings (stems, channels, bands).
     """
+    from stemsplit.models.roformer import config as parse
     from stemsplit.models.roformer.bs_roformer import BSRoformer
-    from stemsplit.models.roformer.config import bs_roformer_config, mel_band_roformer_config
+    from stemsplit.models.roformer.conformer import BSConformer, MelBandConformer
     from stemsplit.models.roformer.mel_band_roformer import MelBandRoformer
     from stemsplit.models.roformer.network import ModelInfo
 
@@ -44,9 +48,13 @@ def build_roformer(architecture: str, config: Mapping[str, Any]) -> RoformerNetw
     audio = msst_config.section(config, "audio", "RoFormer")
 
     band_split = architecture.startswith("bs_")
-    parsed = (bs_roformer_config if band_split else mel_band_roformer_config)(
-        model, experimental=architecture.endswith("_experimental")
-    )
+    block = None
+    if architecture.endswith("_conformer"):
+        conformer = parse.bs_conformer_config if band_split else parse.mel_band_conformer_config
+        parsed, block = conformer(model)
+    else:
+        roformer = parse.bs_roformer_config if band_split else parse.mel_band_roformer_config
+        parsed = roformer(model, experimental=architecture.endswith("_experimental"))
     channels = audio.get("num_channels", parsed.trunk.audio_channels)
     if channels != parsed.trunk.audio_channels:
         raise ModelError(
@@ -62,6 +70,10 @@ def build_roformer(architecture: str, config: Mapping[str, Any]) -> RoformerNetw
         samplerate=msst_config.samplerate(config, "RoFormer"),
         recipe=msst_config.recipe(config, "RoFormer"),
     )
+    if block is not None:
+        if band_split:
+            return BSConformer(parsed, block, info)  # type: ignore[arg-type]
+        return MelBandConformer(parsed, block, info)  # type: ignore[arg-type]
     if band_split:
         return BSRoformer(parsed, info)  # type: ignore[arg-type]
     return MelBandRoformer(parsed, info)  # type: ignore[arg-type]

@@ -1,7 +1,8 @@
 """RoFormer hyperparameters: frozen dataclasses read from an MSST yaml config.
 
 MSST builds its models as `BSRoformer(**config.model)` / `MelBandRoformer(**config.model)`,
-so every keyword those constructors accept may appear in a config. We accept the
+so every keyword those constructors accept may appear in a config (likewise
+`BSConformer` / `MelBandConformer`: the conformer functions below). We accept the
 same keys: the ones that shape the network land in the dataclasses below, the
 training-only ones (dropouts, multi-resolution STFT loss, gradient checkpointing,
 flash switch) are accepted and ignored, and anything else is a `ModelError`.
@@ -74,6 +75,18 @@ _MEL_KEYS = (
 _EXPERIMENTAL_KEYS = frozenset({"use_value_residual_learning", "num_residual_streams"})
 _NOT_EXPERIMENTAL = frozenset({"zero_dc", "use_pope"})
 
+# The conformers (bs_conformer.py, mel_band_conformer.py) name the trunk depths
+# `*_conformer_depth`, add the conformer blocks' three keys and take no use_pope.
+# MSST's constructors would refuse sage_attention, but its own conformer configs
+# carry it (`sage_attention: false`); accepted and ignored, as for the RoFormers.
+_CONFORMER_DEPTHS = {
+    "time_conformer_depth": "time_transformer_depth",
+    "freq_conformer_depth": "freq_transformer_depth",
+    "linear_conformer_depth": "linear_transformer_depth",
+}
+_CONFORMER_BLOCK_KEYS = frozenset({"ff_mult", "conv_expansion_factor", "conv_kernel_size"})
+_NOT_CONFORMER = frozenset({*_CONFORMER_DEPTHS.values(), "use_pope"})
+
 # MSST's BSRoformer default band layout (62 bands over 1025 bins of a 2048 FFT).
 DEFAULT_FREQS_PER_BANDS: tuple[int, ...] = (
     (2,) * 24 + (4,) * 12 + (12,) * 8 + (24,) * 8 + (48,) * 8 + (128, 129)
@@ -138,6 +151,17 @@ class BSRoformerConfig:
 
 
 @dataclass(frozen=True)
+class ConformerConfig:
+    """The conformer block's own settings (MSST's bs_conformer / mel_band_conformer):
+    macaron feed-forwards of `ff_mult` width and a depthwise-convolution module with
+    `conv_expansion_factor` channels per feature and an odd `conv_kernel_size`."""
+
+    ff_mult: int = 4
+    conv_expansion_factor: int = 2
+    conv_kernel_size: int = 31
+
+
+@dataclass(frozen=True)
 class MelBandRoformerConfig:
     """Mel-Band RoFormer: `num_bands` overlapping mel bands at `sample_rate`."""
 
@@ -163,8 +187,10 @@ _INT_KEYS = (
     "stft_win_length",
     "num_bands",
     "sample_rate",
+    *_CONFORMER_DEPTHS,
+    *sorted(_CONFORMER_BLOCK_KEYS),
 )
-_POSITIVE_KEYS = frozenset(_INT_KEYS) - {"linear_transformer_depth"}
+_POSITIVE_KEYS = frozenset(_INT_KEYS) - {"linear_transformer_depth", "linear_conformer_depth"}
 
 
 def _check_model_section(model: Mapping[str, Any], allowed: frozenset[str], name: str) -> None:
@@ -256,22 +282,25 @@ def bs_roformer_config(model: Mapping[str, Any], experimental: bool = False) -> 
     trunk, stft = _trunk_and_stft(model, mask_depth_default=2)
     if experimental:
         trunk = _experimental(model, trunk, name)
+    freqs = _freqs_per_bands(model, stft, name)
+    return BSRoformerConfig(trunk=trunk, stft=stft, freqs_per_bands=freqs)
+
+
+def _freqs_per_bands(model: Mapping[str, Any], stft: StftConfig, name: str) -> tuple[int, ...]:
     freqs = model.get("freqs_per_bands", DEFAULT_FREQS_PER_BANDS)
     if not isinstance(freqs, (list, tuple)) or not all(
         isinstance(f, int) and not isinstance(f, bool) and f > 0 for f in freqs
     ):
-        raise ModelError(
-            f"bs_roformer config: freqs_per_bands must be positive integers, got {freqs!r}"
-        )
+        raise ModelError(f"{name} config: freqs_per_bands must be positive integers, got {freqs!r}")
     freqs = tuple(freqs)
     if len(freqs) < 2:
-        raise ModelError("bs_roformer config: freqs_per_bands needs at least two bands")
+        raise ModelError(f"{name} config: freqs_per_bands needs at least two bands")
     if sum(freqs) != stft.num_bins:
         raise ModelError(
-            f"bs_roformer config: freqs_per_bands sums to {sum(freqs)} but stft_n_fft "
+            f"{name} config: freqs_per_bands sums to {sum(freqs)} but stft_n_fft "
             f"{stft.n_fft} gives {stft.num_bins} bins; they must match"
         )
-    return BSRoformerConfig(trunk=trunk, stft=stft, freqs_per_bands=freqs)
+    return freqs
 
 
 def mel_band_roformer_config(
@@ -285,9 +314,50 @@ def mel_band_roformer_config(
     trunk, stft = _trunk_and_stft(model, mask_depth_default=1)
     if experimental:
         trunk = _experimental(model, trunk, name)
+    return _mel(model, trunk, stft)
+
+
+def _mel(model: Mapping[str, Any], trunk: TrunkConfig, stft: StftConfig) -> MelBandRoformerConfig:
     return MelBandRoformerConfig(
         trunk=trunk,
         stft=stft,
         num_bands=int(_get(model, "num_bands", 60)),
         sample_rate=int(_get(model, "sample_rate", 44100)),
     )
+
+
+def _conformer(
+    model: Mapping[str, Any], roformer_keys: frozenset[str], name: str, mask_depth_default: int
+) -> tuple[TrunkConfig, StftConfig, ConformerConfig]:
+    """The trunk (its transformer depths read from the `*_conformer_depth` keys), STFT
+    and conformer block of a conformer's `model` section."""
+    keys = (roformer_keys - _NOT_CONFORMER) | set(_CONFORMER_DEPTHS) | _CONFORMER_BLOCK_KEYS
+    _check_model_section(model, keys, name)
+    renamed = {_CONFORMER_DEPTHS.get(key, key): value for key, value in model.items()}
+    trunk, stft = _trunk_and_stft(renamed, mask_depth_default)
+    block = ConformerConfig(
+        ff_mult=int(_get(model, "ff_mult", 4)),
+        conv_expansion_factor=int(_get(model, "conv_expansion_factor", 2)),
+        conv_kernel_size=int(_get(model, "conv_kernel_size", 31)),
+    )
+    if block.conv_kernel_size % 2 == 0:
+        raise ModelError(
+            f"{name} config: model.conv_kernel_size must be odd, got {block.conv_kernel_size}"
+        )
+    return trunk, stft, block
+
+
+def bs_conformer_config(model: Mapping[str, Any]) -> tuple[BSRoformerConfig, ConformerConfig]:
+    """Read MSST's `model` section for `BSConformer` (its defaults where keys are absent):
+    BS-RoFormer's bands and trunk shape, conformer blocks in place of transformers."""
+    trunk, stft, block = _conformer(model, _BS_KEYS, "bs_conformer", mask_depth_default=2)
+    freqs = _freqs_per_bands(model, stft, "bs_conformer")
+    return BSRoformerConfig(trunk=trunk, stft=stft, freqs_per_bands=freqs), block
+
+
+def mel_band_conformer_config(
+    model: Mapping[str, Any],
+) -> tuple[MelBandRoformerConfig, ConformerConfig]:
+    """Read MSST's `model` section for `MelBandConformer` (its defaults where absent)."""
+    trunk, stft, block = _conformer(model, _MEL_KEYS, "mel_band_conformer", mask_depth_default=1)
+    return _mel(model, trunk, stft), block
