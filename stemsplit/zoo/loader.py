@@ -73,9 +73,12 @@ def _short(err: BaseException) -> str:
 
 def build_demucs_member(package: checkpoints.DemucsPackage, source: str) -> nn.Module:
     """One Demucs network from its package."""
+    from stemsplit.models.no_init import skipped_random_init
+
     build = registry.get("demucs").build_function()
     try:
-        model = build(package.klass, package.args, package.kwargs)
+        with skipped_random_init():  # the strict load below sets every weight
+            model = build(package.klass, package.args, package.kwargs)
     except (TypeError, ValueError) as err:
         raise ModelError(f"{source}: cannot build {package.klass} ({_short(err)})") from err
     return _load_state(model, package.state, source)
@@ -249,15 +252,18 @@ def _load_single(
             f"model {card.name!r}: the card says {card.architecture} but its files "
             f"describe {architecture.name}"
         )
+    from stemsplit.models.no_init import skipped_random_init
+
     build = architecture.build_function()
     try:
-        if architecture.file_format == "state":
-            options: dict[str, Any] = {}
-            if card is not None:
-                options = {"sources": list(card.sources), "samplerate": card.samplerate}
-            model = build(state, config, **options)
-        else:
-            model = build(architecture.name, config)
+        with skipped_random_init():  # the strict load below sets every weight
+            if architecture.file_format == "state":
+                options: dict[str, Any] = {}
+                if card is not None:
+                    options = {"sources": list(card.sources), "samplerate": card.samplerate}
+                model = build(state, config, **options)
+            else:
+                model = build(architecture.name, config)
     except (TypeError, ValueError, KeyError) as err:
         raise ModelError(f"{path}: cannot build {architecture.name} ({_short(err)})") from err
     except ModelError as err:

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from stemsplit.models.demucs.layers import LayerScale, fast_linear, fast_linear_add
+from stemsplit.models.ops import fast_attention
 
 
 def sin_embedding(length: int, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -105,7 +106,7 @@ class Attention(nn.Module):
             b_q, b_kv = bias.split([dim, 2 * dim])
             q = fast_linear(query, w_q, b_q)
             k, v = fast_linear(key, w_kv, b_kv).split(dim, -1)
-        out = F.scaled_dot_product_attention(self._heads(q), self._heads(k), self._heads(v))
+        out = fast_attention(self._heads(q), self._heads(k), self._heads(v))
         return out.transpose(1, 2).reshape(query.shape)
 
     def forward(self, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
