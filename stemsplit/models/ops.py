@@ -64,12 +64,13 @@ def fast_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) 
     """`F.scaled_dot_product_attention(query, key, value)` (no mask, default scale),
     `[B, H, L, D]` in and out.
 
-    On CPU in fp32 the two matmuls go through oneDNN, a block of query rows at a time:
-    1.3-1.6x torch's flash kernel for HTDemucs' 1344-2688-token sequences (the flash
-    kernel's inner GEMMs run at ~40 % of oneDNN's rate there). Same maths within float
-    rounding (the softmax is computed whole per row, not online).
+    On CPU (fp32 or bf16, outside autocast) the two matmuls go through oneDNN, a block of
+    query rows at a time: for HTDemucs' 1344-2688-token sequences 1.5-1.6x torch's flash
+    kernel in fp32 and ~2x in bf16, whose flash kernel is no faster than fp32 on an
+    AVX512-BF16 CPU (docs/performance.md). The softmax is taken whole per row (in fp32
+    for bf16 scores), not online: the same maths within float rounding.
     """
-    if not (_use_onednn(query, key) and query.dtype == torch.float32 and query.dim() == 4):
+    if not (_use_onednn(query, key) and query.dim() == 4):
         return F.scaled_dot_product_attention(query, key, value)
     batch, heads, rows, depth = query.shape
     keys = key.shape[2]
@@ -83,6 +84,6 @@ def fast_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) 
             value_t = value[b, h].transpose(0, 1).contiguous()
             for start in range(0, rows, block):
                 scores = linear(scaled[b, h, start : start + block], key_h, None, "none", [], "")
-                probabilities = torch.softmax(scores, -1)
-                out[b, h, start : start + block] = linear(probabilities, value_t, None, "none", [], "")
+                weights = torch.softmax(scores, -1, dtype=torch.float32).to(query.dtype)
+                out[b, h, start : start + block] = linear(weights, value_t, None, "none", [], "")
     return out

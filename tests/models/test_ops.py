@@ -37,8 +37,27 @@ def test_fast_attention_matches_sdpa(batch: int, rows: int, keys: int) -> None:
     assert error <= 2 * flash_error + 1e-6, (float(error), float(flash_error))
 
 
-def test_fast_attention_falls_back_under_bf16() -> None:
-    q, k, v = (torch.randn(1, 2, 64, 16).bfloat16() for _ in range(3))
-    got = fast_attention(q, k, v)
-    assert got.dtype == torch.bfloat16
-    assert torch.equal(got, F.scaled_dot_product_attention(q, k, v))
+def _snr_db(estimate: torch.Tensor, exact: torch.Tensor) -> float:
+    error = (estimate.double() - exact).pow(2).sum()
+    return float(10 * torch.log10(exact.pow(2).sum() / error))
+
+
+def test_fast_attention_bf16_as_accurate_as_flash() -> None:
+    generator = torch.Generator().manual_seed(5)
+    q, k, v = (torch.randn(1, 4, n, 64, generator=generator) for n in (700, 1400, 1400))
+    exact = F.scaled_dot_product_attention(q.double(), k.double(), v.double())
+    q, k, v = q.bfloat16(), k.bfloat16(), v.bfloat16()
+    with torch.inference_mode():
+        got = fast_attention(q, k, v)
+        flash = F.scaled_dot_product_attention(q, k, v)
+    assert got.dtype == torch.bfloat16 and got.shape == exact.shape
+    # measured: 45.5 dB vs flash's 48.5 dB (bf16 scores before the fp32 softmax)
+    assert _snr_db(got, exact) >= _snr_db(flash, exact) - 6
+
+
+def test_fast_attention_leaves_autocast_to_sdpa() -> None:
+    q, k, v = (torch.randn(1, 2, 64, 16) for _ in range(3))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = fast_attention(q, k, v)
+        expected = F.scaled_dot_product_attention(q, k, v)
+    assert torch.equal(got, expected)
