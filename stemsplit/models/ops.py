@@ -58,6 +58,9 @@ def fast_linear_add(
 # near 1 M elements (4 MB), small enough to be read back from cache by the softmax and
 # the second matmul; measured best on the AVX-512 EPYC for 1344 and 2688 keys.
 _SCORE_BLOCK_ELEMENTS = 700_000
+# The blocked path loops over heads in Python: worth it for a few long sequences only.
+_MAX_LOOPED_HEADS = 64
+_MIN_KEYS = 256
 
 
 def fast_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
@@ -74,6 +77,10 @@ def fast_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) 
         return F.scaled_dot_product_attention(query, key, value)
     batch, heads, rows, depth = query.shape
     keys = key.shape[2]
+    if batch * heads > _MAX_LOOPED_HEADS or keys < _MIN_KEYS:
+        # Many short sequences (RoFormer's 62-801-token axes, batched by band or frame):
+        # a Python loop per head costs more than flash's fused kernel (2-8x slower).
+        return F.scaled_dot_product_attention(query, key, value)
     block = max(64, _SCORE_BLOCK_ELEMENTS // keys)
     scaled = query * depth**-0.5
     out = query.new_empty(batch, heads, rows, value.shape[-1])

@@ -11,7 +11,7 @@ from stemsplit.models.ops import fast_attention
 
 @pytest.mark.parametrize(
     ("batch", "rows", "keys"),
-    [(1, 300, 300), (2, 700, 2688), (1, 2688, 1344), (3, 5, 9), (1, 1, 4000)],
+    [(1, 300, 300), (2, 700, 2688), (1, 2688, 1344), (3, 5, 9), (1, 1, 4000), (20, 50, 300)],
 )
 def test_fast_attention_matches_sdpa(batch: int, rows: int, keys: int) -> None:
     """Row blocks (with a short last block), several heads and batch items, cross and
