@@ -24,18 +24,16 @@ expansion factors and mask-estimator depths.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
+import types
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import soundfile
 import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from msst_fixtures_mdx23c_scnet import _mixture
+from msst_fixtures_mdx23c_scnet import _import_msst, write_outputs
 
 ROOT = Path(__file__).resolve().parents[1]
 # MSST's conformer constructors do not take it, though its conformer configs carry it;
@@ -101,10 +99,7 @@ def _build(model_type: str, section: dict[str, Any]) -> torch.nn.Module:
     return klass(**kwargs)
 
 
-def write_fixture(data: Path, out: Path, name: str) -> None:
-    from ml_collections import ConfigDict
-    from utils.model_utils import demix
-
+def write_fixture(msst: types.SimpleNamespace, data: Path, out: Path, name: str) -> None:
     spec = FIXTURES[name]
     folder = out / name
     (folder / "demix").mkdir(parents=True, exist_ok=True)
@@ -125,44 +120,11 @@ def write_fixture(data: Path, out: Path, name: str) -> None:
     torch.save(model.state_dict(), folder / "model.ckpt")
     (folder / "config.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
 
-    mix = _mixture(data, spec)
-    soundfile.write(str(folder / "mixture.flac"), mix.T, spec["rate"], subtype="PCM_24")
-    mix = soundfile.read(str(folder / "mixture.flac"), dtype="float32", always_2d=True)[0].T
-    chunk = raw["audio"]["chunk_size"]
-    with torch.inference_mode():
-        forward = model(torch.from_numpy(mix[:, :chunk].copy())[None]).numpy()
-    np.save(folder / "forward_output.npy", forward.astype(np.float32))
-
-    config = ConfigDict(raw)
-    stems = demix(config, model, mix, torch.device("cpu"), spec["model_type"])
-    target = raw["training"].get("target_instrument")
-    names = [target] if target else raw["training"]["instruments"]
-    for stem in names:
-        soundfile.write(str(folder / "demix" / f"{stem}.wav"), np.asarray(stems[stem]).T,
-                        spec["rate"], subtype="FLOAT")  # fmt: skip
-    meta = {
-        "model_type": spec["model_type"],
-        "msst_commit": "ccc011abf7f89dd7922bb2888d48493b575c0289",
-        "torch": torch.__version__,
-        "seed": spec["seed"],
-        "perturbation_std": 0.02,
-        "seconds": spec["seconds"],
-        "offset_seconds": spec["offset"],
-        "sample_rate": spec["rate"],
-        "samples": int(mix.shape[-1]),
-        "chunk_size": chunk,
-        "num_overlap": raw["inference"]["num_overlap"],
-        "stems": names,
-        "forward_output_shape": list(forward.shape),
+    write_outputs(msst, folder, spec, raw, model, data, {
         "num_params": sum(p.numel() for p in model.parameters()),
         "not_passed_to_msst": sorted(NOT_FOR_MSST & set(raw["model"])),
-        "demix": "utils/model_utils.py::demix(config, model, mix, cpu, model_type), batch 1, "
-        "no amp",
         "generator": "tools/msst_fixtures_conformer.py",
-    }
-    (folder / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
-    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
-    print(f"{name}: {size / 1e6:.2f} MB, {meta['num_params']} params, stems {names}")
+    })
 
 
 def main() -> None:
@@ -172,10 +134,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "tests/data/msst")
     parser.add_argument("names", nargs="*", default=list(FIXTURES))
     args = parser.parse_args()
-    sys.path.insert(0, str(args.msst))
+    msst = _import_msst(args.msst)
     torch.set_num_threads(1)
     for name in args.names:
-        write_fixture(args.data, args.out, name)
+        write_fixture(msst, args.data, args.out, name)
 
 
 if __name__ == "__main__":

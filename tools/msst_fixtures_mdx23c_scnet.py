@@ -224,6 +224,13 @@ def write_fixture(msst: types.SimpleNamespace, data: Path, out: Path, name: str)
     torch.save(model.state_dict(), folder / "model.ckpt")
     (folder / "config.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
 
+    write_outputs(msst, folder, spec, raw, model, data)
+
+
+def write_outputs(msst: types.SimpleNamespace, folder: Path, spec: dict[str, Any],
+                  raw: dict[str, Any], model: torch.nn.Module, data: Path,
+                  extra_meta: dict[str, Any] | None = None) -> None:
+    """A built fixture model's mixture, forward output, MSST demix stems and meta.json."""
     mix = _mixture(data, spec)
     soundfile.write(str(folder / "mixture.flac"), mix.T, spec["rate"], subtype="PCM_24")
     mix = soundfile.read(str(folder / "mixture.flac"), dtype="float32", always_2d=True)[0].T
@@ -232,10 +239,11 @@ def write_fixture(msst: types.SimpleNamespace, data: Path, out: Path, name: str)
         forward = model(torch.from_numpy(mix[:, :chunk].copy())[None]).numpy()
     np.save(folder / "forward_output.npy", forward.astype(np.float32))
 
-    normalize = raw["inference"].get("normalize") is True
+    normalize = raw.get("inference", {}).get("normalize") is True
     source = mix
     if normalize:
         source, params = msst.normalize_audio(mix)
+    config = msst.ConfigDict(raw)
     stems = msst.demix(config, model, source, torch.device("cpu"), spec["model_type"])
     names = [raw["training"]["target_instrument"]] if raw["training"].get(
         "target_instrument") else raw["training"]["instruments"]  # fmt: skip
@@ -262,10 +270,11 @@ def write_fixture(msst: types.SimpleNamespace, data: Path, out: Path, name: str)
         "forward_output_shape": list(forward.shape),
         "demix": "utils/model_utils.py::demix(config, model, mix, cpu, model_type), batch 1, "
         "no amp; normalize_audio before and denormalize_audio after when normalize is true",
+        **(extra_meta or {}),
     }
     (folder / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
     size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
-    print(f"{name}: {size / 1e6:.2f} MB, stems {names}")
+    print(f"{folder.name}: {size / 1e6:.2f} MB, stems {names}")
 
 
 def main() -> None:
