@@ -8,6 +8,9 @@ also fuses the exact GELU or a residual add into the matmul. Same numbers as
 
 from __future__ import annotations
 
+import weakref
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 
@@ -32,10 +35,44 @@ def _use_onednn(x: torch.Tensor, weight: torch.Tensor) -> bool:
     )
 
 
+def cpu_bf16_autocast(x: torch.Tensor) -> bool:
+    """Whether `x` meets CPU bf16 autocast: the cue for a network's own bf16 path."""
+    return (
+        x.device.type == "cpu"
+        and torch.is_autocast_enabled("cpu")
+        and torch.get_autocast_dtype("cpu") == torch.bfloat16
+    )
+
+
+# bf16 copies of fp32 parameters, by id, with the parameter's version when cast: a
+# network's bf16 path casts each weight once, not per call (0.4 s per RoFormer chunk).
+_CASTS: dict[int, tuple[int, torch.Tensor]] = {}
+
+
+def weight_like(tensor: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor | None:
+    """`tensor` in `x`'s dtype: fp32 weights meet bf16 activations in the networks' bf16
+    paths. Parameters are cast once and kept until they change or are freed."""
+    if tensor is None or tensor.dtype == x.dtype or not x.is_floating_point():
+        return tensor
+    if not isinstance(tensor, torch.nn.Parameter):
+        return tensor.to(x.dtype)
+    key = id(tensor)
+    cached = _CASTS.get(key)
+    if cached is not None and cached[0] == tensor._version and cached[1].dtype == x.dtype:
+        return cached[1]
+    if cached is None:
+        weakref.finalize(tensor, _CASTS.pop, key, None)
+    cast_copy = tensor.detach().to(x.dtype)
+    _CASTS[key] = (tensor._version, cast_copy)
+    return cast_copy
+
+
 def fast_linear(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, gelu: bool = False
 ) -> torch.Tensor:
-    """`F.linear` (then exact GELU with `gelu`), through oneDNN on CPU."""
+    """`F.linear` (then exact GELU with `gelu`), through oneDNN on CPU; the weights take
+    `x`'s dtype."""
+    weight, bias = cast(torch.Tensor, weight_like(weight, x)), weight_like(bias, x)
     if _use_onednn(x, weight):
         if gelu:
             return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "gelu", [], "none")
@@ -48,6 +85,7 @@ def fast_linear_add(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, residual: torch.Tensor
 ) -> torch.Tensor:
     """`residual + F.linear(x, weight, bias)`, the add fused into oneDNN's matmul on CPU."""
+    weight, bias = cast(torch.Tensor, weight_like(weight, x)), weight_like(bias, x)
     if _use_onednn(x, weight) and residual.dtype == x.dtype:
         residual = residual.contiguous()
         return torch.ops.mkldnn._linear_pointwise.binary(x, residual, weight, bias, "add")

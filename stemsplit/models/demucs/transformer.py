@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from stemsplit.models.demucs.layers import LayerScale, fast_linear, fast_linear_add
-from stemsplit.models.ops import fast_attention
+from stemsplit.models.ops import cpu_bf16_autocast, fast_attention, weight_like
 
 
 def sin_embedding(length: int, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -54,15 +55,7 @@ def sin_embedding_2d(dim: int, height: int, width: int, max_period: float) -> to
 
 def _cast(tensor: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """`tensor` in `like`'s dtype (weights meet bf16 activations in the bf16 path)."""
-    return tensor if tensor.dtype == like.dtype else tensor.to(like.dtype)
-
-
-def _cpu_bf16_autocast(x: torch.Tensor) -> bool:
-    return (
-        x.device.type == "cpu"
-        and torch.is_autocast_enabled("cpu")
-        and torch.get_autocast_dtype("cpu") == torch.bfloat16
-    )
+    return cast(torch.Tensor, weight_like(tensor, like))
 
 
 class TokenGroupNorm(nn.GroupNorm):
@@ -322,7 +315,7 @@ class CrossTransformerEncoder(nn.Module):
         end, weights cast once per call, with the fused matmuls of the fp32 path:
         autocast alone would cast every activation to bf16 and back around each op.
         """
-        if _cpu_bf16_autocast(x):
+        if cpu_bf16_autocast(x):
             with torch.autocast("cpu", enabled=False):
                 return self._forward(x.float(), xt.float(), torch.bfloat16)
         return self._forward(x, xt, None)

@@ -178,6 +178,8 @@ def conformer_layers(trunk: TrunkConfig, block: ConformerConfig) -> nn.ModuleLis
 class BSConformer(BSRoformer):
     """BS-Conformer; `forward(mix [b, c, t]) -> [b, stems, c, t]`."""
 
+    bf16_trunk = False  # its convolution module is not cast: autocast handles it
+
     def __init__(self, config: BSRoformerConfig, block: ConformerConfig, info: ModelInfo) -> None:
         super().__init__(replace(config, trunk=replace(config.trunk, depth=0)), info)
         self.config = config
@@ -188,6 +190,8 @@ class BSConformer(BSRoformer):
 
 class MelBandConformer(MelBandRoformer):
     """Mel-Band Conformer; `forward(mix [b, c, t]) -> [b, stems, c, t]`."""
+
+    bf16_trunk = False  # its convolution module is not cast: autocast handles it
 
     def __init__(
         self, config: MelBandRoformerConfig, block: ConformerConfig, info: ModelInfo

@@ -30,7 +30,7 @@ class RMSNorm(nn.Module):
         self.gamma = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.normalize(x, dim=-1) * (self.gamma * self.scale)
+        return F.normalize(x, dim=-1) * (self.gamma * self.scale).to(x.dtype)
 
 
 class RotaryEmbedding(nn.Module):
@@ -110,12 +110,13 @@ class Attention(nn.Module):
         if self.to_value_residual_mix is not None:
             if value_residual is None:
                 raise ValueError("this attention mixes in a value residual; none was given")
-            mix = self.to_value_residual_mix(x).sigmoid().transpose(1, 2).unsqueeze(-1)
+            gate = self.to_value_residual_mix
+            mix = fast_linear(x, gate.weight, gate.bias).sigmoid().transpose(1, 2).unsqueeze(-1)
             values = qkv[2].lerp(value_residual, mix)  # [b, h, n, d]
         query_key = apply_rotary(qkv[:2].float(), self.rotary_embed.rotations(seq_len))
         query_key = query_key.to(x.dtype)
         out = F.scaled_dot_product_attention(query_key[0], query_key[1], values)
-        gates = self.to_gates(x).sigmoid()  # [b, n, h]
+        gates = fast_linear(x, self.to_gates.weight, self.to_gates.bias).sigmoid()  # [b, n, h]
         out = out.transpose(1, 2) * gates.unsqueeze(-1)  # [b, n, h, d]
         out = out.reshape(batch, seq_len, self.heads * self.dim_head)
         weight = cast(nn.Linear, self.to_out[0]).weight
@@ -147,13 +148,13 @@ class LinearAttention(nn.Module):
         batch, seq_len, _ = x.shape
         x = self.norm(x)
         # [b, n, (3 h d)] -> [3, b, h, d, n]
-        qkv = self.to_qkv(x).view(batch, seq_len, 3, self.heads, self.dim_head)
+        qkv = run_sequential(self.to_qkv, x).view(batch, seq_len, 3, self.heads, self.dim_head)
         query, key, value = qkv.permute(2, 0, 3, 4, 1)
-        query = F.normalize(query, dim=-1) * self.temperature.exp()
+        query = F.normalize(query, dim=-1) * self.temperature.exp().to(query.dtype)
         key = F.normalize(key, dim=-1)
         out = F.scaled_dot_product_attention(query, key, value, scale=self.scale)
         out = out.permute(0, 3, 1, 2).reshape(batch, seq_len, self.heads * self.dim_head)
-        return self.to_out[1](out)
+        return run_sequential(self.to_out, out)
 
 
 class FeedForward(nn.Module):

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from stemsplit.models.base import Recipe
+from stemsplit.models.ops import cpu_bf16_autocast
 from stemsplit.models.roformer.config import StftConfig, TrunkConfig
 from stemsplit.models.roformer.layers import (
     BandSplit,
@@ -47,6 +48,9 @@ class RoformerNetwork(nn.Module):
     """
 
     window: torch.Tensor  # buffer (register_buffer below)
+    # Under CPU bf16 autocast, run band split to masks in bf16 (every layer casts its
+    # weights to its input's dtype); subclasses with other layers may opt out.
+    bf16_trunk: bool = True
 
     def __init__(
         self,
@@ -125,12 +129,13 @@ class RoformerNetwork(nn.Module):
 
         features = torch.view_as_real(spec).permute(0, 3, 2, 1, 4)  # [b, n, f, c, 2]
         features = self._select_bins(features).reshape(batch, num_frames, -1)
-        x = self.band_split(features)  # [b, n, k, d]
-        x = self._transform(x)
-        if self.final_norm is not None:
-            x = self.final_norm(x)
-
-        masks = torch.stack([estimator(x) for estimator in self.mask_estimators], dim=1)
+        if self.bf16_trunk and cpu_bf16_autocast(features):
+            # Band split to mask estimators in bf16 with oneDNN's fused matmuls (weights
+            # cast per call); autocast alone casts around every op (slower than fp32).
+            with torch.autocast("cpu", enabled=False):
+                masks = self._masks(features.to(torch.bfloat16)).float()
+        else:
+            masks = self._masks(features)
         masks = masks.view(batch, len(self.mask_estimators), num_frames, -1, channels, 2)
         masks = self._merge_masks(masks)  # [b, s, n, f, c, 2]
         masks = torch.view_as_complex(masks.permute(0, 1, 4, 3, 2, 5).contiguous())
@@ -148,6 +153,14 @@ class RoformerNetwork(nn.Module):
             length=length,
         )
         return audio.view(batch, -1, channels, length)
+
+    def _masks(self, features: torch.Tensor) -> torch.Tensor:
+        """features [b, n, band inputs] -> every stem's band masks [b, s, n, band inputs]."""
+        x = self.band_split(features)  # [b, n, k, d]
+        x = self._transform(x)
+        if self.final_norm is not None:
+            x = self.final_norm(x)
+        return torch.stack([estimator(x) for estimator in self.mask_estimators], dim=1)
 
     def _transform(self, x: torch.Tensor) -> torch.Tensor:
         """Axial attention: x [b, n, k, d] through every block (time, then bands)."""
