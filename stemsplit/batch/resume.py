@@ -6,7 +6,7 @@ line (`redo song: bit depth 16 -> 24`)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +36,12 @@ def write_record(path: Path, payload: Mapping[str, Any]) -> Path:
 
 
 def redo_reason(
-    outputs: Mapping[str, Path], record_file: Path, expected: Mapping[str, Any]
+    outputs: Mapping[str, Path], record_file: Path, expected: Callable[[], Mapping[str, Any]]
 ) -> str | None:
-    """None when the track's stems are done as `expected` says; else why to redo it."""
+    """None when the track's stems are done as `expected()` says; else why to redo it.
+
+    `expected` is asked only when there are stems to compare: it hashes local model
+    files (0.1 s for the released HTDemucs), which a first run need not wait for."""
     missing = [stem for stem, path in outputs.items() if not path.is_file()]
     if len(missing) == len(outputs):
         return "not separated yet"
@@ -47,8 +50,9 @@ def redo_reason(
     record = read_record(record_file)
     if record is None:
         return f"no {record_file.name} says how its stems were made"
-    expected = json.loads(json.dumps({k: expected.get(k) for k in _COMPARED}, default=str))
-    changes = _differences({k: record.get(k) for k in _COMPARED}, expected)
+    described = expected()
+    now = json.loads(json.dumps({k: described.get(k) for k in _COMPARED}, default=str))
+    changes = _differences({k: record.get(k) for k in _COMPARED}, now)
     return "; ".join(changes[:3]) if changes else None
 
 

@@ -47,7 +47,6 @@ def run_batch(
     remove_stale([p for paths in outputs.values() for p in paths.values()], out_dir)
     results: dict[int, TrackResult] = {}
     todo: list[int] = []
-    expected: dict[str, Any] | None = None
     for index, track in enumerate(tracks):
         try:
             check_input(track.path)
@@ -56,9 +55,8 @@ def run_batch(
             results[index] = TrackResult(track.path, "failed", error=str(err))
             continue
         if skip_existing:
-            expected = expected or separator.describe()
             reason = redo_reason(outputs[track.path], _record(plan, track.path, outputs[track.path]),
-                                 expected)  # fmt: skip
+                                 separator.describe)  # fmt: skip
             if reason is None:
                 results[index] = TrackResult(track.path, "skipped", stems=outputs[track.path])
                 continue
