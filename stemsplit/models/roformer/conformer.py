@@ -192,16 +192,14 @@ class MelBandConformer(MelBandRoformer):
     """Mel-Band Conformer; `forward(mix [b, c, t]) -> [b, stems, c, t]`."""
 
     bf16_trunk = False  # its convolution module is not cast: autocast handles it
+    extra_mask_layers = 0
 
     def __init__(
         self, config: MelBandRoformerConfig, block: ConformerConfig, info: ModelInfo
     ) -> None:
-        # MelBandRoformer gives its band MLPs mask_estimator_depth + 1 layers and
-        # neither a final norm nor (with no blocks) stack norms, as this network.
-        shell = replace(
-            config.trunk, depth=0, mask_estimator_depth=config.trunk.mask_estimator_depth - 1
-        )
-        super().__init__(replace(config, trunk=shell), info)
+        # With no blocks MelBandRoformer has neither a final norm nor stack norms, as
+        # this network.
+        super().__init__(replace(config, trunk=replace(config.trunk, depth=0)), info)
         self.config = config
         self.trunk_config = config.trunk
         self.conformer_config = block

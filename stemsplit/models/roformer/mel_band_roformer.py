@@ -21,6 +21,9 @@ from stemsplit.models.roformer.network import ModelInfo, RoformerNetwork
 class MelBandRoformer(RoformerNetwork):
     """Mel-Band RoFormer; `forward(mix [b, c, t]) -> [b, stems, c, t]`."""
 
+    # MSST's Mel-Band RoFormer band MLPs have one more Linear than mask_estimator_depth
+    # (its Mel-Band Conformer's do not).
+    extra_mask_layers: int = 1
     # Buffers (register_buffer in __init__).
     bin_indices: torch.Tensor
     bands_per_bin: torch.Tensor
@@ -38,7 +41,7 @@ class MelBandRoformer(RoformerNetwork):
             tuple(int(count) for count in membership.sum(axis=1)),
             info,
             per_transformer_norm=True,
-            mask_layers=config.trunk.mask_estimator_depth + 1,
+            mask_layers=config.trunk.mask_estimator_depth + self.extra_mask_layers,
         )
         self.config = config
         # Row-major nonzero: band by band, ascending bins within a band.
