@@ -48,6 +48,7 @@ from torch import nn
 from stemsplit.errors import ModelError
 from stemsplit.models import msst_config
 from stemsplit.models.base import Recipe
+from stemsplit.models.ops import fast_linear_add
 
 FAMILY = "SCNet"
 MODEL_TYPES = ("scnet", "scnet_masked")
@@ -167,8 +168,12 @@ class _FusionLayer(nn.Module):
         self.conv = nn.Conv2d(channels * 2, channels * 2, 3, 1, 1)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        x = (x + skip).repeat(1, 2, 1, 1)
-        return F.glu(self.conv(x), dim=1)
+        # MSST convolves (x + skip) repeated twice along channels: the same as convolving
+        # it once with the two halves of the kernel's input channels summed (half the work).
+        weight = self.conv.weight
+        half = weight.shape[1] // 2
+        folded = weight[:, :half] + weight[:, half:]
+        return F.glu(F.conv2d(x + skip, folded, self.conv.bias, padding=1), dim=1)
 
 
 class _SULayer(nn.Module):
@@ -193,36 +198,43 @@ class _SULayer(nn.Module):
 
 
 class _DualPathRNN(nn.Module):
-    """LSTM over frequency then over time, each residual: [B, C, F, T] -> same shape."""
+    """LSTM over frequency then over time, each residual, on one batch item in the
+    separation net's channels-last layouts: [F, T, C] in, [T, F, C] out.
+
+    The sequence axis leads, so both LSTMs run time-major on contiguous tensors (no
+    transposes in or out of torch's oneDNN LSTM); the output Linear and the residual add
+    are one oneDNN matmul (`fast_linear_add`). Same maths as MSST's [B, C, F, T] module.
+    """
 
     def __init__(self, channels: int, expand: int) -> None:
         super().__init__()
         hidden = channels * expand
         self.lstm_layers = nn.ModuleList(
-            nn.LSTM(channels, hidden, num_layers=1, bidirectional=True, batch_first=True)
-            for _ in range(2)
+            nn.LSTM(channels, hidden, num_layers=1, bidirectional=True) for _ in range(2)
         )
         self.linear_layers = nn.ModuleList(nn.Linear(hidden * 2, channels) for _ in range(2))
         self.norm_layers = nn.ModuleList(nn.GroupNorm(1, channels) for _ in range(2))
 
+    def _half(self, index: int, x: torch.Tensor) -> torch.Tensor:
+        """x: [L, N, C] -> x + Linear(BiLSTM over L(GroupNorm(x))), same shape."""
+        norm = cast(nn.GroupNorm, self.norm_layers[index])
+        # [1, C, L, N] in channels-last memory: torch's GroupNorm reads it in place
+        y = F.group_norm(x.unsqueeze(0).permute(0, 3, 1, 2), 1, norm.weight, norm.bias, norm.eps)
+        y = self.lstm_layers[index](y.permute(0, 2, 3, 1)[0])[0]
+        linear = cast(nn.Linear, self.linear_layers[index])
+        return fast_linear_add(y, linear.weight, linear.bias, x)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch, channels, bins, frames = x.shape
-        y = self.norm_layers[0](x).transpose(1, 3).contiguous().view(batch * frames, bins, channels)
-        y = self.linear_layers[0](self.lstm_layers[0](y)[0])
-        x = y.view(batch, frames, bins, channels).transpose(1, 3) + x
-        y = self.norm_layers[1](x).transpose(1, 2).contiguous().view(batch * bins, channels, frames)
-        y = self.linear_layers[1](self.lstm_layers[1](y.transpose(1, 2))[0])
-        return (
-            y.transpose(1, 2).contiguous().view(batch, bins, channels, frames).transpose(1, 2) + x
-        )
+        x = self._half(0, x).transpose(0, 1).contiguous()
+        return self._half(1, x)
 
 
-class _SeparationNet(nn.Module):
-    def __init__(self, channels: int, expand: int, num_layers: int) -> None:
-        super().__init__()
-        self.dp_modules = nn.ModuleList(
-            _DualPathRNN(channels * (2 if index % 2 else 1), expand) for index in range(num_layers)
-        )
+class _DualPathStack(nn.Module):
+    """`dp_modules` on [B, C, F, T], alternately in the time domain and, after an
+    orthonormal rfft over time (real and imaginary parts as channels), in the frequency
+    domain of the time axis. MSST's SeparationNet with any dual-path layer."""
+
+    dp_modules: nn.ModuleList
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for index, layer in enumerate(self.dp_modules):
@@ -234,6 +246,41 @@ class _SeparationNet(nn.Module):
                 half = x.shape[1] // 2
                 x = x.float()
                 x = torch.fft.irfft(torch.complex(x[:, :half], x[:, half:]), dim=3, norm="ortho")
+        return x
+
+
+class _SeparationNet(_DualPathStack):
+    """The dual-path LSTM stack, a batch item at a time in channels-last layouts
+    (`_DualPathRNN`): the item [C, F, T] is laid out [F, T, C] once, each layer returns
+    [T, F, C], the rfft / irfft run over that leading time axis and the next layer's
+    [F, T', C] is written in the same pass; [C, F, T] again at the end."""
+
+    def __init__(self, channels: int, expand: int, num_layers: int) -> None:
+        super().__init__()
+        self.dp_modules = nn.ModuleList(
+            _DualPathRNN(channels * (2 if index % 2 else 1), expand) for index in range(num_layers)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not len(self.dp_modules):
+            return x
+        return torch.stack([self._item(item) for item in x])
+
+    def _item(self, x: torch.Tensor) -> torch.Tensor:
+        """One batch item: [C, F, T] -> same."""
+        x = x.permute(1, 2, 0).contiguous()  # [F, T, C]
+        for index, layer in enumerate(self.dp_modules):
+            x = layer(x)  # [T, F, C]
+            frames, bins, channels = x.shape
+            if index % 2 == 0:  # to the frequency domain of the time axis: [F, T', 2C]
+                spectrum = torch.view_as_real(torch.fft.rfft(x.float(), dim=0, norm="ortho"))
+                x = spectrum.permute(1, 0, 3, 2).reshape(bins, -1, 2 * channels)
+                continue
+            half = channels // 2  # and back
+            x = x.float().view(frames, bins, 2, half).transpose(2, 3).contiguous()
+            x = torch.fft.irfft(torch.view_as_complex(x), dim=0, norm="ortho")  # [T, F, C/2]
+            last = index == len(self.dp_modules) - 1
+            x = (x.permute(2, 1, 0) if last else x.transpose(0, 1)).contiguous()
         return x
 
 
@@ -249,6 +296,7 @@ class SCNet(nn.Module):
         residual: str | None,
         samplerate: int,
         recipe: Recipe,
+        separation_net: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.config = config
@@ -272,7 +320,9 @@ class SCNet(nn.Module):
                     _FusionLayer(dims[index + 1]), _SULayer(dims[index + 1], out, config)
                 ),
             )
-        self.separation_net = _SeparationNet(dims[-1], config.expand, config.num_dplayer)
+        if separation_net is None:
+            separation_net = _SeparationNet(dims[-1], config.expand, config.num_dplayer)
+        self.separation_net = separation_net
         if config.masked:
             self.pos_embed_f = nn.Parameter(torch.zeros(1, dims[0], config.nfft // 2 + 1, 1))
             self.mask_layer = nn.Sequential(
@@ -294,11 +344,23 @@ class SCNet(nn.Module):
         }  # fmt: skip
 
     def forward(self, mix: torch.Tensor) -> torch.Tensor:
-        """mix: [B, C, L] -> stems [B, S, C, L]."""
+        """mix: [B, C, L] -> stems [B, S, C, L].
+
+        Batch items run one at a time: a whole batch's activations (an 11 s chunk's first
+        encoder level alone is 37 MB an item) outgrow the caches, and at MSST's batch 8
+        the items one by one took 0.73x the time of the batch at once (same numbers).
+        """
         config = self.config
-        batch, channels, length = mix.shape
+        batch, channels, _ = mix.shape
         if channels != config.audio_channels:
             raise ValueError(f"expected {config.audio_channels} audio channels, got {channels}")
+        if batch > 1:
+            return torch.cat([self._forward(item) for item in mix.split(1)])
+        return self._forward(mix)
+
+    def _forward(self, mix: torch.Tensor) -> torch.Tensor:
+        config = self.config
+        batch, channels, length = mix.shape
         hop = config.hop_size
         padding = hop - length % hop
         if (length + padding) // hop % 2 == 0:
@@ -389,12 +451,22 @@ def scnet_config(model: Mapping[str, Any], masked: bool) -> SCNetConfig:
     return parsed
 
 
-def build_scnet(model_type: str, config: Mapping[str, Any]) -> SCNet:
-    """An untrained SCNet (`scnet`) or masked SCNet (`scnet_masked`) from an MSST yaml."""
-    if model_type not in MODEL_TYPES:
-        raise ModelError(f"build_scnet builds {' or '.join(MODEL_TYPES)}, not {model_type!r}")
+@dataclass(frozen=True)
+class SCNetParts:
+    """What an MSST yaml gives SCNet's constructor (`parse_scnet`)."""
+
+    config: SCNetConfig
+    sources: tuple[str, ...]
+    residual: str | None
+    samplerate: int
+    recipe: Recipe
+
+
+def parse_scnet(config: Mapping[str, Any], masked: bool = False) -> SCNetParts:
+    """An MSST yaml's SCNet parts: the model section checked (unknown keys refused),
+    the stems, sample rate and recipe."""
     model = msst_config.section(config, "model", FAMILY, required=True)
-    parsed = scnet_config(model, masked=model_type == "scnet_masked")
+    parsed = scnet_config(model, masked=masked)
     channels = msst_config.section(config, "audio", FAMILY).get("num_channels")
     if channels not in (None, parsed.audio_channels):
         raise ModelError(
@@ -404,7 +476,13 @@ def build_scnet(model_type: str, config: Mapping[str, Any]) -> SCNet:
     sources, residual = msst_config.stems(
         config, len(parsed.sources), FAMILY, "the count of model.sources"
     )
-    return SCNet(
-        parsed, sources, residual, msst_config.samplerate(config, FAMILY),
-        msst_config.recipe(config, FAMILY),
-    )  # fmt: skip
+    return SCNetParts(parsed, sources, residual, msst_config.samplerate(config, FAMILY),
+                      msst_config.recipe(config, FAMILY))  # fmt: skip
+
+
+def build_scnet(model_type: str, config: Mapping[str, Any]) -> SCNet:
+    """An untrained SCNet (`scnet`) or masked SCNet (`scnet_masked`) from an MSST yaml."""
+    if model_type not in MODEL_TYPES:
+        raise ModelError(f"build_scnet builds {' or '.join(MODEL_TYPES)}, not {model_type!r}")
+    parts = parse_scnet(config, masked=model_type == "scnet_masked")
+    return SCNet(parts.config, parts.sources, parts.residual, parts.samplerate, parts.recipe)

@@ -27,7 +27,6 @@ State (besides scnet's encoder and decoder, and `first_conv` [dims[0], dims[0], 
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -39,7 +38,7 @@ from stemsplit.errors import ModelError
 from stemsplit.models import msst_config
 from stemsplit.models.base import Recipe
 from stemsplit.models.roformer.layers import RotaryEmbedding, Transformer
-from stemsplit.models.scnet import FAMILY, SCNet, SCNetConfig, _SeparationNet, build_scnet
+from stemsplit.models.scnet import FAMILY, SCNet, SCNetConfig, _DualPathStack, parse_scnet
 
 MODEL_TYPE = "scnet_tran"
 _PREFIX = "tran_"
@@ -98,12 +97,12 @@ class _DualPathTransformer(nn.Module):
         return y.permute(0, 3, 1, 2) + x
 
 
-class _SeparationNetTran(_SeparationNet):
+class _SeparationNetTran(_DualPathStack):
     """scnet's separation net (the rfft / irfft over time between layers) with
     transformer dual-path layers."""
 
     def __init__(self, channels: int, num_layers: int, tran: TranConfig) -> None:
-        super().__init__(channels, expand=1, num_layers=0)
+        super().__init__()
         time_rotary = _PartialRotary(tran.rotary_embedding_dim, tran.dim_head)
         freq_rotary = _PartialRotary(tran.rotary_embedding_dim, tran.dim_head)
         widths = [channels * (2 if index % 2 else 1) for index in range(num_layers)]
@@ -124,12 +123,9 @@ class SCNetTran(SCNet):
         samplerate: int,
         recipe: Recipe,
     ) -> None:
-        # The LSTM separation net is left empty (num_dplayer 0), then replaced.
-        empty = dataclasses.replace(config, num_dplayer=0)
-        super().__init__(empty, sources, residual, samplerate, recipe)
-        self.config = config
+        separation_net = _SeparationNetTran(config.dims[-1], config.num_dplayer, tran)
+        super().__init__(config, sources, residual, samplerate, recipe, separation_net)
         self.tran = tran
-        self.separation_net = _SeparationNetTran(config.dims[-1], config.num_dplayer, tran)
         # MSST builds it and never calls it; its weight is in every checkpoint.
         self.first_conv = nn.Conv2d(config.dims[0], config.dims[0], 1, bias=False)
 
@@ -170,9 +166,8 @@ def build_scnet_tran(model_type: str, config: Mapping[str, Any]) -> SCNetTran:
     tran_keys = {_PREFIX + key for key in TranConfig.__dataclass_fields__}
     plain = {**config, "model": {k: v for k, v in model.items() if k not in tran_keys}}
     # scnet's reader checks the rest (unknown keys refused) and gives the stems, rate and
-    # recipe; on the meta device its LSTMs cost nothing.
-    with torch.device("meta"):
-        base = build_scnet("scnet", plain)
+    # recipe.
+    parts = parse_scnet(plain)
     return SCNetTran(
-        base.config, tran, tuple(base.sources), base.residual, base.samplerate, base.recipe
+        parts.config, tran, parts.sources, parts.residual, parts.samplerate, parts.recipe
     )
