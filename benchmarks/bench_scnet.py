@@ -11,6 +11,10 @@ medians and the SCNet/HTDemucs time ratio are printed with the CPU.
     python benchmarks/bench_scnet.py --seconds 30 --repeats 3 --threads 2
 
 `--overlap N` also times SCNet with num_overlap N (e.g. 2, the common inference choice).
+`--in-process` builds each model once in this process and alternates them round after
+round (best of --repeats each; for a shared, noisy machine), then also times one chunk
+forward of each model (SCNet's 11 s chunk, HTDemucs' segment, batch 1) per second of
+audio.
 """
 
 from __future__ import annotations
@@ -57,6 +61,56 @@ def _model(kind: str, folder: Path, num_overlap: int | None) -> ModelBundle:
                        samplerate=model.samplerate, card=None)  # fmt: skip
 
 
+def _separate(bundle: ModelBundle, mix: np.ndarray) -> float:
+    from stemsplit.engine.pipeline import bundle_stream
+    from stemsplit.engine.source import ArraySource
+    from stemsplit.options import EngineSettings
+
+    started = time.perf_counter()
+    settings = EngineSettings(device="cpu", shifts=0)
+    blocks = bundle_stream(bundle, ArraySource(mix, 44100), set(bundle.sources), settings, {})
+    np.concatenate(list(blocks), axis=-1)
+    return time.perf_counter() - started
+
+
+def in_process(args: argparse.Namespace, runs: list[tuple[str, int | None]]) -> None:
+    import torch
+
+    torch.set_num_threads(args.threads)
+    mix = music(args.seconds)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        write_demucs_checkpoint(folder / "htdemucs.th")
+        bundles = {(kind, overlap): _model(kind, folder, overlap) for kind, overlap in runs}
+    best: dict[str, float] = {}
+    with torch.inference_mode():
+        for repeat in range(args.repeats):
+            for (kind, overlap), bundle in bundles.items():
+                label = kind + (f" (num_overlap {overlap})" if overlap else "")
+                seconds = _separate(bundle, mix)
+                best[label] = min(best.get(label, seconds), seconds)
+                print(f"round {repeat + 1} {label:<26} {seconds:7.2f} s wall", flush=True)
+        print(f"\n{args.seconds:.0f} s of stereo 44.1 kHz, {args.threads} threads, in one "
+              "process; best of each:")  # fmt: skip
+        for label, value in best.items():
+            print(f"  {label:<26} {value:7.2f} s  ({value / best['htdemucs']:.0%} of HTDemucs; "
+                  f"real-time factor {value / args.seconds:.3f})")  # fmt: skip
+        chunk: dict[str, float] = {}
+        for _ in range(args.repeats):
+            for kind in ("scnet", "htdemucs"):
+                model = bundles[(kind, None)].members[0]
+                samples = model.recipe.segment_samples
+                audio = torch.randn(1, 2, samples)
+                started = time.perf_counter()
+                model(audio)
+                per_second = (time.perf_counter() - started) / (samples / 44100)
+                chunk[kind] = min(chunk.get(kind, per_second), per_second)
+    print(
+        f"model only, one chunk at batch 1, per second of audio: SCNet {chunk['scnet']:.3f} s, "
+        f"HTDemucs {chunk['htdemucs']:.3f} s ({chunk['scnet'] / chunk['htdemucs']:.0%})"
+    )
+
+
 def worker(kind: str, folder: Path, seconds: float, threads: int, num_overlap: int | None) -> None:
     import torch
 
@@ -81,6 +135,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--overlap", type=int, default=None, help="also SCNet at this num_overlap")
+    parser.add_argument("--in-process", action="store_true",
+                        help="one process, models built once and alternated")  # fmt: skip
     parser.add_argument("--worker", nargs=2, metavar=("KIND", "FOLDER"), help=argparse.SUPPRESS)
     parser.add_argument("--num-overlap", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -92,6 +148,9 @@ def main() -> None:
     runs: list[tuple[str, int | None]] = [("scnet", None), ("htdemucs", None)]
     if args.overlap:
         runs.append(("scnet", args.overlap))
+    if args.in_process:
+        in_process(args, runs)
+        return
     times: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
