@@ -23,7 +23,6 @@ expansion factors and mask-estimator depths.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import types
 from pathlib import Path
@@ -33,7 +32,7 @@ import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from msst_fixtures_mdx23c_scnet import _import_msst, write_outputs
+from msst_fixtures_mdx23c_scnet import run, write_outputs
 
 ROOT = Path(__file__).resolve().parents[1]
 # MSST's conformer constructors do not take it, though its conformer configs carry it;
@@ -127,18 +126,5 @@ def write_fixture(msst: types.SimpleNamespace, data: Path, out: Path, name: str)
     })
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--msst", type=Path, required=True, help="MSST checkout (work tree)")
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared/data/musdb-sample")
-    parser.add_argument("--out", type=Path, default=ROOT / "tests/data/msst")
-    parser.add_argument("names", nargs="*", default=list(FIXTURES))
-    args = parser.parse_args()
-    msst = _import_msst(args.msst)
-    torch.set_num_threads(1)
-    for name in args.names:
-        write_fixture(msst, args.data, args.out, name)
-
-
 if __name__ == "__main__":
-    main()
+    run(__doc__ or "", FIXTURES, write_fixture)

@@ -277,18 +277,19 @@ def write_outputs(msst: types.SimpleNamespace, folder: Path, spec: dict[str, Any
     print(f"{folder.name}: {size / 1e6:.2f} MB, stems {names}")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--msst", type=Path, required=True)
+def run(doc: str, fixtures: dict[str, Any], write: Any) -> None:
+    """The writers' command line: `write(msst, data, out, name)` for each fixture named."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--msst", type=Path, required=True, help="MSST checkout (work tree)")
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared/data/musdb-sample")
     parser.add_argument("--out", type=Path, default=ROOT / "tests/data/msst")
-    parser.add_argument("names", nargs="*", default=list(FIXTURES))
+    parser.add_argument("names", nargs="*", default=list(fixtures))
     args = parser.parse_args()
     msst = _import_msst(args.msst)
     torch.set_num_threads(1)
     for name in args.names:
-        write_fixture(msst, args.data, args.out, name)
+        write(msst, args.data, args.out, name)
 
 
 if __name__ == "__main__":
-    main()
+    run(__doc__ or "", FIXTURES, write_fixture)
