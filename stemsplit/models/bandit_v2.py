@@ -32,7 +32,7 @@ from torch import nn
 
 from stemsplit.errors import ModelError
 from stemsplit.models import msst_config
-from stemsplit.models.base import Recipe
+from stemsplit.models.base import ModelInfo
 
 FAMILY = "bandit_v2"
 _ALIASES = (("combined.0.", "norm."), ("combined.1.", "hidden."), ("combined.2.", "output."))
@@ -222,14 +222,11 @@ class _MaskEstimator(nn.Module):
 class BanditV2(nn.Module):
     """`forward(mix [B, C, T]) -> [B, S, C, T]`; every channel separated on its own."""
 
-    residual: str | None = None
-
-    def __init__(self, kwargs: Mapping[str, Any], sources: tuple[str, ...], samplerate: int,
-                 audio_channels: int, recipe: Recipe) -> None:  # fmt: skip
+    def __init__(self, kwargs: Mapping[str, Any], info: ModelInfo, audio_channels: int) -> None:
         super().__init__()
         k = {**_DEFAULTS, **kwargs}
-        self.sources, self.samplerate = list(sources), samplerate
-        self.audio_channels, self.recipe = audio_channels, recipe
+        info.attach(self)
+        self.audio_channels = audio_channels
         self.n_fft, self.hop_length = int(k["n_fft"]), int(k["hop_length"])
         self.win_length = int(k["win_length"] or self.n_fft)
         self.center, self.pad_mode, self.normalized = (
@@ -320,10 +317,7 @@ def build_bandit_v2(model_type: str, config: Mapping[str, Any]) -> BanditV2:
     stems = kwargs.get("stems")
     if not isinstance(stems, (list, tuple)) or not stems:
         raise ModelError(f"{FAMILY} config: kwargs.stems must list the network's stems")
-    sources, residual = msst_config.stems(config, len(stems), FAMILY, "kwargs.stems")
+    info = msst_config.model_info(config, len(stems), FAMILY, "kwargs.stems")
     audio = msst_config.section(config, "audio", FAMILY)
-    model = BanditV2(kwargs, sources, msst_config.samplerate(config, FAMILY),
-                     msst_config.positive_int(audio, "num_channels", 2, "audio", FAMILY),
-                     msst_config.recipe(config, FAMILY))  # fmt: skip
-    model.residual = residual
-    return model.eval()
+    channels = msst_config.positive_int(audio, "num_channels", 2, "audio", FAMILY)
+    return BanditV2(kwargs, info, channels).eval()

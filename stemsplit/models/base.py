@@ -71,6 +71,23 @@ class SeparationModel(Protocol):
     def __call__(self, mix: torch.Tensor) -> torch.Tensor: ...
 
 
+@dataclass(frozen=True)
+class ModelInfo:
+    """The protocol's metadata besides the tensors, as a config gives it (the MSST
+    families build one from their yaml: `msst_config.model_info`)."""
+
+    sources: tuple[str, ...]
+    residual: str | None
+    samplerate: int
+    recipe: Recipe
+
+    def attach(self, model: nn.Module) -> None:
+        """Set `sources`, `residual`, `samplerate` and `recipe` on `model`."""
+        for name, value in [("sources", list(self.sources)), ("residual", self.residual),
+                            ("samplerate", self.samplerate), ("recipe", self.recipe)]:  # fmt: skip
+            setattr(model, name, value)
+
+
 def as_separation_model(model: nn.Module) -> SeparationModel:
     """`model` typed as the protocol it implements (every architecture's module has
     these attributes; `nn.Module.__getattr__` alone types them as tensors/modules).

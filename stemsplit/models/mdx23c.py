@@ -42,7 +42,7 @@ from torch import nn
 
 from stemsplit.errors import ModelError
 from stemsplit.models import msst_config
-from stemsplit.models.base import Recipe
+from stemsplit.models.base import ModelInfo
 
 FAMILY = "MDX23C"
 
@@ -176,20 +176,16 @@ class MDX23C(nn.Module):
     def __init__(
         self,
         config: MDX23CConfig,
-        sources: tuple[str, ...],
-        residual: str | None,
-        samplerate: int,
-        recipe: Recipe,
+        info: ModelInfo,
     ) -> None:
         super().__init__()
-        if len(sources) != config.num_stems:
-            raise ModelError(f"{FAMILY}: {len(sources)} source names for {config.num_stems} stems")
+        if len(info.sources) != config.num_stems:
+            raise ModelError(
+                f"{FAMILY}: {len(info.sources)} source names for {config.num_stems} stems"
+            )
         self.config = config
-        self.sources = list(sources)
-        self.residual = residual
-        self.samplerate = samplerate
+        info.attach(self)
         self.audio_channels = config.audio_channels
-        self.recipe = recipe
         self.register_buffer("window", torch.hann_window(config.n_fft), persistent=False)
 
         channels, growth = config.num_channels, config.growth
@@ -336,11 +332,5 @@ def build_mdx23c(model_type: str, config: Mapping[str, Any]) -> MDX23C:
     """An untrained MDX23C from a parsed MSST yaml (stems, recipe and network)."""
     if model_type != "mdx23c":
         raise ModelError(f"build_mdx23c builds mdx23c, not {model_type!r}")
-    sources, residual = msst_config.stems(config, None, FAMILY)
-    return MDX23C(
-        mdx23c_config(config, len(sources)),
-        sources,
-        residual,
-        msst_config.samplerate(config, FAMILY),
-        msst_config.recipe(config, FAMILY),
-    )
+    info = msst_config.model_info(config, None, FAMILY)
+    return MDX23C(mdx23c_config(config, len(info.sources)), info)

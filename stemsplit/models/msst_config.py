@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from stemsplit.errors import ModelError
-from stemsplit.models.base import Recipe
+from stemsplit.models.base import ModelInfo, Recipe
 
 
 def section(
@@ -88,6 +88,17 @@ def stems(
             f"training.instruments names {len(instruments)}; they must match"
         )
     return tuple(instruments), None
+
+
+def model_info(
+    config: Mapping[str, Any],
+    num_outputs: int | None,
+    family: str,
+    outputs_key: str = "the network's stem count",
+) -> ModelInfo:
+    """The stems, residual, sample rate and recipe this yaml gives its network."""
+    sources, residual = stems(config, num_outputs, family, outputs_key)
+    return ModelInfo(sources, residual, samplerate(config, family), recipe(config, family))
 
 
 def samplerate(config: Mapping[str, Any], family: str) -> int:

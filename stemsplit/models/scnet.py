@@ -47,7 +47,7 @@ from torch import nn
 
 from stemsplit.errors import ModelError
 from stemsplit.models import msst_config
-from stemsplit.models.base import Recipe
+from stemsplit.models.base import ModelInfo
 from stemsplit.models.ops import fast_linear_add
 
 FAMILY = "SCNet"
@@ -292,19 +292,13 @@ class SCNet(nn.Module):
     def __init__(
         self,
         config: SCNetConfig,
-        sources: tuple[str, ...],
-        residual: str | None,
-        samplerate: int,
-        recipe: Recipe,
+        info: ModelInfo,
         separation_net: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.config = config
-        self.sources = list(sources)
-        self.residual = residual
-        self.samplerate = samplerate
+        info.attach(self)
         self.audio_channels = config.audio_channels
-        self.recipe = recipe
         dims, stems = config.dims, len(config.sources)
         window = torch.hann_window(config.nfft) if config.masked else torch.ones(config.win_size)
         self.register_buffer("window", window, persistent=False)
@@ -456,10 +450,7 @@ class SCNetParts:
     """What an MSST yaml gives SCNet's constructor (`parse_scnet`)."""
 
     config: SCNetConfig
-    sources: tuple[str, ...]
-    residual: str | None
-    samplerate: int
-    recipe: Recipe
+    info: ModelInfo
 
 
 def parse_scnet(config: Mapping[str, Any], masked: bool = False) -> SCNetParts:
@@ -473,11 +464,9 @@ def parse_scnet(config: Mapping[str, Any], masked: bool = False) -> SCNetParts:
             f"{FAMILY} config: audio.num_channels {channels} disagrees with "
             f"model.audio_channels {parsed.audio_channels}"
         )
-    sources, residual = msst_config.stems(
-        config, len(parsed.sources), FAMILY, "the count of model.sources"
-    )
-    return SCNetParts(parsed, sources, residual, msst_config.samplerate(config, FAMILY),
-                      msst_config.recipe(config, FAMILY))  # fmt: skip
+    info = msst_config.model_info(config, len(parsed.sources), FAMILY,
+                                  "the count of model.sources")  # fmt: skip
+    return SCNetParts(parsed, info)
 
 
 def build_scnet(model_type: str, config: Mapping[str, Any]) -> SCNet:
@@ -485,4 +474,4 @@ def build_scnet(model_type: str, config: Mapping[str, Any]) -> SCNet:
     if model_type not in MODEL_TYPES:
         raise ModelError(f"build_scnet builds {' or '.join(MODEL_TYPES)}, not {model_type!r}")
     parts = parse_scnet(config, masked=model_type == "scnet_masked")
-    return SCNet(parts.config, parts.sources, parts.residual, parts.samplerate, parts.recipe)
+    return SCNet(parts.config, parts.info)

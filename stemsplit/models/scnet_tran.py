@@ -36,7 +36,7 @@ from torch import nn
 
 from stemsplit.errors import ModelError
 from stemsplit.models import msst_config
-from stemsplit.models.base import Recipe
+from stemsplit.models.base import ModelInfo
 from stemsplit.models.roformer.layers import RotaryEmbedding, Transformer
 from stemsplit.models.scnet import FAMILY, SCNet, SCNetConfig, _DualPathStack, parse_scnet
 
@@ -118,13 +118,10 @@ class SCNetTran(SCNet):
         self,
         config: SCNetConfig,
         tran: TranConfig,
-        sources: tuple[str, ...],
-        residual: str | None,
-        samplerate: int,
-        recipe: Recipe,
+        info: ModelInfo,
     ) -> None:
         separation_net = _SeparationNetTran(config.dims[-1], config.num_dplayer, tran)
-        super().__init__(config, sources, residual, samplerate, recipe, separation_net)
+        super().__init__(config, info, separation_net)
         self.tran = tran
         # MSST builds it and never calls it; its weight is in every checkpoint.
         self.first_conv = nn.Conv2d(config.dims[0], config.dims[0], 1, bias=False)
@@ -168,6 +165,4 @@ def build_scnet_tran(model_type: str, config: Mapping[str, Any]) -> SCNetTran:
     # scnet's reader checks the rest (unknown keys refused) and gives the stems, rate and
     # recipe.
     parts = parse_scnet(plain)
-    return SCNetTran(
-        parts.config, tran, parts.sources, parts.residual, parts.samplerate, parts.recipe
-    )
+    return SCNetTran(parts.config, tran, parts.info)

@@ -38,7 +38,6 @@ def build_roformer(architecture: str, config: Mapping[str, Any]) -> RoformerNetw
     from stemsplit.models.roformer.bs_roformer import BSRoformer
     from stemsplit.models.roformer.conformer import BSConformer, MelBandConformer
     from stemsplit.models.roformer.mel_band_roformer import MelBandRoformer
-    from stemsplit.models.roformer.network import ModelInfo
 
     if architecture not in ARCHITECTURES:
         raise ModelError(
@@ -61,15 +60,7 @@ def build_roformer(architecture: str, config: Mapping[str, Any]) -> RoformerNetw
             f"RoFormer config: audio.num_channels {channels} disagrees with model.stereo "
             f"{parsed.trunk.stereo}; fix the config"
         )
-    sources, residual = msst_config.stems(
-        config, parsed.trunk.num_stems, "RoFormer", "model.num_stems"
-    )
-    info = ModelInfo(
-        sources=sources,
-        residual=residual,
-        samplerate=msst_config.samplerate(config, "RoFormer"),
-        recipe=msst_config.recipe(config, "RoFormer"),
-    )
+    info = msst_config.model_info(config, parsed.trunk.num_stems, "RoFormer", "model.num_stems")
     if block is not None:
         if band_split:
             return BSConformer(parsed, block, info)  # type: ignore[arg-type]

@@ -8,8 +8,9 @@ has `mask_estimator_depth` Linear layers.
 
 from __future__ import annotations
 
+from stemsplit.models.base import ModelInfo
 from stemsplit.models.roformer.config import BSRoformerConfig
-from stemsplit.models.roformer.network import ModelInfo, RoformerNetwork
+from stemsplit.models.roformer.network import RoformerNetwork
 
 
 class BSRoformer(RoformerNetwork):

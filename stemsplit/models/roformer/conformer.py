@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stemsplit.models.base import ModelInfo
 from stemsplit.models.ops import fast_linear, fast_linear_add
 from stemsplit.models.roformer.bs_roformer import BSRoformer
 from stemsplit.models.roformer.config import (
@@ -43,7 +44,6 @@ from stemsplit.models.roformer.layers import (
     Transformer,
 )
 from stemsplit.models.roformer.mel_band_roformer import MelBandRoformer
-from stemsplit.models.roformer.network import ModelInfo
 
 
 class MacaronFeedForward(nn.Module):

@@ -13,9 +13,10 @@ import numpy as np
 import torch
 
 from stemsplit.errors import ModelError
+from stemsplit.models.base import ModelInfo
 from stemsplit.models.roformer.config import MelBandRoformerConfig
 from stemsplit.models.roformer.mel_bands import mel_band_membership
-from stemsplit.models.roformer.network import ModelInfo, RoformerNetwork
+from stemsplit.models.roformer.network import RoformerNetwork
 
 
 class MelBandRoformer(RoformerNetwork):

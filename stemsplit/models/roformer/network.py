@@ -11,13 +11,12 @@ n STFT frames, k bands, d model dim.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import cast
 
 import torch
 from torch import nn
 
-from stemsplit.models.base import Recipe
+from stemsplit.models.base import ModelInfo
 from stemsplit.models.ops import cpu_bf16_autocast
 from stemsplit.models.roformer.config import StftConfig, TrunkConfig
 from stemsplit.models.roformer.layers import (
@@ -27,16 +26,6 @@ from stemsplit.models.roformer.layers import (
     RotaryEmbedding,
     Transformer,
 )
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What the engine needs to know besides the tensors (see models/base.py)."""
-
-    sources: tuple[str, ...]
-    residual: str | None
-    samplerate: int
-    recipe: Recipe
 
 
 class RoformerNetwork(nn.Module):
@@ -65,10 +54,7 @@ class RoformerNetwork(nn.Module):
         super().__init__()
         self.trunk_config = trunk
         self.stft_config = stft
-        self.sources = list(info.sources)
-        self.residual = info.residual
-        self.samplerate = info.samplerate
-        self.recipe = info.recipe
+        info.attach(self)
         self.audio_channels = trunk.audio_channels
         self.skip_connection = trunk.skip_connection
         self.zero_dc = trunk.zero_dc
