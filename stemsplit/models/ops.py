@@ -51,7 +51,8 @@ _CASTS: dict[int, tuple[int, torch.Tensor]] = {}
 
 def weight_like(tensor: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor | None:
     """`tensor` in `x`'s dtype: fp32 weights meet bf16 activations in the networks' bf16
-    paths. Parameters are cast once and kept until they change or are freed."""
+    paths. Parameters are cast once and kept until they change (in place, as
+    `load_state_dict` does; a write through `.data` is not seen) or are freed."""
     if tensor is None or tensor.dtype == x.dtype or not x.is_floating_point():
         return tensor
     if not isinstance(tensor, torch.nn.Parameter):
