@@ -53,3 +53,22 @@ def test_bf16_close_to_fp32(architecture: str, changes: dict[str, Any]) -> None:
     assert got.dtype == torch.float32 and got.shape == expected.shape
     # bf16 keeps ~8 bits of mantissa: 40-43 dB measured on viperx-sized nets.
     assert snr_db(got.numpy(), expected.numpy()) >= 30
+
+
+def test_bf16_weights_follow_a_new_state_dict() -> None:
+    """The cached bf16 weights are dropped when load_state_dict changes the parameters."""
+    first = _build("bs_roformer", {})
+    torch.manual_seed(11)
+    second = _build("bs_roformer", {})
+    with torch.no_grad():
+        for parameter in second.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+    mix = torch.randn(1, 2, 22050, generator=torch.Generator().manual_seed(1)) * 0.3
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        before = first(mix)
+        expected = second(mix)
+    first.load_state_dict(second.state_dict())
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        after = first(mix)
+    assert not torch.equal(before, expected)
+    assert torch.equal(after, expected)
