@@ -9,7 +9,7 @@ also fuses the exact GELU or a residual add into the matmul. Same numbers as
 from __future__ import annotations
 
 import weakref
-from typing import cast
+from typing import overload
 
 import torch
 import torch.nn.functional as F
@@ -49,6 +49,10 @@ def cpu_bf16_autocast(x: torch.Tensor) -> bool:
 _CASTS: dict[int, tuple[int, torch.Tensor]] = {}
 
 
+@overload
+def weight_like(tensor: torch.Tensor, x: torch.Tensor) -> torch.Tensor: ...
+@overload
+def weight_like(tensor: None, x: torch.Tensor) -> None: ...
 def weight_like(tensor: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor | None:
     """`tensor` in `x`'s dtype: fp32 weights meet bf16 activations in the networks' bf16
     paths. Parameters are cast once and kept until they change (in place, as
@@ -73,7 +77,7 @@ def fast_linear(
 ) -> torch.Tensor:
     """`F.linear` (then exact GELU with `gelu`), through oneDNN on CPU; the weights take
     `x`'s dtype."""
-    weight, bias = cast(torch.Tensor, weight_like(weight, x)), weight_like(bias, x)
+    weight, bias = weight_like(weight, x), weight_like(bias, x)
     if _use_onednn(x, weight):
         if gelu:
             return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "gelu", [], "none")
@@ -86,7 +90,7 @@ def fast_linear_add(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, residual: torch.Tensor
 ) -> torch.Tensor:
     """`residual + F.linear(x, weight, bias)`, the add fused into oneDNN's matmul on CPU."""
-    weight, bias = cast(torch.Tensor, weight_like(weight, x)), weight_like(bias, x)
+    weight, bias = weight_like(weight, x), weight_like(bias, x)
     if _use_onednn(x, weight) and residual.dtype == x.dtype:
         residual = residual.contiguous()
         return torch.ops.mkldnn._linear_pointwise.binary(x, residual, weight, bias, "add")

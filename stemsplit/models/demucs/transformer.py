@@ -3,8 +3,9 @@
 Two token streams, the spectral one (`[B, C, F, T1]` flattened time-major) and the
 temporal one (`[B, C, T2]`), go through alternating self-attention layers (one per
 stream) and cross-attention layers (each stream queries the other). Attention runs
-through `scaled_dot_product_attention`; parameters keep `nn.MultiheadAttention`'s
-names (`in_proj_weight`, `in_proj_bias`, `out_proj`) so the checkpoints load as is.
+through `ops.fast_attention` (scaled dot-product attention); parameters keep
+`nn.MultiheadAttention`'s names (`in_proj_weight`, `in_proj_bias`, `out_proj`) so the
+checkpoints load as is.
 Only dense attention is supported (the sparse variants need xformers and were
 never released).
 """
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -53,11 +53,6 @@ def sin_embedding_2d(dim: int, height: int, width: int, max_period: float) -> to
     return pe
 
 
-def _cast(tensor: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """`tensor` in `like`'s dtype (weights meet bf16 activations in the bf16 path)."""
-    return cast(torch.Tensor, weight_like(tensor, like))
-
-
 class TokenGroupNorm(nn.GroupNorm):
     """GroupNorm over tokens `[B, T, C]` (demucs' MyGroupNorm): with 1 group, one
     mean/std over all of a sequence's tokens and channels."""
@@ -91,7 +86,9 @@ class Attention(nn.Module):
     def attend(self, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
         """The heads' outputs before `out_proj`, `[B, Tq, C]`."""
         dim = query.shape[-1]
-        weight, bias = _cast(self.in_proj_weight, query), _cast(self.in_proj_bias, query)
+        # cast before the split: a parameter's bf16 copy is cached, a split's is not
+        weight = weight_like(self.in_proj_weight, query)
+        bias = weight_like(self.in_proj_bias, query)
         if query is key:
             q, k, v = fast_linear(query, weight, bias).split(dim, -1)
         else:
@@ -159,16 +156,14 @@ class TransformerLayer(nn.Module):
     def _feed_forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear2(self.activation(self.linear1(x)))
 
-    def _scaled(
-        self, linear: nn.Linear, gamma: nn.Module, like: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """`linear`'s weight and bias with the LayerScale after it folded in, in the
-        dtype of `like` (the scale is applied in fp32 first)."""
+    def _scaled(self, linear: nn.Linear, gamma: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+        """`linear`'s weight and bias with the LayerScale after it folded in (in fp32;
+        the matmul casts them to its input's dtype)."""
         weight: torch.Tensor = linear.weight
         bias: torch.Tensor = linear.bias
         if isinstance(gamma, LayerScale):
             weight, bias = weight * gamma.scale[:, None], bias * gamma.scale
-        return _cast(weight, like), _cast(bias, like)
+        return weight, bias
 
     def _pre_norm(self, x: torch.Tensor, other: torch.Tensor | None) -> torch.Tensor:
         """Pre-norm layer as fused matmuls: the LayerScales are folded into the output
@@ -181,15 +176,15 @@ class TransformerLayer(nn.Module):
             normed = self.norm1(x)
             heads = attention.attend(normed, normed)
             ff_norm = self.norm2
-        weight, bias = self._scaled(attention.out_proj, self.gamma_1, x)
+        weight, bias = self._scaled(attention.out_proj, self.gamma_1)
         x = fast_linear_add(heads, weight, bias, x)
         h = ff_norm(x)
-        weight, bias = _cast(self.linear1.weight, h), _cast(self.linear1.bias, h)
+        weight, bias = self.linear1.weight, self.linear1.bias
         if self.activation is F.gelu:
             h = fast_linear(h, weight, bias, gelu=True)
         else:
             h = self.activation(fast_linear(h, weight, bias))
-        weight, bias = self._scaled(self.linear2, self.gamma_2, h)
+        weight, bias = self._scaled(self.linear2, self.gamma_2)
         x = fast_linear_add(h, weight, bias, x)
         if self.norm_out is not None:
             x = self.norm_out(x)
@@ -312,7 +307,7 @@ class CrossTransformerEncoder(nn.Module):
         """`x: [B, C, F, T1]` (spectral), `xt: [B, C, T2]` (temporal) -> same shapes.
 
         Under CPU bf16 autocast both streams run in bf16 from the input norms to the
-        end, weights cast once per call, with the fused matmuls of the fp32 path:
+        end, weights cast once (`ops.weight_like`), with the fused matmuls of the fp32 path:
         autocast alone would cast every activation to bf16 and back around each op.
         """
         if cpu_bf16_autocast(x):

@@ -117,7 +117,7 @@ class RoformerNetwork(nn.Module):
         features = self._select_bins(features).reshape(batch, num_frames, -1)
         if self.bf16_trunk and cpu_bf16_autocast(features):
             # Band split to mask estimators in bf16 with oneDNN's fused matmuls (weights
-            # cast per call); autocast alone casts around every op (slower than fp32).
+            # cast once, `ops.weight_like`); autocast alone casts around every op.
             with torch.autocast("cpu", enabled=False):
                 masks = self._masks(features.to(torch.bfloat16)).float()
         else:
