@@ -147,6 +147,12 @@ _ENTRIES: tuple[Architecture, ...] = (
         config_section="kwargs", config_markers=("n_sqm_modules",),
     ),
     Architecture(
+        "bandit", "BandIt", "stemsplit.models.bandit:build_bandit", "msst",
+        "BandIt v1 (BandIt Plus): speech / music / effects (MSST checkpoints, yaml `model` "
+        "with band_specs)",
+        config_markers=("band_specs", "n_sqm_modules"),
+    ),
+    Architecture(
         "conv_tasnet", "Conv-TasNet", "stemsplit.models.conv_tasnet:build_conv_tasnet_state",
         "state", "Conv-TasNet as Demucs v2 trained it (shapes inferred from the weights)",
         state_markers=("encoder.conv1d_U.", "separator.network."),
