@@ -37,6 +37,14 @@ def fixture_folder(shared: Path | None, name: str, shared_names: Iterable[str]) 
     return folder
 
 
+def load_fixture(folder: Path, model_type: str | None = None) -> Any:
+    """The fixture's `model.ckpt` + `config.yaml` as the loader reads them (a ModelBundle)."""
+    from stemsplit.zoo.loader import load_bundle
+
+    return load_bundle(checkpoint=folder / "model.ckpt", config=folder / "config.yaml",
+                       model_type=model_type)  # fmt: skip
+
+
 def read_audio(path: Path) -> np.ndarray:
     """`(channels, frames)` float32."""
     return soundfile.read(str(path), dtype="float32", always_2d=True)[0].T

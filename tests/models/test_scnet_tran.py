@@ -17,24 +17,18 @@ from typing import Any
 
 import pytest
 import torch
-from msst_fixture import DATA, check_cli, check_demix, check_forward, held_out
+from msst_fixture import DATA, check_cli, check_demix, check_forward, held_out, load_fixture
 
 from stemsplit.errors import ModelError
 from stemsplit.models import registry
 from stemsplit.models.scnet_tran import SCNetTran, build_scnet_tran
 from stemsplit.zoo import catalog, checkpoints
-from stemsplit.zoo.loader import ModelBundle, load_bundle
 from stemsplit.zoo.safe_yaml import load_yaml
 
 FORWARD_DB = 90.0
 DEMIX_DB = 90.0
 CLI_DB = 80.0
 FIXTURES = held_out(["scnet_tran"])
-
-
-def _bundle(folder: Path, model_type: str | None = None) -> ModelBundle:
-    return load_bundle(checkpoint=folder / "model.ckpt", config=folder / "config.yaml",
-                       model_type=model_type)  # fmt: skip
 
 
 def test_the_fixtures_are_there() -> None:
@@ -47,18 +41,18 @@ def test_recognised_from_the_yaml_and_from_the_weights(name: str) -> None:
     assert checkpoints.msst_architecture(load_yaml(folder / "config.yaml")).name == "scnet_tran"
     found = registry.recognise_state(checkpoints.read_state_dict(folder / "model.ckpt"))
     assert found is not None and found.name == "scnet_tran"
-    assert isinstance(_bundle(folder).members[0], SCNetTran)
+    assert isinstance(load_fixture(folder).members[0], SCNetTran)
 
 
 @pytest.mark.parametrize("name", FIXTURES)
 def test_forward_matches_msst(name: str) -> None:
-    bundle = _bundle(DATA / name, model_type="scnet_tran")
+    bundle = load_fixture(DATA / name, model_type="scnet_tran")
     check_forward(DATA / name, bundle.members[0], FORWARD_DB)
 
 
 @pytest.mark.parametrize("name", FIXTURES)
 def test_demix_through_the_engine_matches_msst(name: str) -> None:
-    check_demix(DATA / name, _bundle(DATA / name), DEMIX_DB)
+    check_demix(DATA / name, load_fixture(DATA / name), DEMIX_DB)
 
 
 @pytest.mark.parametrize("name", FIXTURES)
