@@ -42,9 +42,18 @@ def _snr_db(estimate: torch.Tensor, exact: torch.Tensor) -> float:
     return float(10 * torch.log10(exact.pow(2).sum() / error))
 
 
-def test_fast_attention_bf16_as_accurate_as_flash() -> None:
+@pytest.mark.parametrize(
+    ("batch", "heads", "rows", "keys"),
+    # HTDemucs' few long sequences (row blocks), then RoFormer's many sequences (grouped
+    # bmm: one long head per group; many short ones per group, with a short last group)
+    [(1, 4, 700, 1400), (9, 8, 300, 300), (201, 8, 62, 62), (3, 2, 40, 20)],
+)
+def test_fast_attention_bf16_as_accurate_as_flash(
+    batch: int, heads: int, rows: int, keys: int
+) -> None:
     generator = torch.Generator().manual_seed(5)
-    q, k, v = (torch.randn(1, 4, n, 64, generator=generator) for n in (700, 1400, 1400))
+    q = torch.randn(batch, heads, rows, 64, generator=generator)
+    k, v = (torch.randn(batch, heads, keys, 64, generator=generator) for _ in range(2))
     exact = F.scaled_dot_product_attention(q.double(), k.double(), v.double())
     q, k, v = q.bfloat16(), k.bfloat16(), v.bfloat16()
     with torch.inference_mode():

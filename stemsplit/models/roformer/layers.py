@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stemsplit.models.ops import fast_linear, fast_linear_add
+from stemsplit.models.ops import fast_attention, fast_linear, fast_linear_add
 
 
 class RMSNorm(nn.Module):
@@ -115,7 +115,7 @@ class Attention(nn.Module):
             values = qkv[2].lerp(value_residual, mix)  # [b, h, n, d]
         query_key = apply_rotary(qkv[:2].float(), self.rotary_embed.rotations(seq_len))
         query_key = query_key.to(x.dtype)
-        out = F.scaled_dot_product_attention(query_key[0], query_key[1], values)
+        out = fast_attention(query_key[0], query_key[1], values)
         gates = fast_linear(x, self.to_gates.weight, self.to_gates.bias).sigmoid()  # [b, n, h]
         out = out.transpose(1, 2) * gates.unsqueeze(-1)  # [b, n, h, d]
         out = out.reshape(batch, seq_len, self.heads * self.dim_head)
