@@ -14,6 +14,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from stemsplit.allocator import keep_large_blocks_on_heap
 from stemsplit.errors import StemsplitError, UsageError
 from stemsplit.options import (
     DEFAULT_MODEL,
@@ -346,6 +347,7 @@ __all__ = [
     "build_request",
     "evaluate_folders",
     "evaluate_model",
+    "keep_large_blocks_on_heap",
     "list_models",
     "list_recipes",
     "plan_run",

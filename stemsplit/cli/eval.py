@@ -23,8 +23,10 @@ _LABELS = {"usdr": "uSDR", "si_sdr": "SI-SDR", "bss_sdr": "SDR (BSSEval v4)"}
 
 def _run(paths: list[Path], model: str | None, save_stems: Path | None, bsseval: bool | None,
          options: dict[str, Any]):
-    from stemsplit.api import evaluate_folders, evaluate_model
+    from stemsplit.api import evaluate_folders, evaluate_model, keep_large_blocks_on_heap
     from stemsplit.errors import UsageError
+
+    keep_large_blocks_on_heap()  # before any tensor exists: see stemsplit/allocator.py
 
     if model is not None or options.get("checkpoint") is not None:
         if len(paths) != 1:

@@ -215,8 +215,9 @@ def separate(
     _install_signal_handlers()
     started = time.perf_counter()
     try:
-        from stemsplit.api import build_request
+        from stemsplit.api import build_request, keep_large_blocks_on_heap
 
+        keep_large_blocks_on_heap()  # before any tensor exists: see stemsplit/allocator.py
         names = list(model or [])
         request = build_request(
             model=names, checkpoint=checkpoint, config=config, model_type=model_type,
