@@ -72,6 +72,10 @@ def run_one(impl: str, audio_path: Path, out_path: Path, args: argparse.Namespac
     """One timed run in this process (called in a subprocess). Model build excluded."""
     import torch
 
+    if impl != "audio-separator":
+        from stemsplit.api import keep_large_blocks_on_heap
+
+        keep_large_blocks_on_heap()  # as `stemsplit separate` does before separating
     torch.set_num_threads(args.threads)
     audio = np.load(audio_path)
     config = load_config(Path(args.config))

@@ -13,10 +13,12 @@ Two reference algorithms are reproduced exactly, chosen by the model's recipe:
   start every `step = segment // num_overlap`; a chunk shorter than the segment is
   reflect-padded when longer than half a segment, else zero-padded; linear fades of
   `segment // 10` except at the first chunk's start and the last chunk's end; divide by
-  the summed windows, crop the border. MSST decides "first"/"last" per batch; we decide
-  per chunk, which equals MSST at batch size 1 (the fixtures' setting). For a single
-  chunk that is both first and last MSST keeps the fade-out (an `elif`); we drop both
-  fades, as its comment intends ("no fadeout on the last chunk").
+  the summed windows, crop the border. MSST picks one window per *batch*, from its last
+  chunk (`batch_windows`): no fade-in when that is the track's first chunk (so only in
+  a batch of one; a lone chunk that is also the last keeps its fade-out, an `elif`),
+  else no fade-out when it is the last chunk, for every chunk of that batch. So the
+  output depends on the batch size (36 dB apart between 1 and 4 on BS-RoFormer's 8 s
+  chunks): the config's `inference.batch_size` is part of the recipe.
 - MSST's `demix` in its 'demucs' mode (HTDemucs trained by MSST; recipe padding
   "zeros", window "uniform"): chunks start every `step = segment // num_overlap`
   from 0, each is a whole segment read from its start with zeros past the track's
@@ -27,6 +29,7 @@ Everything here is numpy and pure: the engine reads, runs and writes around it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -162,7 +165,6 @@ def fade_window(segment: int, first: bool, last: bool) -> np.ndarray:
     fade = segment // 10
     window = np.ones(segment, dtype=np.float32)
     if fade > 0:
-        # torch.linspace(0, 1, fade) in float32, as MSST builds it.
         # torch.linspace(0, 1, fade) and (1, 0, fade) as MSST builds them (for fade 1
         # they are [0] and [1], not mirror images).
         if not last:
@@ -172,13 +174,20 @@ def fade_window(segment: int, first: bool, last: bool) -> np.ndarray:
     return window
 
 
-def chunk_window(plan: Plan, chunk: Chunk) -> np.ndarray:
-    """The weights of `chunk`'s contributing samples (length `chunk.length`)."""
+def batch_windows(plan: Plan, batch: Sequence[Chunk]) -> list[np.ndarray]:
+    """The weights of each chunk of one model call, in order.
+
+    Demucs' and MSST's 'demucs'-mode weights are per chunk. MSST's generic demix builds
+    one window for the whole batch from its last chunk: without fade-in if that is the
+    track's first chunk, else without fade-out if it is the last one.
+    """
     if plan.window == "triangle":
-        return triangle_window(plan.segment)[: chunk.length]
+        return [triangle_window(plan.segment)[: chunk.length] for chunk in batch]
     if plan.window == "uniform":
-        return np.ones(chunk.length, dtype=np.float32)
-    return fade_window(plan.segment, chunk.first, chunk.last)[: chunk.length]
+        return [np.ones(chunk.length, dtype=np.float32) for chunk in batch]
+    decider = batch[-1]
+    window = fade_window(plan.segment, decider.first, decider.last and not decider.first)
+    return [window[: chunk.length] for chunk in batch]
 
 
 class OverlapAdd:

@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 
-from stemsplit.engine.chunking import Chunk, OverlapAdd, Plan, chunk_window, plan_chunks
+from stemsplit.engine.chunking import Chunk, OverlapAdd, Plan, batch_windows, plan_chunks
 from stemsplit.engine.source import TrackSource
 
 _INFINITE = 1 << 62
@@ -356,6 +356,12 @@ def live_pass(
         while not final:
             ready = planner.ready(source.available, done) if not source.eof else []
             plan = planner.plan
+            if plan.window == "fade":
+                # MSST's window is one per batch of `batch_size` chunks counted from the
+                # track's start (chunking.batch_windows): run whole batches only, as
+                # file mode does (a last batch is never ready before the end).
+                whole = (done + len(ready)) // recipe.batch_size * recipe.batch_size
+                ready = ready[: whole - done]
             if not ready:
                 if not source.eof:
                     source.hub.pull()
@@ -382,11 +388,12 @@ def live_pass(
                     index += 1
                 stacked = np.stack(inputs)
                 outputs = _apply_tta(runner, stacked) if tta else runner(stacked)
-                for chunk, output, (mean, std) in zip(batch, outputs, scales):
+                windows = batch_windows(plan, batch)
+                for chunk, output, (mean, std), window in zip(batch, outputs, scales, windows):
                     contribution = output[..., chunk.trim : chunk.trim + chunk.length]
                     if normalize:
                         contribution = contribution * np.float32(std) + np.float32(mean)
-                    ola.add(chunk.start, contribution, chunk_window(plan, chunk))
+                    ola.add(chunk.start, contribution, window)
                 last = batch[-1]
                 done = last.index + 1
                 if on_chunk:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from stemsplit.engine.chunking import Chunk, OverlapAdd, Plan, chunk_window, plan_chunks
+from stemsplit.engine.chunking import Chunk, OverlapAdd, Plan, batch_windows, plan_chunks
 from stemsplit.engine.source import TrackSource
 from stemsplit.engine.streams import align, skip
 from stemsplit.errors import UsageError
@@ -246,9 +246,9 @@ def run_pass(
             index += 1
         stacked = np.stack(inputs)
         outputs = _apply_tta(runner, stacked) if tta else runner(stacked)
-        for chunk, output in zip(batch, outputs):
+        for chunk, output, window in zip(batch, outputs, batch_windows(plan, batch)):
             contribution = output[..., chunk.trim : chunk.trim + chunk.length]
-            ola.add(chunk.start, contribution, chunk_window(plan, chunk))
+            ola.add(chunk.start, contribution, window)
         if on_chunk:
             on_chunk(index, len(chunks))
         ready = chunks[index].start if index < len(chunks) else plan.padded_length

@@ -101,36 +101,44 @@ def test_demucs_apply_model_parity(length, segment, overlap, batch, pad_extra):
     np.testing.assert_allclose(ours, ref, atol=1e-6, rtol=0)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(
     length=st.integers(1, 700),
     segment=st.integers(10, 120),
     num_overlap=st.integers(1, 4),
+    batch=st.integers(1, 4),
 )
-def test_msst_demix_parity(length, segment, num_overlap):
-    recipe = Recipe(segment, 1 - 1 / num_overlap, "fade", "reflect-border", "none", 1)
+def test_msst_demix_parity(length, segment, num_overlap, batch):
+    """Including MSST's one window per batch (a lone first-and-last chunk keeps its
+    fade-out; with batch > 1 the last batch's chunks all lose theirs)."""
+    recipe = Recipe(segment, 1 - 1 / num_overlap, "fade", "reflect-border", "none", batch)
     model = PositionalToy(SR, recipe)
     audio = _music(length, seed=1)
-    step = segment // num_overlap
-    # MSST keeps the fade-out of a lone chunk that is both first and last; we drop it
-    # (see chunking.py). Compare only where the two agree by construction.
-    lone_chunk = length + 2 * (segment - step if length > 2 * (segment - step) else 0) <= step
     ours = _engine(model, audio)
-    ref = msst_demix(model, torch.from_numpy(audio), segment, num_overlap, batch_size=1)
+    ref = msst_demix(model, torch.from_numpy(audio), segment, num_overlap, batch_size=batch)
     assert ours.shape == ref.shape
-    if lone_chunk:
-        return
     np.testing.assert_allclose(ours, ref, atol=1e-5, rtol=0)
+
+
+def test_msst_batch_size_is_part_of_the_recipe():
+    """MSST's per-batch windows make batch 1 and 4 differ; each matches MSST at its own."""
+    recipe = Recipe(100, 0.5, "fade", "reflect-border", "none", 1)
+    model = PositionalToy(SR, recipe)
+    audio = _music(700, seed=3)
+    one, four = (_engine(model, audio, batch_size=size) for size in (1, 4))
+    assert np.abs(one - four).max() > 1e-3
+    ref = msst_demix(model, torch.from_numpy(audio), 100, 2, batch_size=4)
+    np.testing.assert_allclose(four, ref, atol=1e-5, rtol=0)
 
 
 @settings(max_examples=30, deadline=None)
 @given(
     length=st.integers(1, 500),
-    window=st.sampled_from(["triangle", "fade"]),
+    window=st.sampled_from(["triangle", "uniform"]),
     batch=st.integers(2, 5),
 )
-def test_batch_size_never_changes_output(length, window, batch):
-    padding = "context" if window == "triangle" else "reflect-border"
+def test_batch_size_never_changes_demucs_output(length, window, batch):
+    padding = "context" if window == "triangle" else "zeros"
     one = Recipe(50, 0.5, window, padding, "none", 1)
     model = PositionalToy(SR, one, pad_to=56 if window == "triangle" else None)
     audio = _music(length, seed=2)

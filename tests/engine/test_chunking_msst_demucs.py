@@ -14,7 +14,7 @@ import pytest
 import torch
 from toy_models import PositionalToy
 
-from stemsplit.engine.chunking import chunk_window, plan_chunks
+from stemsplit.engine.chunking import batch_windows, plan_chunks
 from stemsplit.engine.runner import EngineSettings, separate_stream
 from stemsplit.engine.source import ArraySource
 from stemsplit.models.base import Recipe
@@ -75,7 +75,8 @@ def test_plan_reads_whole_segments_from_each_start():
     assert plan.border == 0 and plan.padded_length == 250
     assert plan.padding == "context"  # read as a window of the track, zeros outside
     last = plan.chunks[-1]
-    assert (chunk_window(plan, last) == 1).all() and chunk_window(plan, last).shape == (50,)
+    (window,) = batch_windows(plan, [last])
+    assert (window == 1).all() and window.shape == (50,)
 
 
 def test_segment_override_keeps_the_kind():
