@@ -16,6 +16,7 @@ from parity import FIXTURE_SNR_DB, snr_db
 from stemsplit.errors import ModelError
 from stemsplit.models.base import Recipe, SeparationModel
 from stemsplit.models.roformer import build_roformer
+from stemsplit.models.roformer import network as roformer_network
 from stemsplit.models.roformer.config import DEFAULT_FREQS_PER_BANDS
 from stemsplit.models.roformer.mel_bands import (
     hz_to_mel,
@@ -68,11 +69,17 @@ def small(architecture: str, **changes: Any) -> dict[str, Any]:
 # ---------------------------------------------------------------- parity fixtures
 
 
+@pytest.mark.parametrize("group_tokens", [4096, 150])
 @pytest.mark.parametrize(
     ("folder", "architecture"),
     [("bs_roformer", "bs_roformer"), ("mel_roformer", "mel_band_roformer")],
 )
-def test_forward_matches_msst_fixture(shared_dir: Path, folder: str, architecture: str) -> None:
+def test_forward_matches_msst_fixture(
+    shared_dir: Path, folder: str, architecture: str, group_tokens: int, monkeypatch
+) -> None:
+    """Also with the axial passes cut into many small groups of sequences (150 tokens:
+    one 101-frame sequence per time group, a few bands' frames per band group)."""
+    monkeypatch.setattr(roformer_network, "_GROUP_TOKENS", group_tokens)
     fixture = shared_dir / "fixtures" / folder
     if not fixture.is_dir():
         pytest.skip(f"../shared/fixtures/{folder} is absent")

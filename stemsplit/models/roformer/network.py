@@ -168,20 +168,19 @@ class RoformerNetwork(nn.Module):
                 # MSST sums the outputs of all previous blocks into the input.
                 for previous in outputs:
                     x = x + previous
-            x = x.transpose(1, 2).reshape(batch * num_bands, num_frames, dim)
             if self.value_residuals:
+                x = x.transpose(1, 2).reshape(batch * num_bands, num_frames, dim)
                 x, values = time.forward_values(x, time_values)
                 time_values = values if time_values is None else time_values
-            else:
-                x = time(x)
-            x = x.view(batch, num_bands, num_frames, dim).transpose(1, 2)
-            x = x.reshape(batch * num_frames, num_bands, dim)
-            if self.value_residuals:
+                x = x.view(batch, num_bands, num_frames, dim).transpose(1, 2)
+                x = x.reshape(batch * num_frames, num_bands, dim)
                 x, values = freq.forward_values(x, freq_values)
                 freq_values = values if freq_values is None else freq_values
+                x = x.view(batch, num_frames, num_bands, dim)
             else:
-                x = freq(x)
-            x = x.view(batch, num_frames, num_bands, dim)
+                x = x.contiguous()  # updated in place below: a tensor of this pass's own
+                _along_axis(time, x, time_axis=True)
+                _along_axis(freq, x, time_axis=False)
             if self.skip_connection:
                 outputs.append(x)
         return x
@@ -193,3 +192,29 @@ class RoformerNetwork(nn.Module):
     def _merge_masks(self, masks: torch.Tensor) -> torch.Tensor:
         """masks [b, s, n, band bins, c, 2] -> one mask per STFT bin [b, s, n, f, c, 2]."""
         return masks
+
+
+# Tokens per group of sequences in an axial pass (`_along_axis`): a group's largest
+# activation (the feed-forward's 4x hidden, 32 MB in fp32) is reused from malloc's heap
+# and mostly read back from cache. A whole axis at once made GB-sized temporaries that
+# came back from the kernel as fresh pages every time (page faults cost more than the
+# matmuls in bf16).
+_GROUP_TOKENS = 4096
+
+
+def _along_axis(transformer: nn.Module, x: torch.Tensor, time_axis: bool) -> None:
+    """Run `transformer` over every sequence of x [b, n, k, d], in place: along the
+    frames of each band (`time_axis`) or along the bands of each frame, a group of
+    sequences at a time (sequences are independent, so any grouping gives the same
+    result)."""
+    length = x.shape[1] if time_axis else x.shape[2]
+    count = x.shape[2] if time_axis else x.shape[1]
+    group = max(1, _GROUP_TOKENS // length)
+    for item in x:  # [n, k, d]
+        for start in range(0, count, group):
+            part = (
+                item[:, start : start + group].transpose(0, 1)
+                if time_axis
+                else item[start : start + group]
+            )
+            part.copy_(transformer(part.contiguous()))
