@@ -140,6 +140,9 @@ def main() -> None:
     parser.add_argument("--worker", nargs=2, metavar=("KIND", "FOLDER"), help=argparse.SUPPRESS)
     parser.add_argument("--num-overlap", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    from stemsplit.api import keep_large_blocks_on_heap
+
+    keep_large_blocks_on_heap()  # both models are ours: as `stemsplit separate` runs them
     if args.worker:
         worker(args.worker[0], Path(args.worker[1]), args.seconds, args.threads, args.num_overlap)
         return
