@@ -1,6 +1,6 @@
 """`python -m stemsplit` runs the CLI."""
 
-from stemsplit.cli import main
+from stemsplit.cli import entry
 
 if __name__ == "__main__":
-    main()
+    entry()

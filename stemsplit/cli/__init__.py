@@ -7,7 +7,9 @@ Each command lives in its own module and only parses options, calls `stemsplit.a
 
 from __future__ import annotations
 
+import os
 import sys
+import threading
 
 import typer
 
@@ -64,3 +66,33 @@ def main(argv: list[str] | None = None) -> None:
     _register()
     args = _with_default_command(list(sys.argv[1:] if argv is None else argv))
     app(args=args, prog_name="stemsplit")
+
+
+def entry() -> None:
+    """The `stemsplit` command (console script and `python -m stemsplit`): `main`, then,
+    once every thread is done and stdout/stderr are flushed, leave without the
+    interpreter's teardown, which spent ~0.5 s in torch's finalizers and library
+    destructors after every run (5 % of a 30 s separation). Files are all closed and
+    renamed by then; an exception other than SystemExit still unwinds normally."""
+    try:
+        main()
+        code: object = 0
+    except SystemExit as stop:
+        code = stop.code
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join()
+    if code is None:
+        code = 0
+    elif not isinstance(code, int):
+        print(code, file=sys.stderr)
+        code = 1
+    import logging
+
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: nothing more can reach it
+            pass
+    os._exit(code)
