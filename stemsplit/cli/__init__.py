@@ -70,23 +70,21 @@ def main(argv: list[str] | None = None) -> None:
 
 def entry() -> None:
     """The `stemsplit` command (console script and `python -m stemsplit`): `main`, then,
-    once every thread is done and stdout/stderr are flushed, leave without the
+    when no other thread is left and stdout/stderr are flushed, leave without the
     interpreter's teardown, which spent ~0.5 s in torch's finalizers and library
     destructors after every run (5 % of a 30 s separation). Files are all closed and
-    renamed by then; an exception other than SystemExit still unwinds normally."""
+    renamed by then; an exception other than SystemExit still unwinds normally, and a
+    live non-daemon thread (a library's) gets the normal shutdown that waits for it."""
+    code: str | int | None = 0
     try:
         main()
-        code: object = 0
     except SystemExit as stop:
         code = stop.code
-    for thread in threading.enumerate():
-        if thread is not threading.current_thread() and not thread.daemon:
-            thread.join()
-    if code is None:
-        code = 0
-    elif not isinstance(code, int):
+    main_thread = threading.main_thread()
+    if any(t is not main_thread and not t.daemon for t in threading.enumerate()):
+        sys.exit(code)
+    if isinstance(code, str):  # as the interpreter: the message, then status 1
         print(code, file=sys.stderr)
-        code = 1
     import logging
 
     logging.shutdown()
@@ -95,4 +93,4 @@ def entry() -> None:
             stream.flush()
         except (OSError, ValueError):  # a closed pipe: nothing more can reach it
             pass
-    os._exit(code)
+    os._exit(code if isinstance(code, int) else 0 if code is None else 1)
