@@ -42,8 +42,7 @@ def keep_large_blocks_on_heap() -> bool:
     """Serve large blocks from the heap and keep up to 2 GB of freed memory for reuse,
     on Linux with glibc unless the user set malloc's environment variables. Process-
     wide: the CLI calls it before separating; a program embedding stemsplit may too
-    (`stemsplit.api.keep_large_blocks_on_heap`). Returns
-    whether it changed anything."""
+    (`stemsplit.api.keep_large_blocks_on_heap`). Returns whether it changed anything."""
     if not sys.platform.startswith("linux") or not _glibc():
         return False
     if any(name in os.environ for name in _USER_SETTINGS):

@@ -174,6 +174,12 @@ def fade_window(segment: int, first: bool, last: bool) -> np.ndarray:
     return window
 
 
+def per_batch_windows(plan: Plan) -> bool:
+    """Whether a chunk's window depends on the batch it runs in (MSST's generic demix):
+    then batches must be formed as MSST forms them, `batch_size` chunks from the start."""
+    return plan.window == "fade"
+
+
 def batch_windows(plan: Plan, batch: Sequence[Chunk]) -> list[np.ndarray]:
     """The weights of each chunk of one model call, in order.
 
@@ -181,13 +187,13 @@ def batch_windows(plan: Plan, batch: Sequence[Chunk]) -> list[np.ndarray]:
     one window for the whole batch from its last chunk: without fade-in if that is the
     track's first chunk, else without fade-out if it is the last one.
     """
+    if per_batch_windows(plan):
+        decider = batch[-1]
+        window = fade_window(plan.segment, decider.first, decider.last and not decider.first)
+        return [window[: chunk.length] for chunk in batch]
     if plan.window == "triangle":
         return [triangle_window(plan.segment)[: chunk.length] for chunk in batch]
-    if plan.window == "uniform":
-        return [np.ones(chunk.length, dtype=np.float32) for chunk in batch]
-    decider = batch[-1]
-    window = fade_window(plan.segment, decider.first, decider.last and not decider.first)
-    return [window[: chunk.length] for chunk in batch]
+    return [np.ones(chunk.length, dtype=np.float32) for chunk in batch]
 
 
 class OverlapAdd:

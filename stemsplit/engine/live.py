@@ -34,7 +34,14 @@ from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 
-from stemsplit.engine.chunking import Chunk, OverlapAdd, Plan, batch_windows, plan_chunks
+from stemsplit.engine.chunking import (
+    Chunk,
+    OverlapAdd,
+    Plan,
+    batch_windows,
+    per_batch_windows,
+    plan_chunks,
+)
 from stemsplit.engine.source import TrackSource
 
 _INFINITE = 1 << 62
@@ -356,10 +363,9 @@ def live_pass(
         while not final:
             ready = planner.ready(source.available, done) if not source.eof else []
             plan = planner.plan
-            if plan.window == "fade":
-                # MSST's window is one per batch of `batch_size` chunks counted from the
-                # track's start (chunking.batch_windows): run whole batches only, as
-                # file mode does (a last batch is never ready before the end).
+            if per_batch_windows(plan):
+                # Run whole batches of `batch_size` chunks counted from the track's
+                # start, as file mode does (a last batch is never ready before the end).
                 whole = (done + len(ready)) // recipe.batch_size * recipe.batch_size
                 ready = ready[: whole - done]
             if not ready:

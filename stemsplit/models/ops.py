@@ -161,7 +161,7 @@ def _attention_in_groups(
     out = query.new_empty(query.shape[0], rows, value.shape[-1])
     group = max(1, _SCORE_BLOCK_ELEMENTS // (rows * keys))
     scores = query.new_empty(min(group, query.shape[0]), rows, keys)
-    scores_fp32 = scores.float()
+    scores_fp32 = torch.empty_like(scores, dtype=torch.float32)
     weights_fp32 = torch.empty_like(scores_fp32)
     weights = torch.empty_like(scores)
     for start in range(0, query.shape[0], group):
