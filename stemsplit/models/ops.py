@@ -22,12 +22,18 @@ def _onednn_linear_available() -> bool:
 _ONEDNN_LINEAR = _onednn_linear_available()
 
 
+def _tracing() -> bool:
+    """Whether an exporter or compiler (ONNX, OpenVINO, torch.compile) is tracing."""
+    return torch.jit.is_tracing() or torch.compiler.is_compiling()
+
+
 def _use_onednn(x: torch.Tensor, weight: torch.Tensor) -> bool:
     """CPU matmuls go to oneDNN: torch sends fp32 ones to MKL's sgemm, which runs at
     less than half oneDNN's speed on AMD CPUs; bf16 ones gain the fused GELU/add.
     Under autocast F.linear is used, as autocast must see the call."""
     return (
         _ONEDNN_LINEAR
+        and not _tracing()  # exporters and compilers see plain torch ops
         and x.device.type == "cpu"
         and x.dtype in (torch.float32, torch.bfloat16)
         and weight.dtype == x.dtype
@@ -59,8 +65,8 @@ def weight_like(tensor: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor | 
     `load_state_dict` does; a write through `.data` is not seen) or are freed."""
     if tensor is None or tensor.dtype == x.dtype or not x.is_floating_point():
         return tensor
-    if not isinstance(tensor, torch.nn.Parameter):
-        return tensor.to(x.dtype)
+    if not isinstance(tensor, torch.nn.Parameter) or _tracing():
+        return tensor.to(x.dtype)  # a cast made while exporting is not a real tensor
     key = id(tensor)
     cached = _CASTS.get(key)
     if cached is not None and cached[0] == tensor._version and cached[1].dtype == x.dtype:

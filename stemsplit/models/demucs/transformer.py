@@ -32,13 +32,20 @@ def sin_embedding(length: int, dim: int, max_period: float = 10000.0) -> torch.T
     return torch.cat([torch.cos(phase), torch.sin(phase)], dim=-1)
 
 
-@functools.lru_cache(maxsize=8)
 def sin_embedding_2d(dim: int, height: int, width: int, max_period: float) -> torch.Tensor:
     """2-D sinusoidal positions, `[dim, height, width]`.
 
     The first half of the channels encodes the width (time) position, the second the
-    height (frequency) one, sin/cos interleaved. Cached: the shape is fixed per model.
+    height (frequency) one, sin/cos interleaved. Cached (the shape is fixed per model),
+    but not while exporting or tracing: what is made then is not a real tensor.
     """
+    if torch.jit.is_tracing() or torch.compiler.is_compiling():
+        return _sin_embedding_2d.__wrapped__(dim, height, width, max_period)
+    return _sin_embedding_2d(dim, height, width, max_period)
+
+
+@functools.lru_cache(maxsize=8)
+def _sin_embedding_2d(dim: int, height: int, width: int, max_period: float) -> torch.Tensor:
     if dim % 4:
         raise ValueError(f"2-D sin embedding needs a dim divisible by 4, got {dim}")
     half = dim // 2
