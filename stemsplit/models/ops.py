@@ -110,20 +110,26 @@ _SCORE_BLOCK_ELEMENTS = 700_000
 # The blocked path loops over heads in Python: worth it for a few long sequences only.
 _MAX_LOOPED_HEADS = 64
 _MIN_KEYS = 256
+# In fp32 it pays where oneDNN has AVX-512 kernels; with AVX2 only (measured with MKL,
+# ATen and oneDNN capped at AVX2) torch's flash kernel was as fast or faster (2688 x 1344
+# keys: 41 vs 58 ms).
+_BLOCKED_FP32 = torch.backends.cpu.get_cpu_capability() == "AVX512"
 
 
 def fast_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
     """`F.scaled_dot_product_attention(query, key, value)` (no mask, default scale),
     `[B, H, L, D]` in and out.
 
-    On CPU (fp32 or bf16, outside autocast) the two matmuls go through oneDNN, a block of
-    query rows at a time: for HTDemucs' 1344-2688-token sequences 1.5-1.6x torch's flash
+    On CPU (bf16, or fp32 where ATen runs AVX-512; outside autocast) the two matmuls go
+    through oneDNN, a block of query rows at a time: for HTDemucs' 1344-2688-token sequences 1.5-1.6x torch's flash
     kernel in fp32 and ~2x in bf16, whose flash kernel is no faster than fp32 on an
     AVX512-BF16 CPU (docs/performance.md). Many short sequences (RoFormer) in bf16 go
     through grouped `bmm`s instead (~1.8x flash). The softmax is taken whole per row (in
     fp32 for bf16 scores, inside torch's kernel), not online: the same maths within float rounding.
     """
     if not (_use_onednn(query, key) and query.dim() == 4):
+        return F.scaled_dot_product_attention(query, key, value)
+    if query.dtype == torch.float32 and not _BLOCKED_FP32:
         return F.scaled_dot_product_attention(query, key, value)
     batch, heads, rows, depth = query.shape
     keys = key.shape[2]

@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from stemsplit.models import ops
 from stemsplit.models.ops import fast_attention
 
 
@@ -13,9 +14,13 @@ from stemsplit.models.ops import fast_attention
     ("batch", "rows", "keys"),
     [(1, 300, 300), (2, 700, 2688), (1, 2688, 1344), (3, 5, 9), (1, 1, 4000), (20, 50, 300)],
 )
-def test_fast_attention_matches_sdpa(batch: int, rows: int, keys: int) -> None:
+@pytest.mark.parametrize("blocked", [True, False])  # AVX-512 CPUs / AVX2 ones (flash)
+def test_fast_attention_matches_sdpa(
+    batch: int, rows: int, keys: int, blocked: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Row blocks (with a short last block), several heads and batch items, cross and
     self shapes, and the strided head views a projection's split hands over."""
+    monkeypatch.setattr(ops, "_BLOCKED_FP32", blocked)
     generator = torch.Generator().manual_seed(rows * keys)
     heads, depth = 4, 32
     query = torch.randn(batch, rows, heads * depth, generator=generator) * 3
