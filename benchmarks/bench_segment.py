@@ -27,9 +27,11 @@ def main() -> None:
 
     import torch
 
+    from stemsplit.allocator import keep_large_blocks_on_heap
     from stemsplit.models.demucs import build_demucs
 
     torch.set_num_threads(args.threads)
+    keep_large_blocks_on_heap()  # as `stemsplit separate` runs
     reference = demucs_model("full")
     model = build_demucs("HTDemucs", (), dict(HTDEMUCS_KWARGS))
     model.load_state_dict(reference.state_dict(), strict=True)

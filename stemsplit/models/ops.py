@@ -103,10 +103,11 @@ def fast_linear_add(
     return residual + F.linear(x, weight, bias)
 
 
-# Query rows per block in `fast_attention`: a block's scores (rows x keys floats) stay
-# near 1 M elements (4 MB), small enough to be read back from cache by the softmax and
-# the second matmul; measured best on the AVX-512 EPYC for 1344 and 2688 keys.
-_SCORE_BLOCK_ELEMENTS = 700_000
+# Query rows per block in `fast_attention`: a block's scores (rows x keys) stay near
+# 2.8 MB, small enough to be read back from cache by the softmax and the second matmul:
+# 700 k fp32 or 1.4 M bf16 scores, measured best on the AVX-512 EPYC for 1344 and 2688
+# keys (bf16 at 700 k: +2 % an HTDemucs segment).
+_SCORE_BLOCK_BYTES = 2_800_000
 # The blocked path loops over heads in Python: worth it for a few long sequences only.
 _MAX_LOOPED_HEADS = 64
 _MIN_KEYS = 256
@@ -140,7 +141,7 @@ def fast_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) 
         if query.dtype == torch.bfloat16:
             return _attention_in_groups(query, key, value)
         return F.scaled_dot_product_attention(query, key, value)
-    block = max(64, _SCORE_BLOCK_ELEMENTS // keys)
+    block = max(64, _SCORE_BLOCK_BYTES // (keys * query.element_size()))
     scaled = query * depth**-0.5
     out = query.new_empty(batch, heads, rows, value.shape[-1])
     linear = torch.ops.mkldnn._linear_pointwise
@@ -159,7 +160,7 @@ def _attention_in_groups(
     query: torch.Tensor, key: torch.Tensor, value: torch.Tensor
 ) -> torch.Tensor:
     """Attention for many sequences as `bmm`s over groups of them, each group's scores
-    about `_SCORE_BLOCK_ELEMENTS` (one 801-token head, or ~180 62-token ones) so they
+    about `_SCORE_BLOCK_BYTES` (one 801-token head, or ~360 62-token ones) so they
     are read back from cache; the softmax accumulates in fp32.
 
     The score buffers are allocated once per call: fresh multi-MB tensors per group
@@ -171,7 +172,7 @@ def _attention_in_groups(
     key = key.reshape(-1, keys, depth)
     value = value.reshape(-1, keys, value.shape[-1])
     out = query.new_empty(query.shape[0], rows, value.shape[-1])
-    group = max(1, _SCORE_BLOCK_ELEMENTS // (rows * keys))
+    group = max(1, _SCORE_BLOCK_BYTES // (rows * keys * query.element_size()))
     scores = query.new_empty(min(group, query.shape[0]), rows, keys)
     weights = torch.empty_like(scores)
     # torch's bf16 softmax accumulates in fp32 and is the faster one on long rows
