@@ -22,7 +22,7 @@ def _onednn_linear_available() -> bool:
 _ONEDNN_LINEAR = _onednn_linear_available()
 
 
-def _tracing() -> bool:
+def tracing() -> bool:
     """Whether an exporter or compiler (ONNX, OpenVINO, torch.compile) is tracing."""
     return torch.jit.is_tracing() or torch.compiler.is_compiling()
 
@@ -33,7 +33,7 @@ def _use_onednn(x: torch.Tensor, weight: torch.Tensor) -> bool:
     Under autocast F.linear is used, as autocast must see the call."""
     return (
         _ONEDNN_LINEAR
-        and not _tracing()  # exporters and compilers see plain torch ops
+        and not tracing()  # exporters and compilers see plain torch ops
         and x.device.type == "cpu"
         and x.dtype in (torch.float32, torch.bfloat16)
         and weight.dtype == x.dtype
@@ -65,7 +65,7 @@ def weight_like(tensor: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor | 
     `load_state_dict` does; a write through `.data` is not seen) or are freed."""
     if tensor is None or tensor.dtype == x.dtype or not x.is_floating_point():
         return tensor
-    if not isinstance(tensor, torch.nn.Parameter) or _tracing():
+    if not isinstance(tensor, torch.nn.Parameter) or tracing():
         return tensor.to(x.dtype)  # a cast made while exporting is not a real tensor
     key = id(tensor)
     cached = _CASTS.get(key)
@@ -122,11 +122,12 @@ def fast_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) 
     `[B, H, L, D]` in and out.
 
     On CPU (bf16, or fp32 where ATen runs AVX-512; outside autocast) the two matmuls go
-    through oneDNN, a block of query rows at a time: for HTDemucs' 1344-2688-token sequences 1.5-1.6x torch's flash
-    kernel in fp32 and ~2x in bf16, whose flash kernel is no faster than fp32 on an
-    AVX512-BF16 CPU (docs/performance.md). Many short sequences (RoFormer) in bf16 go
-    through grouped `bmm`s instead (~1.8x flash). The softmax is taken whole per row (in
-    fp32 for bf16 scores, inside torch's kernel), not online: the same maths within float rounding.
+    through oneDNN, a block of query rows at a time: for HTDemucs' 1344-2688-token
+    sequences 1.5-1.6x torch's flash kernel in fp32 and ~2x in bf16, whose flash kernel
+    is no faster than fp32 on an AVX512-BF16 CPU (docs/performance.md). Many short
+    sequences (RoFormer) in bf16 go through grouped `bmm`s instead (~1.8x flash). The
+    softmax is taken whole per row (accumulated in fp32 for bf16 scores), not online:
+    the same maths within float rounding.
     """
     if not (_use_onednn(query, key) and query.dim() == 4):
         return F.scaled_dot_product_attention(query, key, value)

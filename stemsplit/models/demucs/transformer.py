@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from stemsplit.models.demucs.layers import LayerScale, fast_linear, fast_linear_add
-from stemsplit.models.ops import cpu_bf16_autocast, fast_attention, weight_like
+from stemsplit.models.ops import cpu_bf16_autocast, fast_attention, tracing, weight_like
 
 
 def sin_embedding(length: int, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -39,7 +39,7 @@ def sin_embedding_2d(dim: int, height: int, width: int, max_period: float) -> to
     height (frequency) one, sin/cos interleaved. Cached (the shape is fixed per model),
     but not while exporting or tracing: what is made then is not a real tensor.
     """
-    if torch.jit.is_tracing() or torch.compiler.is_compiling():
+    if tracing():
         return _sin_embedding_2d.__wrapped__(dim, height, width, max_period)
     return _sin_embedding_2d(dim, height, width, max_period)
 
