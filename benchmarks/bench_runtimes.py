@@ -10,8 +10,9 @@ reference's module, exported the same way) is measured too: it is most of a segm
 
 Prints minima and medians, each variant's speed against stemsplit's torch path at the
 same precision, SNR against stemsplit fp32, the one-time costs (export, conversion,
-compilation, first call) and the CPU. Needs `onnxruntime` and/or `openvino` (not
-project dependencies: `pip install onnxruntime openvino`); a missing one is skipped.
+compilation, first call) and the CPU. Needs torch's ONNX exporter (`pip install onnx
+onnxscript`) and `onnxruntime` and/or `openvino` (none of them project dependencies:
+`pip install onnxruntime openvino`); a missing runtime is skipped.
 
     python benchmarks/bench_runtimes.py --rounds 4 --threads 2
 """
