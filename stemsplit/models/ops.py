@@ -129,9 +129,8 @@ def fast_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) 
     softmax is taken whole per row (accumulated in fp32 for bf16 scores), not online:
     the same maths within float rounding.
     """
-    if not (_use_onednn(query, key) and query.dim() == 4):
-        return F.scaled_dot_product_attention(query, key, value)
-    if query.dtype == torch.float32 and not _BLOCKED_FP32:
+    flash_fp32 = query.dtype == torch.float32 and not _BLOCKED_FP32
+    if flash_fp32 or not (_use_onednn(query, key) and query.dim() == 4):
         return F.scaled_dot_product_attention(query, key, value)
     batch, heads, rows, depth = query.shape
     keys = key.shape[2]
