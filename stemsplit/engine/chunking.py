@@ -192,7 +192,8 @@ def batch_windows(plan: Plan, batch: Sequence[Chunk]) -> list[np.ndarray]:
         window = fade_window(plan.segment, decider.first, decider.last and not decider.first)
         return [window[: chunk.length] for chunk in batch]
     if plan.window == "triangle":
-        return [triangle_window(plan.segment)[: chunk.length] for chunk in batch]
+        triangle = triangle_window(plan.segment)
+        return [triangle[: chunk.length] for chunk in batch]
     return [np.ones(chunk.length, dtype=np.float32) for chunk in batch]
 
 
