@@ -38,8 +38,9 @@ def _timed(label: str, started: float, costs: dict[str, float]) -> None:
 
 
 def _network_and_inputs(part: str):
-    """(module, example inputs) of `part`: "net" (stemsplit's encoders, transformer and
-    decoders on the front end's output) or "transformer" (demucs' own module)."""
+    """(stemsplit's module to time in torch, the module to export, example inputs) of
+    `part`: "net" (stemsplit's encoders, transformer and decoders on the front end's
+    output, both times) or "transformer" (exported: demucs' own module)."""
     import torch
     import torch.nn.functional as F
 
@@ -66,14 +67,15 @@ def _network_and_inputs(part: str):
             x, xt = self.model._bottleneck(x, xt)
             return self.model._decode(x, xt, skips)
 
+    network = Network().eval()
     if part == "net":
-        return Network().eval(), Network().eval(), (x, xt)
+        return network, network, (x, xt)
     captured = {}
     hook = model.crosstransformer.register_forward_pre_hook(
         lambda module, args: captured.setdefault("args", args)
     )
     with torch.no_grad():
-        Network()(x, xt)
+        network(x, xt)
     hook.remove()
     x_in, xt_in = (a.clone() for a in captured["args"])
     return model.crosstransformer, reference.crosstransformer.eval(), (x_in, xt_in)
