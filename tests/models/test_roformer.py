@@ -338,7 +338,7 @@ def test_mel_filterbank_matches_librosa(sample_rate: int, n_fft: int, num_bands:
         ("mel_band_roformer", {"freqs_per_bands": (1025,)}, "unknown model keys"),
         ("bs_roformer", {"freqs_per_bands": (512, 512)}, "sums to 1024"),
         ("bs_roformer", {"dim": "16"}, "must be an integer"),
-        ("bs_roformer", {"use_pope": True}, "PoPE"),
+        ("bs_roformer_experimental", {"use_pope": True}, "unknown model keys"),
         ("bs_roformer", {"dim_head": 7}, "even"),
         ("bs_roformer", {"num_stems": 2}, "target_instrument"),
         ("mel_band_roformer", {"num_bands": 0}, "must be positive"),

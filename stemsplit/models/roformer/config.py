@@ -129,6 +129,8 @@ class TrunkConfig:
     mlp_expansion_factor: int = 4
     zero_dc: bool = True
     skip_connection: bool = False
+    # MSST's `use_pope` ("PolarFormer"): PoPE positions instead of rotary (polar.py).
+    use_pope: bool = False
     # Experimental RoFormers: later blocks get the first block's values (and then run
     # without residuals, as MSST's code does); with `value_residual_learning` their
     # attentions also learn how much of them to mix in.
@@ -213,8 +215,6 @@ def _check_model_section(model: Mapping[str, Any], allowed: frozenset[str], name
             raise ModelError(f"{name} config: model.{key} must be positive, got {value}")
     if int(model.get("dim_head") or 2) % 2:
         raise ModelError(f"{name} config: model.dim_head must be even (rotary pairs)")
-    if model.get("use_pope"):
-        raise ModelError(f"{name} config: use_pope (PoPE attention) is not supported; use rotary")
     if model.get("stft_window_fn") is not None:
         raise ModelError(f"{name} config: a custom stft_window_fn is not supported (hann only)")
 
@@ -241,6 +241,7 @@ def _trunk_and_stft(
         mlp_expansion_factor=int(_get(model, "mlp_expansion_factor", 4)),
         zero_dc=bool(_get(model, "zero_dc", True)),
         skip_connection=bool(_get(model, "skip_connection", False)),
+        use_pope=bool(_get(model, "use_pope", False)),
     )
     stft = StftConfig(
         n_fft=int(_get(model, "stft_n_fft", 2048)),

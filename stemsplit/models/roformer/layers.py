@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from stemsplit.models.ops import fast_attention, fast_linear, fast_linear_add
+from stemsplit.models.roformer.polar import PolarEmbedding
 
 
 class RMSNorm(nn.Module):
@@ -65,6 +66,9 @@ def apply_rotary(t: torch.Tensor, rotations: torch.Tensor) -> torch.Tensor:
 class Attention(nn.Module):
     """Multi-head self-attention with rotary positions and a sigmoid gate per head.
 
+    Given a `PolarEmbedding` instead (MSST's `use_pope`), positions are PoPE's and the
+    module is stored as `pope_embed` (MSST's key) with `rotary_embed` None.
+
     `value_residual_mix` (MSST's experimental RoFormers, `learned_value_residual_mix`):
     the values are moved towards a given `value_residual` (the first layer's values)
     by a learned sigmoid weight per head and token.
@@ -75,13 +79,18 @@ class Attention(nn.Module):
         dim: int,
         heads: int,
         dim_head: int,
-        rotary_embed: RotaryEmbedding,
+        rotary_embed: RotaryEmbedding | PolarEmbedding,
         value_residual_mix: bool = False,
     ) -> None:
         super().__init__()
         self.heads = heads
         self.dim_head = dim_head
-        self.rotary_embed = rotary_embed
+        self.rotary_embed: RotaryEmbedding | None = None
+        self.pope_embed: PolarEmbedding | None = None
+        if isinstance(rotary_embed, PolarEmbedding):
+            self.pope_embed = rotary_embed
+        else:
+            self.rotary_embed = rotary_embed
         self.norm = RMSNorm(dim)
         self.to_qkv = nn.Linear(dim, heads * dim_head * 3, bias=False)
         self.to_value_residual_mix = nn.Linear(dim, heads) if value_residual_mix else None
@@ -113,9 +122,14 @@ class Attention(nn.Module):
             gate = self.to_value_residual_mix
             mix = fast_linear(x, gate.weight, gate.bias).sigmoid().transpose(1, 2).unsqueeze(-1)
             values = qkv[2].lerp(value_residual, mix)  # [b, h, n, d]
-        query_key = apply_rotary(qkv[:2].float(), self.rotary_embed.rotations(seq_len))
-        query_key = query_key.to(x.dtype)
-        out = fast_attention(query_key[0], query_key[1], values)
+        if self.pope_embed is not None:
+            query, key = self.pope_embed.polar(qkv[0], qkv[1])
+            out = fast_attention(query.to(x.dtype), key.to(x.dtype), values)
+        else:
+            assert self.rotary_embed is not None
+            query_key = apply_rotary(qkv[:2].float(), self.rotary_embed.rotations(seq_len))
+            query_key = query_key.to(x.dtype)
+            out = fast_attention(query_key[0], query_key[1], values)
         gates = fast_linear(x, self.to_gates.weight, self.to_gates.bias).sigmoid()  # [b, n, h]
         out = out.transpose(1, 2) * gates.unsqueeze(-1)  # [b, n, h, d]
         out = out.reshape(batch, seq_len, self.heads * self.dim_head)
@@ -182,8 +196,8 @@ class FeedForward(nn.Module):
 class Transformer(nn.Module):
     """`depth` pre-norm residual (attention, feed-forward) pairs, optional output norm.
 
-    With `rotary_embed` the attention is softmax attention over the sequence; with
-    None it is `LinearAttention` (MSST's `linear_attn=True`). `value_residual_mix`
+    With `rotary_embed` (rotary or PoPE positions) the attention is softmax attention
+    over the sequence; with None it is `LinearAttention` (MSST's `linear_attn=True`). `value_residual_mix`
     gives the attentions a learned value-residual mix (experimental RoFormers).
     """
 
@@ -193,7 +207,7 @@ class Transformer(nn.Module):
         depth: int,
         heads: int,
         dim_head: int,
-        rotary_embed: RotaryEmbedding | None,
+        rotary_embed: RotaryEmbedding | PolarEmbedding | None,
         norm_output: bool,
         value_residual_mix: bool = False,
     ) -> None:

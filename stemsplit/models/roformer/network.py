@@ -26,6 +26,7 @@ from stemsplit.models.roformer.layers import (
     RotaryEmbedding,
     Transformer,
 )
+from stemsplit.models.roformer.polar import PolarEmbedding
 
 
 class RoformerNetwork(nn.Module):
@@ -59,11 +60,16 @@ class RoformerNetwork(nn.Module):
         self.skip_connection = trunk.skip_connection
         self.zero_dc = trunk.zero_dc
 
-        time_rotary = RotaryEmbedding(trunk.dim_head)
-        freq_rotary = RotaryEmbedding(trunk.dim_head)
+        # MSST's `use_pope`: PoPE positions in place of rotary ones (polar.py).
+        def position() -> RotaryEmbedding | PolarEmbedding:
+            if trunk.use_pope:
+                return PolarEmbedding(trunk.dim_head, trunk.heads)
+            return RotaryEmbedding(trunk.dim_head)
+
+        time_rotary, freq_rotary = position(), position()
 
         def transformer(
-            depth: int, rotary: RotaryEmbedding | None, mix: bool = False
+            depth: int, rotary: RotaryEmbedding | PolarEmbedding | None, mix: bool = False
         ) -> Transformer:
             return Transformer(
                 trunk.dim, depth, trunk.heads, trunk.dim_head, rotary, per_transformer_norm, mix
