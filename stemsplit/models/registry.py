@@ -55,6 +55,8 @@ class Architecture:
     config_markers: tuple[str, ...] = ()
     state_markers: tuple[str, ...] = ()
     aliases: tuple[str, ...] = ()
+    # Importable modules it needs at run time beyond torch (its pip extra's packages).
+    requires: tuple[str, ...] = ()
 
     @property
     def module(self) -> str:
@@ -74,6 +76,10 @@ class Architecture:
     def installed(self) -> bool:
         """Whether its module and torch are importable, found without importing them."""
         return find_spec("torch") is not None and find_spec(self.module) is not None
+
+    def missing(self) -> list[str]:
+        """The run-time modules it needs that this install lacks (found, not imported)."""
+        return [name for name in ("torch", *self.requires) if find_spec(name) is None]
 
 
 _ENTRIES: tuple[Architecture, ...] = (
@@ -160,12 +166,13 @@ _ENTRIES: tuple[Architecture, ...] = (
     Architecture(
         "mdx", "UVR", "stemsplit.models.uvr.mdx:build_mdx", "onnx",
         "UVR MDX-Net ONNX models, as audio-separator runs them (onnxruntime)",
-        aliases=("mdx_net",),
+        aliases=("mdx_net",), requires=("onnxruntime",),
     ),
     Architecture(
         "vr", "UVR", "stemsplit.models.uvr.vr:build_vr", "uvr-vr",
         "UVR VR Architecture models (nets and nets_new), as audio-separator runs them",
         state_markers=("stg1_low_band_net.",), aliases=("vr_arch",),
+        requires=("scipy", "samplerate"),
     ),
 )
 

@@ -152,3 +152,15 @@ def test_rotary_models_are_unchanged_by_the_option() -> None:
     keys = build_roformer("bs_roformer", config).state_dict()
     assert any(k.endswith("rotary_embed.freqs") for k in keys)
     assert not any("pope_embed" in k for k in keys)
+
+
+def test_the_v1_0_20_card() -> None:
+    from stemsplit.zoo.catalog import get_card
+
+    card = get_card("polarformer")
+    assert card.name == "bs-polarformer" and card.architecture == "bs_roformer"
+    assert card.quality["sdr"] == {"vocals": 11.00}
+    assert {f.name for f in card.files} == {
+        "model_bs_polarformer_float16.ckpt", "model_bs_polarformer_float16.yaml"
+    }
+    assert all("/releases/download/v1.0.20/" in f.url for f in card.files)
