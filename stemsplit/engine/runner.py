@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from stemsplit.capability import cpu, device_native
 from stemsplit.engine.chunking import Chunk, OverlapAdd, Plan, batch_windows, plan_chunks
 from stemsplit.engine.source import TrackSource
 from stemsplit.engine.streams import align, skip
@@ -63,11 +64,13 @@ class ModelRunner:
             precision, reason = choose_precision(self.device.type, probe_precision(self.device))
             log.info("--precision auto: %s (%s)", precision, reason)
         self.precision = precision
-        if self.device.type == "cpu" and precision != "fp32" and not _cpu_has_native(precision):
+        if self.device.type == "cpu":
+            _say_cpu_once()
+        if self.device.type == "cpu" and not cpu().native(precision):
             log.warning(
                 "--precision %s: this CPU has no native %s support (AVX512-BF16/AMX), so it "
-                "is emulated and far slower than fp32; use --precision fp32 on this machine",
-                precision, precision,
+                "runs through plain torch ops, far slower than fp32; use --precision fp32 "
+                "on this machine", precision, precision,
             )
         model.to(self.device).eval()
 
@@ -84,6 +87,12 @@ class ModelRunner:
                 with torch.autocast(device_type=self.device.type, dtype=dtype):
                     y = self.model(x)
         return y.float().cpu().numpy()
+
+
+@functools.cache
+def _say_cpu_once() -> None:
+    """`-v` names what the CPU runs natively, once a run: the paths every model takes."""
+    log.info("this CPU: %s", cpu().describe())
 
 
 # bf16 must beat fp32 by this much on the probe's matmul for `auto` to pick it: a CPU
@@ -130,10 +139,8 @@ def probe_precision(device) -> PrecisionProbe:
     import torch
 
     device = torch.device(device)
-    if device.type == "cuda":
-        return PrecisionProbe(native_bf16=bool(torch.cuda.is_bf16_supported()))
     if device.type != "cpu":
-        return PrecisionProbe(native_bf16=False)
+        return PrecisionProbe(native_bf16=device_native(device.type, "bf16"))
     return _probe_cpu()
 
 
@@ -141,7 +148,7 @@ def probe_precision(device) -> PrecisionProbe:
 def _probe_cpu() -> PrecisionProbe:
     import torch
 
-    if not _cpu_has_native("bf16", unknown=False):
+    if not cpu().native_bf16:
         return PrecisionProbe(native_bf16=False)
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(256, 512, generator=generator)
@@ -160,20 +167,6 @@ def _probe_cpu() -> PrecisionProbe:
         fp32 = best_of(x, w)
         bf16 = best_of(x.bfloat16(), w.bfloat16())
     return PrecisionProbe(native_bf16=True, bf16_speedup=fp32 / max(bf16, 1e-9))
-
-
-def _cpu_has_native(precision: str, unknown: bool = True) -> bool:
-    """Whether oneDNN runs `precision` natively on this CPU (else it is emulated)."""
-    import torch
-
-    check = {
-        "bf16": "_is_mkldnn_bf16_supported",
-        "fp16": "_is_mkldnn_fp16_supported",
-    }[precision]
-    try:
-        return bool(getattr(torch.ops.mkldnn, check)())
-    except (AttributeError, RuntimeError):
-        return unknown  # torch cannot tell: do not warn (and `auto` stays on fp32)
 
 
 def effective_recipe(model, settings: EngineSettings) -> tuple[Recipe, int]:

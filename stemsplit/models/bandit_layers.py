@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from stemsplit.errors import ModelError
+from stemsplit.models.ops import LSTM
 
 _ALIASES = (("combined.0.", "norm."), ("combined.1.", "hidden."), ("combined.2.", "output."))
 
@@ -116,8 +117,9 @@ class ResidualRNN(nn.Module):
     def __init__(self, emb_dim: int, rnn_dim: int, bidirectional: bool, rnn_type: str) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(emb_dim)
-        self.rnn = getattr(nn, rnn_type)(emb_dim, rnn_dim, num_layers=1, batch_first=True,
-                                         bidirectional=bidirectional)  # fmt: skip
+        rnn = {"LSTM": LSTM, "GRU": nn.GRU, "RNN": nn.RNN}[rnn_type]
+        self.rnn = rnn(emb_dim, rnn_dim, num_layers=1, batch_first=True,
+                       bidirectional=bidirectional)
         self.fc = nn.Linear(rnn_dim * (2 if bidirectional else 1), emb_dim)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:

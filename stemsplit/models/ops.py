@@ -13,13 +13,9 @@ from typing import overload
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-
-def _onednn_linear_available() -> bool:
-    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
-
-
-_ONEDNN_LINEAR = _onednn_linear_available()
+from stemsplit.capability import cpu
 
 
 def tracing() -> bool:
@@ -29,14 +25,15 @@ def tracing() -> bool:
 
 def _use_onednn(x: torch.Tensor, weight: torch.Tensor) -> bool:
     """CPU matmuls go to oneDNN: torch sends fp32 ones to MKL's sgemm, which runs at
-    less than half oneDNN's speed on AMD CPUs; bf16 ones gain the fused GELU/add.
+    less than half oneDNN's speed on AMD CPUs; bf16 ones gain the fused GELU/add, where
+    the CPU runs bf16 natively (elsewhere oneDNN has no bf16 kernel and refuses).
     Under autocast F.linear is used, as autocast must see the call."""
+    if x.device.type != "cpu" or weight.dtype != x.dtype or tracing():
+        return False  # exporters and compilers see plain torch ops
+    caps = cpu()
     return (
-        _ONEDNN_LINEAR
-        and not tracing()  # exporters and compilers see plain torch ops
-        and x.device.type == "cpu"
-        and x.dtype in (torch.float32, torch.bfloat16)
-        and weight.dtype == x.dtype
+        caps.onednn_linear
+        and (x.dtype == torch.float32 or (x.dtype == torch.bfloat16 and caps.native_bf16))
         and not torch.is_autocast_enabled("cpu")
     )
 
@@ -111,10 +108,13 @@ _SCORE_BLOCK_BYTES = 2_800_000
 # The blocked path loops over heads in Python: worth it for a few long sequences only.
 _MAX_LOOPED_HEADS = 64
 _MIN_KEYS = 256
-# In fp32 it pays where oneDNN has AVX-512 kernels; with AVX2 only (measured with MKL,
-# ATen and oneDNN capped at AVX2) torch's flash kernel was as fast or faster (2688 x 1344
-# keys: 41 vs 58 ms).
-_BLOCKED_FP32 = torch.backends.cpu.get_cpu_capability() == "AVX512"
+
+
+def _blocked_fp32() -> bool:
+    """The blocked path pays in fp32 where oneDNN has AVX-512 kernels; with AVX2 only
+    (measured with MKL, ATen and oneDNN capped at AVX2) torch's flash kernel was as fast
+    or faster (2688 x 1344 keys: 41 vs 58 ms)."""
+    return cpu().avx512
 
 
 def fast_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
@@ -129,7 +129,7 @@ def fast_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) 
     softmax is taken whole per row (accumulated in fp32 for bf16 scores), not online:
     the same maths within float rounding.
     """
-    flash_fp32 = query.dtype == torch.float32 and not _BLOCKED_FP32
+    flash_fp32 = query.dtype == torch.float32 and not _blocked_fp32()
     if flash_fp32 or not (_use_onednn(query, key) and query.dim() == 4):
         return F.scaled_dot_product_attention(query, key, value)
     batch, heads, rows, depth = query.shape
@@ -194,3 +194,21 @@ def _attention_in_groups(
             torch.ops.aten._softmax.out(scores[:size], -1, False, out=weights[:size])
         torch.bmm(weights[:size], value[part], out=out[part])
     return out.view(*lead, rows, value.shape[-1])
+
+
+class LSTM(nn.LSTM):
+    """`nn.LSTM` (same parameters, same state dict) that stays in fp32 under CPU bf16
+    autocast where the CPU has no native bf16: autocast sends LSTMs to oneDNN's bf16
+    kernel, which such CPUs lack (oneDNN refuses to build it)."""
+
+    def forward(self, input, hx=None):
+        if (
+            input.device.type == "cpu"
+            and torch.is_autocast_enabled("cpu")
+            and not cpu().native_bf16
+        ):
+            with torch.autocast("cpu", enabled=False):
+                if hx is not None:
+                    hx = tuple(h.float() for h in hx)
+                return super().forward(input.float(), hx)
+        return super().forward(input, hx)

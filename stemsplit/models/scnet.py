@@ -48,7 +48,7 @@ from torch import nn
 from stemsplit.errors import ModelError
 from stemsplit.models import msst_config
 from stemsplit.models.base import ModelInfo
-from stemsplit.models.ops import fast_linear_add
+from stemsplit.models.ops import LSTM, fast_linear_add
 
 FAMILY = "SCNet"
 MODEL_TYPES = ("scnet", "scnet_masked")
@@ -210,7 +210,7 @@ class _DualPathRNN(nn.Module):
         super().__init__()
         hidden = channels * expand
         self.lstm_layers = nn.ModuleList(
-            nn.LSTM(channels, hidden, num_layers=1, bidirectional=True) for _ in range(2)
+            LSTM(channels, hidden, num_layers=1, bidirectional=True) for _ in range(2)
         )
         self.linear_layers = nn.ModuleList(nn.Linear(hidden * 2, channels) for _ in range(2))
         self.norm_layers = nn.ModuleList(nn.GroupNorm(1, channels) for _ in range(2))

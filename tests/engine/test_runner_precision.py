@@ -13,6 +13,9 @@ from stemsplit.engine.runner import ModelRunner
 from stemsplit.errors import UsageError
 from stemsplit.models.base import Recipe
 
+# Rerun with oneDNN and ATen capped at AVX2 by the README's test command (cpu_paths).
+pytestmark = pytest.mark.cpu_paths
+
 RECIPE = Recipe(segment_samples=64, overlap=0.25, window="triangle", padding="context",
                 normalization="none", batch_size=1)  # fmt: skip
 

@@ -18,6 +18,9 @@ from demucs.demucs import DConv as RefDConv
 from demucs.hdemucs import HDecLayer as RefHDecLayer
 from demucs.hdemucs import HEncLayer as RefHEncLayer
 
+# Rerun with oneDNN and ATen capped at AVX2 by the README's test command (cpu_paths).
+pytestmark = pytest.mark.cpu_paths
+
 TOLERANCE = 1e-4
 
 

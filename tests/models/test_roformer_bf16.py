@@ -15,6 +15,9 @@ from test_roformer import msst_config, small
 from stemsplit.models.roformer import build_roformer
 from stemsplit.zoo.safe_yaml import load_yaml
 
+# Rerun with oneDNN and ATen capped at AVX2 by the README's test command (cpu_paths).
+pytestmark = pytest.mark.cpu_paths
+
 DATA = Path(__file__).resolve().parents[1] / "data" / "msst"
 
 VARIANTS: list[tuple[str, dict[str, Any]]] = [

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from stemsplit.models.demucs.config import DConvConfig
-from stemsplit.models.ops import fast_linear, fast_linear_add
+from stemsplit.models.ops import LSTM, fast_linear, fast_linear_add
 
 __all__ = ["fast_linear", "fast_linear_add"]  # re-exported for the other Demucs modules
 
@@ -48,7 +48,7 @@ class BLSTM(nn.Module):
     ) -> None:
         super().__init__()
         self.max_steps = max_steps
-        self.lstm = nn.LSTM(bidirectional=True, num_layers=layers, hidden_size=dim, input_size=dim)
+        self.lstm = LSTM(bidirectional=True, num_layers=layers, hidden_size=dim, input_size=dim)
         self.linear = nn.Linear(2 * dim, dim)
         self.skip = skip
 

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from stemsplit.errors import ModelError
+from stemsplit.models.ops import LSTM
 
 
 class ConvBNAct(nn.Module):
@@ -201,7 +202,7 @@ class LSTMModule(nn.Module):
     def __init__(self, nin_conv: int, nin_lstm: int, nout_lstm: int) -> None:
         super().__init__()
         self.conv = ConvBNAct(nin_conv, 1, 1, 1, 0)
-        self.lstm = nn.LSTM(input_size=nin_lstm, hidden_size=nout_lstm // 2, bidirectional=True)
+        self.lstm = LSTM(input_size=nin_lstm, hidden_size=nout_lstm // 2, bidirectional=True)
         self.dense = nn.Sequential(nn.Linear(nout_lstm, nin_lstm), nn.BatchNorm1d(nin_lstm),
                                    nn.ReLU())  # fmt: skip
 
