@@ -54,6 +54,7 @@ def build_request(
     offline: bool | None = None,
     overwrite: bool = False,
     recipe: str | Path | Any = None,
+    require_licence: str | None = None,
     **options: Any,
 ) -> dict[str, Any]:
     """The checked option groups for `options` (UsageError names a bad value).
@@ -74,6 +75,13 @@ def build_request(
     if str(output.get("out")) == "-":  # `-o -`: one stem to stdout
         del output["out"]
         output["stdout"] = True
+    if output.get("out") is not None:  # `-o s3://...`: staged locally, then uploaded
+        from stemsplit.batch.storage import is_url, local_path
+
+        out = str(output["out"])
+        if is_url(out):
+            output["out"] = local_path(out) or Path("separated")
+            output["out_url"] = None if local_path(out) else out.rstrip("/")
     for key in ("out", "reference"):
         if output.get(key) is not None:
             output[key] = Path(output[key]).expanduser().absolute()
@@ -104,6 +112,7 @@ def build_request(
             weights=weights,
             model_dir=Path(model_dir).expanduser().absolute() if model_dir else None,
             offline=offline,
+            require_licence=require_licence,
         ),
         "stems": StemOptions(**stems),
         "engine": EngineSettings(**grouped[EngineSettings]),
@@ -130,18 +139,16 @@ def _model_specs(model: Any, checkpoint: Any, config: Any, model_type: str | Non
             f"--config {configs[0]} without --checkpoint: a config describes a checkpoint "
             "file; zoo models (-m) bring their own"
         )
-    if configs and len(configs) != len(checkpoints):
-        raise UsageError(
-            f"{len(configs)} --config for {len(checkpoints)} --checkpoint: give one --config "
-            "per --checkpoint, in the same order"
-        )
     if model_type is not None and len(checkpoints) != 1:
         raise UsageError("--model-type names the architecture of one --checkpoint")
+    from stemsplit.zoo.local import pair_configs  # (reads files only when counts differ)
+
+    paired = pair_configs([Path(c) for c in checkpoints], [Path(c) for c in configs])
     specs = [ModelSpec(bundle=n) if hasattr(n, "members") else ModelSpec(name=str(n))
              for n in names]  # fmt: skip
     for index, path in enumerate(checkpoints):
         specs.append(ModelSpec(checkpoint=Path(path), model_type=model_type,
-                               config=Path(configs[index]) if configs else None))  # fmt: skip
+                               config=paired[index]))  # fmt: skip
     return tuple(specs) or (ModelSpec(name=DEFAULT_MODEL),)
 
 
@@ -163,11 +170,18 @@ def plan_run(request: Mapping[str, Any], download_progress: Callable[..., Any] |
         plan = plan_recipe(request["recipe"], request["engine"], request["output"])
     else:
         plan = make_plan(models, request["stems"], request["engine"], request["output"])
+    from stemsplit.zoo.catalog import require_licence
+
+    require_licence([m.spec.name for m in plan.models if m.spec.name], models.require_licence)
     keep = request["stems"].keep
     if keep is not None:  # `--two-stems X --keep no_X`: the pair is planned, one written
         from dataclasses import replace
 
         plan = replace(plan, stems=replace(plan.stems, written=(keep,)))
+    if plan.output.stem_file:  # a --stem-map naming a stem the run lacks: refused now
+        from stemsplit.audio.stem_mp4 import resolve_slots
+
+        resolve_slots(plan.stems.written, plan.output.stem_map)
     return Separator(plan, model_dir=models.model_dir, offline=models.offline,
                      download_progress=download_progress)  # fmt: skip
 
@@ -202,7 +216,7 @@ def run_request(
     from stemsplit.batch.inputs import expand_inputs
     from stemsplit.batch.layout import check_clashes, output_paths
     from stemsplit.batch.run import run_batch, write_batch_index
-    from stemsplit.plan import outputs_for
+    from stemsplit.batch.storage import is_url
 
     batch: BatchOptions = request["batch"]
     pipe = request.get("pipe")
@@ -222,23 +236,26 @@ def run_request(
     label = "+".join(spec.label for spec in request["models"].models)
     if request.get("recipe") is not None:
         label = request["recipe"].name
-    check_clashes({t.path: output_paths(t.path, label, ["stem"], request["output"], t.reldir)
-                   for t in tracks})  # fmt: skip
+    check_clashes({t.path: output_paths(t.path, label, ["stem"], request["output"], t.reldir,
+                                        number) for number, t in enumerate(tracks, 1)})  # fmt: skip
     if progress:  # planning may read a checkpoint (and import torch): say so at once
         progress(Progress(-1, len(tracks), Path(label), 0.0, "loading"))
     separator = plan_run(request)
-    if batch.executor == "ray":  # (the local loop checks the planned paths itself)
+    out_url = request["output"].out_url
+    if batch.executor == "ray":  # the driver's plan runs on every worker
         from stemsplit.batch.ray import run_on_ray
 
-        check_clashes({t.path: outputs_for(separator.plan, t.path, t.reldir) for t in tracks})
         remote = [type(t)(t.path.absolute(), t.reldir) for t in tracks]  # may run elsewhere
-        results = run_on_ray(dict(request), remote, batch.ray_address, batch.ray_workers,
-                             batch.skip_existing, progress)  # fmt: skip
+        results = run_on_ray(separator, remote, batch, request["models"], out_url, progress)
+    elif out_url or any(is_url(t.path) for t in tracks):  # whole tracks, one at a time
+        from stemsplit.batch.dispatch import run_here
+
+        results = run_here(separator, tracks, batch, request["models"], out_url, progress)
     else:
         results = run_batch(separator, tracks, skip_existing=batch.skip_existing,
                             progress=progress, jobs=batch.jobs)  # fmt: skip
     out = BatchResults(results)
-    if request["output"].report and len(tracks) > 1:
+    if request["output"].report and len(tracks) > 1 and not out_url:
         out.report_index = write_batch_index(results)
     return out
 

@@ -16,12 +16,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stemsplit.audio.formats import check_clip, check_mp3_bitrate, resolve_output
+from stemsplit.audio.formats import (
+    STEM_FILE_FORMAT,
+    check_clip,
+    check_mp3_bitrate,
+    is_stem_file,
+    normalize_bit_depth,
+    resolve_output,
+)
 from stemsplit.errors import UsageError
 
 DEFAULT_MODEL = "htdemucs"
 DEFAULT_TEMPLATE = "{reldir}{track}/{stem}.{ext}"
-TEMPLATE_FIELDS = frozenset({"track", "stem", "ext", "model", "trackext", "reldir"})
+STEM_FILE_TEMPLATE = "{reldir}{track}.{ext}"  # -f stem.mp4: one file per track
+# {Stem}: "Vocals", "No Vocals" (audio-separator, UVR); {n}: the track's number in the batch
+TEMPLATE_FIELDS = frozenset({"track", "stem", "Stem", "ext", "model", "trackext", "reldir", "n"})
+# `--naming`: the file names each peer writes, under OUT (not OUT/<model>); (stems, stem file)
+NAMING_SCHEMES = {
+    "demucs": ("{model}/{reldir}{track}/{stem}.{ext}", "{model}/{reldir}{track}.{ext}"),
+    "audio-separator": ("{reldir}{track}_({Stem})_{model}.{ext}", "{reldir}{track}_{model}.{ext}"),
+    "uvr": ("{reldir}{n}_{track}_({Stem}).{ext}", "{reldir}{n}_{track}.{ext}"),
+    "msst": ("{reldir}{track}/{stem}.{ext}", "{reldir}{track}.{ext}"),
+}
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 OTHER_METHODS = ("minus", "add")
 EXECUTORS = ("local", "ray")
@@ -84,18 +100,39 @@ class OutputOptions:
     report: bool = False  # report.html beside each track's stems
     reference: Path | None = None  # reference stems: SDR in the report
     stdout: bool = False  # `-o -`: one stem, streamed to stdout (wav, flac or raw)
+    copy_tags: bool = True  # the input's tags and cover art into every output file
+    naming: str | None = None  # a peer's file names (NAMING_SCHEMES) instead of --filename
+    # `-f stem.mp4` (NI Stems): codec, and which stems fill the four tracks, their names
+    # and colours ("slot=a+b,..." strings or mappings; see audio/stem_mp4.py)
+    stem_codec: str = "aac"
+    stem_map: Any = None
+    stem_label: Any = None
+    stem_color: Any = None
+    # `-o URL` (object storage): files are staged under `out`, then uploaded here
+    out_url: str | None = None
 
     def __post_init__(self) -> None:
+        if self.stdout and is_stem_file(self.format):
+            raise UsageError("-f stem.mp4 writes a file per track, not a stream: not with -o -")
         if self.stdout or self.format == "raw":
             _check_stream_output(self)
             return
-        fmt, depth = resolve_output(self.format, self.bit_depth)
-        object.__setattr__(self, "format", fmt.name)
-        object.__setattr__(self, "bit_depth", depth)
+        if is_stem_file(self.format):
+            _check_stem_file(self)
+        else:
+            fmt, depth = resolve_output(self.format, self.bit_depth)
+            object.__setattr__(self, "format", fmt.name)
+            object.__setattr__(self, "bit_depth", depth)
+            given = [flag for flag, value in (("--stem-codec", self.stem_codec != "aac"),
+                     ("--stem-map", self.stem_map), ("--stem-label", self.stem_label),
+                     ("--stem-color", self.stem_color)) if value]  # fmt: skip
+            if given:
+                raise UsageError(f"{', '.join(given)} shape(s) stem files: add -f stem.mp4")
         if self.format == "mp3":
             check_mp3_bitrate(self.mp3_bitrate)
         check_clip(self.clip)
-        check_template(self.filename)
+        _apply_naming(self)
+        check_template(self.filename, one_file=self.stem_file)
         rate = self.samplerate
         if rate not in ("input", "model") and (
             isinstance(rate, bool) or not isinstance(rate, int) or not 1000 <= rate <= 768000
@@ -108,6 +145,47 @@ class OutputOptions:
             )
         if self.reference is not None and not Path(self.reference).is_dir():
             raise UsageError(f"--reference {self.reference}: not a folder of reference stems")
+
+    @property
+    def stem_file(self) -> bool:
+        """Whether each track's stems go into one NI Stems file."""
+        return self.format == STEM_FILE_FORMAT
+
+
+def _check_stem_file(options: OutputOptions) -> None:
+    """`-f stem.mp4`: the codec and its bit depth, the slot map, labels and colours."""
+    from stemsplit.audio.stem_mp4 import check_stem_codec, parse_slot_values, parse_stem_map
+
+    depth = normalize_bit_depth(options.bit_depth)
+    check_stem_codec(options.stem_codec, depth)
+    if options.stem_codec == "alac":
+        if depth not in (None, 16, 24):
+            raise UsageError(f"--bit-depth {options.bit_depth}: ALAC holds 16 or 24 bits")
+        depth = depth or 16
+    if options.report:
+        raise UsageError("--report reads stems as separate files: not with -f stem.mp4")
+    set_field = object.__setattr__
+    set_field(options, "format", STEM_FILE_FORMAT)
+    set_field(options, "bit_depth", depth)
+    set_field(options, "stem_map", parse_stem_map(options.stem_map))
+    set_field(options, "stem_label", parse_slot_values(options.stem_label, "--stem-label"))
+    set_field(options, "stem_color", parse_slot_values(options.stem_color, "--stem-color"))
+    if options.filename == DEFAULT_TEMPLATE:
+        set_field(options, "filename", STEM_FILE_TEMPLATE)
+
+
+def _apply_naming(options: OutputOptions) -> None:
+    """`--naming SCHEME`: the peer's template replaces --filename (which it contradicts)."""
+    if options.naming is None:
+        return
+    if options.naming not in NAMING_SCHEMES:
+        raise UsageError(f"unknown --naming {options.naming!r}: use one of "
+                         f"{', '.join(NAMING_SCHEMES)}")  # fmt: skip
+    if options.filename not in (DEFAULT_TEMPLATE, STEM_FILE_TEMPLATE):
+        raise UsageError(f"--naming {options.naming} and --filename contradict each other: "
+                         "give one of them")  # fmt: skip
+    stems, one_file = NAMING_SCHEMES[options.naming]
+    object.__setattr__(options, "filename", one_file if options.stem_file else stems)
 
 
 STREAM_FORMATS = ("wav", "flac", "raw")
@@ -189,9 +267,10 @@ class PipeInput:
         return self.input_format is not None
 
 
-def check_template(template: str) -> None:
+def check_template(template: str, one_file: bool = False) -> None:
     """Unknown `{fields}`, templates without `{stem}` and paths that leave the output
-    folder (`..`, absolute) are usage errors."""
+    folder (`..`, absolute) are usage errors; `one_file` (a stem file per track) wants
+    no `{stem}`."""
     try:
         fields = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
     except ValueError as err:
@@ -202,7 +281,10 @@ def check_template(template: str) -> None:
             f"--filename: unknown field(s) {', '.join(sorted(unknown))}; "
             f"use {', '.join(sorted(TEMPLATE_FIELDS))}"
         )
-    if "stem" not in fields:
+    named = fields & {"stem", "Stem"}
+    if one_file and named:
+        raise UsageError("-f stem.mp4 writes one file per track: drop {stem} from --filename")
+    if not one_file and not named:
         raise UsageError("--filename must contain {stem}, or every stem would overwrite the last")
     path = Path(template)
     if path.is_absolute() or template.startswith(("/", "\\", "~")) or ".." in path.parts:
@@ -282,9 +364,20 @@ class ModelSpec:
 
     @property
     def label(self) -> str:
+        """The model's name in output folders and records (a checkpoint's is distinct
+        per file: `stemsplit.zoo.local.checkpoint_label`)."""
         if self.bundle is not None:
             return str(self.bundle.name)
-        return self.name if self.name is not None else Path(str(self.checkpoint)).stem
+        if self.name is not None:
+            return self.name
+        from stemsplit.zoo.local import checkpoint_label
+
+        return checkpoint_label(Path(str(self.checkpoint)), self.config)
+
+
+# What `--require-licence` may ask of the weights (zoo.catalog.LICENCE_USES says which
+# licences meet which).
+LICENCE_REQUIREMENTS = ("any", "open", "commercial")
 
 
 @dataclass(frozen=True)
@@ -296,10 +389,21 @@ class ModelOptions:
     weights: Sequence[Any] | Mapping[str, Any] | None = None  # per model, or keyed by name
     model_dir: Path | None = None
     offline: bool | None = None
+    # What the zoo models' weights' licence must allow: any, open or commercial (None:
+    # STEMSPLIT_REQUIRE_LICENCE, else any); checked on the plan, before any download.
+    require_licence: str | None = None
 
     def __post_init__(self) -> None:
         if not self.models:
             raise UsageError("no model given")
+        if self.require_licence is None:
+            import os
+
+            value = os.environ.get("STEMSPLIT_REQUIRE_LICENCE", "").strip() or "any"
+            object.__setattr__(self, "require_licence", value)
+        if self.require_licence not in LICENCE_REQUIREMENTS:
+            raise UsageError(f"--require-licence {self.require_licence!r}: use one of "
+                             f"{', '.join(LICENCE_REQUIREMENTS)}")  # fmt: skip
         if self.ensemble is not None:
             from stemsplit.engine.ensemble import check_algorithm
 
@@ -317,12 +421,20 @@ class BatchOptions:
     ray_address: str | None = None
     ray_workers: int = 2
     threads: int | None = None
+    cpus_per_worker: float = 1.0  # Ray resources of each worker (GPUs may be fractional)
+    gpus_per_worker: float = 0.0
+    retries: int = 2  # times a track lost with its Ray worker runs again
 
     def __post_init__(self) -> None:
         _count(self.jobs, "--jobs", 0)
         if self.executor not in EXECUTORS:
             raise UsageError(f"unknown executor {self.executor!r}: use local or ray")
         _count(self.ray_workers, "--ray-workers", 1)
+        _count(self.retries, "--retries", 0)
+        if _number(self.cpus_per_worker, "--cpus-per-worker") <= 0:
+            raise UsageError(f"--cpus-per-worker must be positive, not {self.cpus_per_worker}")
+        if _number(self.gpus_per_worker, "--gpus-per-worker") < 0:
+            raise UsageError(f"--gpus-per-worker must be >= 0, not {self.gpus_per_worker}")
         if self.threads is not None:
             _count(self.threads, "--threads", 1)
 

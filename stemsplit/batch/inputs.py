@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from stemsplit.batch.storage import is_url
 from stemsplit.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,14 @@ def expand_inputs(inputs: Sequence[str | Path], recursive: bool = False) -> list
 
     barren: list[str] = []  # folders and globs that gave nothing
     for item in inputs:
+        if is_url(item):  # object storage: a prefix, a glob or one object
+            from stemsplit.batch.storage import list_objects, local_path
+
+            item = local_path(str(item)) or item
+            if is_url(item):
+                for found, reldir in list_objects(str(item), recursive, extensions):
+                    add(found, reldir)  # type: ignore[arg-type]  # an object's path
+                continue
         path = Path(item)
         before = len(tracks)
         if path.is_dir():

@@ -1,18 +1,33 @@
-"""The Ray executor: tracks go to a Ray cluster, each worker loading the model once.
+"""The Ray executor: tracks go to Ray workers, each holding its models for all its tracks.
 
-Workers are Ray actors built from the same options as the local `Separator`; each
-processes whole tracks (decode, separate, write) to the shared output path and
-returns a `TrackResult`. Progress and the summary come back to the caller as
-results arrive. Ray is optional: `pip install 'stemsplit-cli[ray]'`.
+The driver plans once: every worker gets the driver's `RunPlan` (frozen; recipes,
+`--keep`, engine and output settings in it) and the model files' checksums, never the
+request, so nothing is planned twice. The driver also decides skip or redo
+(`dispatch.triage`) before any worker starts. Workers are actors with
+`--cpus-per-worker` CPUs and `--gpus-per-worker` GPUs (fractional: several share one),
+on a cluster at `--ray-address` or a local one. A worker lost mid-track (killed, out of
+memory, node gone) is replaced and its track runs again from scratch on another worker,
+up to `--retries` times; stems are published whole (renamed, or uploaded, record last),
+so a lost track leaves nothing half-written. Ray is optional:
+`pip install 'stemsplit-cli[ray]'`.
 """
 
 from __future__ import annotations
 
+import collections
+import logging
+import math
+import os
+import tempfile
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from stemsplit.batch.inputs import Track
 from stemsplit.errors import StemsplitError, UsageError
+from stemsplit.options import BatchOptions, ModelOptions, Progress, TrackResult
+
+log = logging.getLogger(__name__)
 
 
 def import_ray() -> Any:
@@ -25,66 +40,159 @@ def import_ray() -> Any:
     return ray
 
 
-class _Worker:
-    """Body of the Ray actor: one Separator for all its tracks, from the same request
-    as the local one (options are plain frozen dataclasses; models load in the worker)."""
+class Worker:
+    """Body of the Ray actor: one Separator over the driver's plan, for all its tracks."""
 
-    def __init__(self, request: dict[str, Any]) -> None:
-        from stemsplit.plan import make_plan
-        from stemsplit.separator import Separator
+    def __init__(self, plan: Any, identity: list[dict[str, Any]], models: ModelOptions,
+                 bucket_url: str | None, threads: int | None, jobs: int) -> None:  # fmt: skip
+        from stemsplit.batch.dispatch import PlannedSeparator, staged
+        from stemsplit.batch.storage import Bucket
 
-        models = request["models"]
-        plan = make_plan(models, request["stems"], request["engine"], request["output"])
-        self.separator = Separator(plan, model_dir=models.model_dir, offline=models.offline)
+        if threads is not None:
+            import torch
 
-    def process(self, track: Track, skip_existing: bool) -> Any:
-        from stemsplit.batch.run import run_batch
+            torch.set_num_threads(threads)
+        self.bucket = None
+        if bucket_url is not None:  # this machine's staging folder, mirrored in the bucket
+            staging = Path(tempfile.mkdtemp(prefix="stemsplit-staging-"))
+            plan = staged(plan, staging)
+            self.bucket = Bucket(bucket_url, staging)
+        self.separator = PlannedSeparator(plan, identity, model_dir=models.model_dir,
+                                          offline=models.offline)  # fmt: skip
+        self.jobs = jobs
 
-        return run_batch(self.separator, [track], skip_existing=skip_existing)[0]
+    def pid(self) -> int:
+        return os.getpid()
+
+    def process(self, track: Track) -> TrackResult:
+        from stemsplit.batch.dispatch import run_whole
+
+        return run_whole(self.separator, track, self.bucket, self.jobs)
 
 
 def run_on_ray(
-    request: dict[str, Any],
+    separator: Any,
     tracks: Sequence[Track],
-    address: str | None = None,
-    workers: int = 2,
-    skip_existing: bool = True,
-    progress: Callable | None = None,
-) -> list:
+    batch: BatchOptions,
+    models: ModelOptions,
+    bucket_url: str | None = None,
+    progress: Callable[[Progress], None] | None = None,
+) -> list[TrackResult]:
     """Separate `tracks` on Ray workers; results in the order of `tracks`."""
-    ray = import_ray()
-    from ray.util import ActorPool
+    from stemsplit.batch.dispatch import triage
+    from stemsplit.batch.storage import Bucket
 
-    from stemsplit.options import Progress
-
-    if workers < 1:
-        raise UsageError("--ray-workers must be at least 1")
-    if not ray.is_initialized():
-        if address:
-            ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
-        else:
-            ray.init(num_cpus=workers, ignore_reinit_error=True, log_to_driver=False,
-                     include_dashboard=False)
-    actor = ray.remote(num_cpus=1)(_Worker)
-    actors = [actor.remote(request) for _ in range(workers)]
-    order = {str(t.path): i for i, t in enumerate(tracks)}
-    results: list = [None] * len(tracks)
-    try:
-        pending = ActorPool(actors).map_unordered(
-            lambda worker, track: worker.process.remote(track, skip_existing), list(tracks)
-        )
-        for result in pending:
-            index = order[str(result.input)]
-            results[index] = result
-            if progress:
-                progress(Progress(index, len(tracks), result.input, 1.0, result.status))
-    except ray.exceptions.RayError as err:
-        raise _our_error(err, ray.exceptions.RayError) from err
-    return results
+    bucket = Bucket(bucket_url, Path(separator.plan.output.out)) if bucket_url else None
+    results, todo = triage(separator, tracks, batch.skip_existing, bucket)
+    if todo:
+        ray = import_ray()
+        started = _connect(ray, batch)
+        try:
+            pool = _Pool(ray, separator, batch, models, bucket_url)
+            for index, result in pool.run(tracks, todo, bucket):
+                results[index] = result
+                if progress:
+                    progress(Progress(index, len(tracks), tracks[index].path, 1.0, result.status))
+        finally:
+            if started:
+                ray.shutdown()
+    return [results[i] for i in range(len(tracks))]
 
 
-def _our_error(err: BaseException, ray_error: type) -> StemsplitError:
-    """The StemsplitError a worker raised (model load, clashes), else Ray's in one line.
+def _connect(ray: Any, batch: BatchOptions) -> bool:
+    """Join `--ray-address`'s cluster, or start a local one sized for the workers
+    (True: this run started it and shuts it down)."""
+    if ray.is_initialized():
+        return False
+    if batch.ray_address:
+        ray.init(address=batch.ray_address, log_to_driver=False)
+        return False
+    cpus = max(1, math.ceil(batch.ray_workers * batch.cpus_per_worker))
+    ray.init(num_cpus=cpus, log_to_driver=False, include_dashboard=False)
+    return True
+
+
+class _Pool:
+    """`workers` actors; a lost one is replaced and its track requeued."""
+
+    def __init__(self, ray: Any, separator: Any, batch: BatchOptions, models: ModelOptions,
+                 bucket_url: str | None) -> None:  # fmt: skip
+        self.ray = ray
+        self.batch = batch
+        self.separator = separator
+        plan = ray.put(separator.plan)
+        identity = separator.model_identity()
+        actor = ray.remote(num_cpus=batch.cpus_per_worker, num_gpus=batch.gpus_per_worker,
+                           max_restarts=0)(Worker)  # fmt: skip
+        threads = batch.threads or max(1, math.floor(batch.cpus_per_worker))
+        self.new = lambda: actor.remote(plan, identity, models, bucket_url, threads, batch.jobs)
+
+    def run(self, tracks: Sequence[Track], todo: list[int], bucket: Any) -> Any:
+        """Yield (index, TrackResult) as tracks finish."""
+        ray = self.ray
+        queue = collections.deque(todo)
+        idle = [self.new() for _ in range(min(self.batch.ray_workers, len(todo)))]
+        running: dict[Any, tuple[Any, int]] = {}
+        losses: collections.Counter[int] = collections.Counter()
+        try:
+            while queue or running:
+                while queue and idle:
+                    worker, index = idle.pop(), queue.popleft()
+                    running[worker.process.remote(tracks[index])] = (worker, index)
+                [finished], _ = ray.wait(list(running), num_returns=1)
+                worker, index = running.pop(finished)
+                try:
+                    result = ray.get(finished)
+                except ray.exceptions.RayTaskError as err:  # raised by our code in the worker
+                    failure, fatal = _our_error(err, ray.exceptions.RayTaskError)
+                    if fatal:
+                        raise failure from err
+                    idle.append(worker)
+                    yield index, TrackResult(tracks[index].path, "failed", error=str(failure))
+                    continue
+                except ray.exceptions.RayError as err:  # the worker is gone: run it again
+                    ray.kill(worker, no_restart=True)
+                    idle.append(self.new())
+                    losses[index] += 1
+                    outcome = self._after_loss(tracks[index], losses[index], err, bucket)
+                    if outcome is None:
+                        queue.appendleft(index)
+                    else:
+                        yield index, outcome
+                    continue
+                idle.append(worker)
+                if losses[index]:
+                    result.reason = f"retried {losses[index]} time(s) after a lost worker"
+                yield index, result
+        finally:
+            for worker in [*idle, *(w for w, _ in running.values())]:
+                ray.kill(worker, no_restart=True)
+
+    def _after_loss(self, track: Track, losses: int, err: BaseException, bucket: Any
+                    ) -> TrackResult | None:  # fmt: skip
+        """None: run the track again. Its result when the lost worker had published it
+        whole (never written twice) or when the retries are spent."""
+        from stemsplit.batch.dispatch import triage
+
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        log.warning("%s: worker lost (%s); attempt %d of %d", track.path.name, reason,
+                    losses + 1, self.batch.retries + 1)  # fmt: skip
+        done, _ = triage(self.separator, [track], True, bucket) if self.batch.skip_existing \
+            else ({}, [0])
+        if done:
+            result = done[0]
+            result.status, result.reason = "done", "published by a worker lost after it"
+            return result
+        if losses > self.batch.retries:
+            return TrackResult(track.path, "failed", error=f"{track.path}: the worker running "
+                               f"it was lost {losses} time(s); last: {reason}")  # fmt: skip
+        return None
+
+
+def _our_error(err: BaseException, ray_error: type) -> tuple[StemsplitError, bool]:
+    """The StemsplitError a worker raised outside a track's own work (a model that does
+    not load, an interruption), which stops the run (True); else Ray's message in one
+    line for that track alone (False).
 
     Ray wraps a task's exception in a class deriving from both RayTaskError and the
     original type; its `cause` is the original, with the plain message.
@@ -94,10 +202,8 @@ def _our_error(err: BaseException, ray_error: type) -> StemsplitError:
     while cause is not None and id(cause) not in seen:
         seen.add(id(cause))
         if isinstance(cause, StemsplitError) and not isinstance(cause, ray_error):
-            return cause
+            return cause, True
         cause = getattr(cause, "cause", None) or cause.__cause__
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     last = lines[-1] if lines else type(err).__name__
-    if last.startswith("stemsplit.errors."):  # an actor's constructor failed: our message
-        return StemsplitError(last.split(": ", 1)[-1])
-    return StemsplitError(f"Ray: {last}")
+    return StemsplitError(f"Ray: {last}"), False

@@ -36,18 +36,23 @@ def write_record(path: Path, payload: Mapping[str, Any]) -> Path:
 
 
 def redo_reason(
-    outputs: Mapping[str, Path], record_file: Path, expected: Callable[[], Mapping[str, Any]]
+    outputs: Mapping[str, Path],
+    record_file: Path,
+    expected: Callable[[], Mapping[str, Any]],
+    is_file: Callable[[Path], bool] = Path.is_file,
+    read: Callable[[Path], dict[str, Any] | None] = read_record,
 ) -> str | None:
     """None when the track's stems are done as `expected()` says; else why to redo it.
 
     `expected` is asked only when there are stems to compare: it hashes local model
-    files (0.1 s for the released HTDemucs), which a first run need not wait for."""
-    missing = [stem for stem, path in outputs.items() if not path.is_file()]
+    files (0.1 s for the released HTDemucs), which a first run need not wait for.
+    `is_file` and `read` look where the files are (a bucket: `batch.storage.Bucket`)."""
+    missing = [stem for stem, path in outputs.items() if not is_file(path)]
     if len(missing) == len(outputs):
         return "not separated yet"
     if missing:
         return f"missing {', '.join(missing)}"
-    record = read_record(record_file)
+    record = read(record_file)
     if record is None:
         return f"no {record_file.name} says how its stems were made"
     described = expected()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any, List, Optional
@@ -82,6 +83,11 @@ def _parse_weights(values: Optional[List[str]], models: list[str]) -> Any:
     return named
 
 
+def _joined(values: Optional[List[str]]) -> Optional[str]:
+    """`--stem-label a=X --stem-label b=Y` -> "a=X,b=Y"."""
+    return ",".join(values) if values else None
+
+
 def _parse_rate(value: str) -> str | int:
     if value in ("input", "model"):
         return value
@@ -110,8 +116,8 @@ M, OUT, E, B, R = "Model", "Output", "Engine", "Batch", "Report and display"
 @app.command(no_args_is_help=True, cls=SectionedCommand, epilog=EPILOG,
              context_settings={"help_option_names": ["-h", "--help"]})  # fmt: skip
 def separate(
-    inputs: Annotated[List[Path], typer.Argument(metavar="INPUT...",
-        help="Audio files, folders or globs; - reads stdin.")],  # fmt: skip
+    inputs: Annotated[List[str], typer.Argument(metavar="INPUT...",
+        help="Audio files, folders, globs or URLs (s3://bucket/prefix/); - reads stdin.")],  # fmt: skip
     model: Annotated[Optional[List[str]], typer.Option("-m", "--model", metavar="NAME",
         help=section(M, "Zoo model or preset (repeat, or mix with --checkpoint, for an "
                         "ensemble). Default: htdemucs."))] = None,  # fmt: skip
@@ -133,6 +139,10 @@ def separate(
     model_dir: Annotated[Optional[Path], typer.Option(metavar="DIR",
         help=section(M, "Model cache folder."))] = None,
     offline: Annotated[bool, typer.Option(help=section(M, "Never use the network."))] = False,
+    require_licence: Annotated[Optional[str], typer.Option(metavar="any|open|commercial",
+        help=section(M, "Refuse zoo models whose weights' licence does not allow this use "
+                     "(`stemsplit models --licence`); default STEMSPLIT_REQUIRE_LICENCE, "
+                     "else any."))] = None,  # fmt: skip
     stems: Annotated[Optional[List[str]], typer.Option("-s", "--stems", metavar="STEM,...",
         help=section(OUT, "Write only these (repeatable), e.g. -s vocals,drums."))] = None,
     two_stems: Annotated[Optional[str], typer.Option(metavar="STEM",
@@ -141,14 +151,15 @@ def separate(
         help=section(OUT, "no_STEM as mixture - STEM, or the sum of the others."))] = "minus",
     keep: Annotated[Optional[str], typer.Option(metavar="STEM", help=section(OUT,
         "With --two-stems X: write only X or only no_X."))] = None,
-    out: Annotated[Path, typer.Option("-o", "--out", metavar="DIR",
-        help=section(OUT, "Output folder; - streams one stem to stdout (wav, flac or "
-                        "raw f32le)."))] = Path("separated"),  # fmt: skip
+    out: Annotated[str, typer.Option("-o", "--out", metavar="DIR",
+        help=section(OUT, "Output folder or URL (s3://bucket/prefix); - streams one stem "
+                        "to stdout (wav, flac or raw f32le)."))] = "separated",  # fmt: skip
     filename: Annotated[str, typer.Option(metavar="TEMPLATE", help=section(OUT,
         "Path under OUT/<model>/: fields {reldir} {track} {stem} {ext} {model} "
         "{trackext}."))] = "{reldir}{track}/{stem}.{ext}",  # fmt: skip
     format: Annotated[str, typer.Option("-f", "--format", metavar="FORMAT", help=section(OUT,
-        "wav, flac, mp3, ogg or opus (opus is always 48 kHz); raw (f32le) for -o -."))
+        "wav, flac, mp3, ogg or opus (opus is always 48 kHz); raw (f32le) for -o -; "
+        "stem.mp4 (alias stems): one NI Stems file per track for DJ software."))
         ] = "wav",  # fmt: skip
     input_format: Annotated[Optional[str], typer.Option(metavar="f32le|s16le", help=section(OUT,
         "stdin is raw PCM of this sample format (default: sniffed WAV, FLAC, Ogg, MP3)."))
@@ -165,6 +176,20 @@ def separate(
         help=section(OUT, "Output rate: input, model or a number in Hz."))] = "input",
     clip: Annotated[str, typer.Option(metavar="POLICY",
         help=section(OUT, "clamp, rescale or none."))] = "clamp",
+    copy_tags: Annotated[bool, typer.Option("--copy-tags/--no-copy-tags", help=section(OUT,
+        "Copy the input's tags and cover art into every output."))] = True,  # fmt: skip
+    naming: Annotated[Optional[str], typer.Option(metavar="SCHEME", help=section(OUT,
+        "A peer's file names instead of --filename: demucs, audio-separator, uvr or "
+        "msst."))] = None,  # fmt: skip
+    stem_codec: Annotated[str, typer.Option(metavar="aac|alac", help=section(OUT,
+        "-f stem.mp4: AAC 256 kb/s, or ALAC (lossless, --bit-depth 16|24)."))] = "aac",
+    stem_map: Annotated[Optional[str], typer.Option(metavar="SLOT=STEM+...,...",
+        help=section(OUT, "-f stem.mp4: stems summed into the drums, bass, other and vocals "
+                     "tracks, e.g. other=other+guitar+piano."))] = None,  # fmt: skip
+    stem_label: Annotated[Optional[List[str]], typer.Option(metavar="SLOT=NAME,...",
+        help=section(OUT, "-f stem.mp4: a track's name in DJ software."))] = None,
+    stem_color: Annotated[Optional[List[str]], typer.Option(metavar="SLOT=#RRGGBB,...",
+        help=section(OUT, "-f stem.mp4: a track's colour."))] = None,
     device: Annotated[str, typer.Option(metavar="DEVICE",
         help=section(E, "auto, cpu, cuda[:N] or mps."))] = "auto",
     precision: Annotated[str, typer.Option(metavar="PRECISION", help=section(E,
@@ -195,6 +220,12 @@ def separate(
         help=section(B, "Ray cluster address."))] = None,
     ray_workers: Annotated[int, typer.Option(metavar="N",
         help=section(B, "Ray workers (one model each)."))] = 2,
+    cpus_per_worker: Annotated[float, typer.Option(metavar="N",
+        help=section(B, "CPUs each Ray worker holds (its torch threads)."))] = 1.0,
+    gpus_per_worker: Annotated[float, typer.Option(metavar="F",
+        help=section(B, "GPUs each Ray worker holds; 0.5 puts two on one GPU."))] = 0.0,
+    retries: Annotated[int, typer.Option(metavar="N",
+        help=section(B, "Runs of a track again after its Ray worker is lost."))] = 2,
     report: Annotated[bool, typer.Option(help=section(R,
         "Write report.html beside each track's stems (index.html for a batch)."))] = False,
     reference: Annotated[Optional[Path], typer.Option(metavar="DIR", help=section(R,
@@ -209,7 +240,7 @@ def separate(
 ) -> None:
     """Split each input into stems (files go to OUT/<model>/<track>/<stem>.<ext>)."""
     from stemsplit.cli.logs import setup_logging
-    from stemsplit.errors import Interrupted, StemsplitError
+    from stemsplit.errors import Interrupted, ReaderClosed, StemsplitError
 
     setup_logging(verbose=verbose or debug, quiet=quiet)
     _install_signal_handlers()
@@ -222,27 +253,39 @@ def separate(
         request = build_request(
             model=names, checkpoint=checkpoint, config=config, model_type=model_type,
             ensemble=ensemble, weights=_parse_weights(weights, names or ["htdemucs"]),
-            model_dir=model_dir, offline=offline or None, recipe=recipe, stems=_split(stems),
+            model_dir=model_dir, offline=offline or None, recipe=recipe,
+            require_licence=require_licence, stems=_split(stems),
             two_stems=two_stems, other_method=other_method, keep=keep, out=out, filename=filename,
             input_format=input_format, input_rate=input_rate, input_channels=input_channels,
             format=format, bit_depth=bit_depth, mp3_bitrate=mp3_bitrate,
-            samplerate=_parse_rate(samplerate), clip=clip, device=device,
+            samplerate=_parse_rate(samplerate), clip=clip, copy_tags=copy_tags, naming=naming,
+            stem_codec=stem_codec, stem_map=stem_map, stem_label=_joined(stem_label),
+            stem_color=_joined(stem_color), device=device,
             precision=precision, batch_size=batch_size, segment_seconds=segment,
             overlap=overlap, shifts=shifts, seed=seed, tta=tta, threads=threads,
             recursive=recursive, skip_existing=skip_existing, jobs=jobs, executor=executor,
-            ray_address=ray_address, ray_workers=ray_workers,
+            ray_address=ray_address, ray_workers=ray_workers, cpus_per_worker=cpus_per_worker,
+            gpus_per_worker=gpus_per_worker, retries=retries,
             report=report or reference is not None, reference=reference,
         )  # fmt: skip
         if json_output and request["output"].stdout:
             from stemsplit.errors import UsageError
 
             raise UsageError("--json prints to stdout, which -o - fills with audio")
+        if request["output"].stdout and sys.stdout.isatty():  # as gzip and zstd refuse
+            from stemsplit.errors import UsageError
+
+            raise UsageError("-o - writes binary audio to stdout, which is a terminal: pipe "
+                             "it (| ffplay -) or redirect it (> stem.wav)")  # fmt: skip
         results = _run(inputs, request, silent=quiet or json_output)
     except KeyboardInterrupt:
         common.err_console.print("[bold red]interrupted[/]: partial files removed; rerun to finish")
         raise typer.Exit(130) from None
     except Interrupted as err:
         common.err_console.print("[bold red]terminated[/]: partial files removed; rerun to finish")
+        raise typer.Exit(err.exit_code) from None
+    except ReaderClosed as err:  # `-o - | head`: the reader has all it wanted (docs/pipes.md)
+        _quiet_stdout()
         raise typer.Exit(err.exit_code) from None
     except StemsplitError as err:
         if debug:
@@ -255,7 +298,17 @@ def separate(
     _finish(results, time.perf_counter() - started, quiet, json_output)
 
 
-def _run(inputs: list[Path], request: dict[str, Any], silent: bool) -> Any:
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null: flushing what is left into the closed pipe at exit
+    would print a BrokenPipeError (the recipe of Python's `signal` docs)."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+def _run(inputs: list[str], request: dict[str, Any], silent: bool) -> Any:
     from stemsplit.api import run_request
     from stemsplit.cli.progress import progress_reporter
 
