@@ -57,7 +57,11 @@ def main() -> None:
         lines.append(f"sources = {json.dumps(stems)}")
         lines.append(f"samplerate = {rate}")
         lines.append(f"description = {json.dumps(info.get('model_name', file))}")
-        lines.append('licence = "not stated per model (UVR, MIT-licensed project)"')
+        lines.append('licence = "unknown"')
+        source = ("none stated per model: UVR's release all_public_uvr_models "
+                  "(github.com/TRvlvr/model_repo); UVR's code is MIT")
+        lines.append(f"licence_source = {json.dumps(source)}")
+        lines.append('code_licence = "MIT"')
         median = (info.get("median_scores") or {}).get(target, {}).get("SDR")
         lines.append(f"[{name}.quality]")
         if median is not None:

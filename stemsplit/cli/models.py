@@ -1,4 +1,4 @@
-"""`stemsplit models`: list, inspect, download, verify and remove zoo models.
+"""`stemsplit models`: list, inspect, download, verify, check and remove zoo models.
 
 Parses options, calls `stemsplit.zoo`, renders (rich tables and progress bars, or
 `--json`). No torch at module level; `implemented` checks import the factories lazily.
@@ -66,6 +66,7 @@ def _row(card: Any, model_dir: Path | None, implemented: dict[str, bool]) -> dic
     fetch = _zoo("fetch")
 
     cached = [fetch.is_cached(spec, model_dir) for spec in card.files]
+    missing = _missing()[card.architecture]
     return {
         "name": card.name,
         "aliases": list(card.aliases),
@@ -76,8 +77,25 @@ def _row(card: Any, model_dir: Path | None, implemented: dict[str, bool]) -> dic
         "downloaded": all(cached),
         "partially_downloaded": any(cached) and not all(cached),
         "implemented": implemented[card.architecture],
+        "runnable": implemented[card.architecture] and not missing,
+        "missing": missing,
+        "licence": card.licence,
+        "licence_source": card.licence_source,
+        "code_licence": card.code_licence,
         "description": card.description,
     }
+
+
+def _missing() -> dict[str, list[str]]:
+    """Per architecture, the run-time modules (torch, onnxruntime...) this install lacks."""
+    registry = _zoo("registry")
+
+    return {name: entry.missing() for name, entry in registry.ARCHITECTURES.items()}
+
+
+def _wants_json(ctx: typer.Context, json: bool) -> bool:
+    """`--json` given to the subcommand or to `stemsplit models` before it."""
+    return json or bool((ctx.obj or {}).get("json"))
 
 
 def _implemented() -> dict[str, bool]:
@@ -89,9 +107,16 @@ def _implemented() -> dict[str, bool]:
 
 
 @models_app.callback()
-def list_models(ctx: typer.Context, json: Json = False, model_dir: ModelDir = None) -> None:
-    """List the zoo (name, architecture, stems, size, SDR, downloaded, implemented)."""
+def list_models(
+    ctx: typer.Context,
+    json: Json = False,
+    model_dir: ModelDir = None,
+    licence: Annotated[bool, typer.Option("--licence", "--license",
+        help="Show each model's weights licence and where it was stated.")] = False,
+) -> None:  # fmt: skip
+    """List the zoo (name, architecture, stems, size, SDR, downloaded, runnable here)."""
     if ctx.invoked_subcommand is not None:
+        ctx.obj = {"json": json}
         return
     catalog = _zoo("catalog")
 
@@ -102,9 +127,29 @@ def list_models(ctx: typer.Context, json: Json = False, model_dir: ModelDir = No
     if json:
         print_json(rows + [_preset_row(preset) for preset in presets])
         return
+    if licence:
+        _print_licences(rows)
+        return
     _print_cards(cards, rows)
     if presets:
         _print_presets(presets)
+
+
+def _print_licences(rows: list[dict[str, Any]]) -> None:
+    """Name, the weights' licence (research-only, unknown...) and its source, per model."""
+    from rich.table import Table
+
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    table.add_column("name", no_wrap=True)
+    table.add_column("weights", no_wrap=True)
+    table.add_column("stated where", overflow="fold")
+    for row in rows:
+        table.add_row(row["name"], row["licence"], row["licence_source"] or "-")
+    common.out_console.print(table)
+    common.out_console.print(
+        "research-only and unknown weights allow neither --require-licence open nor "
+        "commercial; code licences: `stemsplit models info NAME`"
+    )
 
 
 _FOUR = ["drums", "bass", "other", "vocals"]
@@ -130,12 +175,12 @@ def _print_cards(cards: list[Any], rows: list[dict[str, Any]]) -> None:
         "SDR": [_sdr(card) for card in cards],
         "cached": ["yes" if r["downloaded"] else "partly" if r["partially_downloaded"]
                    else "-" for r in rows],
-        "installed": ["yes" if r["implemented"] else "no" for r in rows],
+        "runs": ["yes" if r["runnable"] else "no" for r in rows],
     }  # fmt: skip
     shown = [k for k, values in columns.items() if k == "name" or len(set(values)) > 1]
     table = Table(box=None, header_style="bold", pad_edge=False)
     widths = {"name": (10, 26), "family": (6, 11), "stems": (7, 18), "size": (8, 8),
-              "SDR": (5, 14), "cached": (6, 6), "installed": (9, 9)}  # fmt: skip
+              "SDR": (5, 14), "cached": (6, 6), "runs": (4, 4)}  # fmt: skip
     for key in shown:
         low, high = widths[key]
         table.add_column(key, no_wrap=True, overflow="ellipsis", min_width=low,
@@ -179,9 +224,11 @@ def _weights_text(weights: dict[str, float]) -> str:
 
 
 @models_app.command("info")
-def info(name: str, json: Json = False, model_dir: ModelDir = None) -> None:
+def info(ctx: typer.Context, name: Annotated[str, typer.Argument(metavar="NAME")],
+         json: Json = False, model_dir: ModelDir = None) -> None:  # fmt: skip
     """Everything the card says about NAME, and where its files are cached."""
     catalog, fetch = _zoo("catalog", "fetch")
+    json = _wants_json(ctx, json)
 
     preset = run_guarded(catalog.get_preset, name)
     if preset is not None:
@@ -203,6 +250,9 @@ def info(name: str, json: Json = False, model_dir: ModelDir = None) -> None:
         for spec in card.files
     ]  # fmt: skip
     data["implemented"] = _implemented()[card.architecture]
+    data["downloaded"] = all(entry["downloaded"] for entry in data["cache"])
+    data["missing"] = _missing()[card.architecture]
+    data["runnable"] = data["implemented"] and not data["missing"]
     if json:
         print_json(data)
         return
@@ -216,8 +266,13 @@ def info(name: str, json: Json = False, model_dir: ModelDir = None) -> None:
                                             if card.residual else ""),
         "sample rate": f"{card.samplerate} Hz",
         "description": card.description or "-",
-        "licence": card.licence or "-",
-        "installed": "yes" if data["implemented"] else "no (its code is not in this install)",
+        "licence": f"{card.licence} (weights)" + (f"; code {card.code_licence}"
+                                                   if card.code_licence else ""),
+        "licence source": card.licence_source or "-",
+        "implemented": "yes (stemsplit has this architecture's code)" if data["implemented"]
+        else "no (its code is not in this install)",
+        "downloaded": _downloaded_text(data["cache"]),
+        "runnable here": _runnable_text(card, data),
     }  # fmt: skip
     sdr = card.quality.get("sdr") or {}
     if sdr:
@@ -238,6 +293,24 @@ def info(name: str, json: Json = False, model_dir: ModelDir = None) -> None:
         common.out_console.print(f"  url:    {escape(spec.url)}", soft_wrap=True)
         common.out_console.print(f"  sha256: {check}", soft_wrap=True)
         common.out_console.print(f"  cache:  {escape(cached['path'])}", soft_wrap=True)
+
+
+def _runnable_text(card: Any, data: dict[str, Any]) -> str:
+    """yes / yes once downloaded / no, with what to install."""
+    if data["runnable"]:
+        return "yes" if data["downloaded"] else "yes, once its files are downloaded"
+    if not data["implemented"]:
+        return "no: this install lacks its code"
+    extra = _zoo("registry").get(card.architecture).extra
+    how = f"pip install 'stemsplit-cli[{extra}]'" if extra else "pip install torch"
+    return f"no: needs {', '.join(data['missing'])} ({how})"
+
+
+def _downloaded_text(cache: list[dict[str, Any]]) -> str:
+    count = sum(entry["downloaded"] for entry in cache)
+    if count == len(cache):
+        return "yes"
+    return f"{'partly' if count else 'no'} ({count} of {len(cache)} files; the first run fetches them)"
 
 
 class _DownloadBars:
@@ -338,6 +411,50 @@ def verify(json: Json = False, model_dir: ModelDir = None) -> None:
         common.err_console.print(
             f"[bold red]error:[/] {len(bad)} cached file(s) do not match their checksum: "
             "`stemsplit models rm NAME` and download again"
+        )
+        raise typer.Exit(1)
+
+
+@models_app.command("check")
+def check(
+    ctx: typer.Context,
+    names: Annotated[list[str] | None, typer.Argument(metavar="[NAME]...",
+                                                      help="Models (default: every one).")] = None,
+    json: Json = False,
+) -> None:  # fmt: skip
+    """Ask every location of every file of NAME... whether it still serves the file (a
+    1-byte request each; STEMSPLIT_MIRROR alone when set): reachable, dead or size
+    mismatch. Exit 1 when a model has a file that no location serves."""
+    catalog, fetch = _zoo("catalog", "fetch")
+    json = _wants_json(ctx, json)
+
+    def work() -> list[Any]:
+        cards = [card for n in names for card in _cards_of(n)] if names else catalog.list_cards()
+        return list(fetch.check_locations(cards))
+
+    results = run_guarded(work)
+    if json:
+        print_json([{"model": r.model, "file": r.file, "reachable": r.reachable,
+                     "locations": [vars(location) for location in r.locations]}
+                    for r in results])  # fmt: skip
+    else:
+        from rich.markup import escape
+
+        colours = {"reachable": "green", "dead": "red", "size mismatch": "yellow"}
+        for result in results:
+            common.out_console.print(f"[bold]{result.model}[/] {escape(result.file)}")
+            for where in result.locations:
+                common.out_console.print(
+                    f"  [{colours[where.status]}]{where.status}[/] {escape(where.url)} "
+                    f"({escape(where.detail)})", soft_wrap=True)  # fmt: skip
+    unserved = [r for r in results if not r.reachable]
+    if unserved:
+        models = sorted({r.model for r in unserved})
+        files = ", ".join(f"{r.model}: {r.file}" for r in unserved)
+        common.err_console.print(
+            f"[bold red]error:[/] no location serves {files}; {len(models)} model(s) cannot "
+            f"be downloaded (set {fetch.MIRROR_ENV}=URL to a server with the file)",
+            soft_wrap=True,
         )
         raise typer.Exit(1)
 

@@ -55,8 +55,10 @@ class Architecture:
     config_markers: tuple[str, ...] = ()
     state_markers: tuple[str, ...] = ()
     aliases: tuple[str, ...] = ()
-    # Importable modules it needs at run time beyond torch (its pip extra's packages).
+    # Importable modules it needs at run time beyond torch, and the pip extra that
+    # installs them (`pip install 'stemsplit-cli[EXTRA]'`).
     requires: tuple[str, ...] = ()
+    extra: str = ""
 
     @property
     def module(self) -> str:
@@ -166,13 +168,13 @@ _ENTRIES: tuple[Architecture, ...] = (
     Architecture(
         "mdx", "UVR", "stemsplit.models.uvr.mdx:build_mdx", "onnx",
         "UVR MDX-Net ONNX models, as audio-separator runs them (onnxruntime)",
-        aliases=("mdx_net",), requires=("onnxruntime",),
+        aliases=("mdx_net",), requires=("onnxruntime",), extra="onnx",
     ),
     Architecture(
         "vr", "UVR", "stemsplit.models.uvr.vr:build_vr", "uvr-vr",
         "UVR VR Architecture models (nets and nets_new), as audio-separator runs them",
         state_markers=("stg1_low_band_net.",), aliases=("vr_arch",),
-        requires=("scipy", "samplerate"),
+        requires=("scipy", "samplerate"), extra="vr",
     ),
 )
 

@@ -30,6 +30,24 @@ else:  # pragma: no cover - Python 3.10
 
 ZOO_ENV = "STEMSPLIT_ZOO"
 
+# What the weights' licence (a card's `licence`) lets anyone do: (open, commercial).
+# `open`: stated terms that let anyone use and share the weights (open-source and
+# Creative Commons licences, non-commercial ones included); `commercial`: those terms
+# allow commercial use. `research-only` (stated, but for research alone) and `unknown`
+# (nobody stated one) allow neither; so does any text not in this table.
+LICENCE_USES: dict[str, tuple[bool, bool]] = {
+    "MIT": (True, True),
+    "Apache-2.0": (True, True),
+    "BSD-3-Clause": (True, True),
+    "CC0-1.0": (True, True),
+    "CC-BY-4.0": (True, True),
+    "CC-BY-SA-4.0": (True, True),
+    "CC-BY-NC-4.0": (True, False),
+    "CC-BY-NC-SA-4.0": (True, False),
+    "research-only": (False, False),
+    "unknown": (False, False),
+}
+
 
 @dataclass(frozen=True)
 class FileSpec:
@@ -66,8 +84,17 @@ class ModelCard:
     bag_segment: float | None = None
     recipe: dict[str, Any] = field(default_factory=dict)
     quality: dict[str, Any] = field(default_factory=dict)
-    licence: str = ""
+    licence: str = "unknown"
+    licence_source: str = ""
+    code_licence: str = ""
     origin: str = ""
+
+    def licence_allows(self, requirement: str) -> bool:
+        """Whether the weights' licence meets `requirement` (options.LICENCE_REQUIREMENTS)."""
+        if requirement == "any":
+            return True
+        is_open, commercial = LICENCE_USES.get(self.licence, (False, False))
+        return commercial if requirement == "commercial" else is_open
 
     @property
     def size(self) -> int | None:
@@ -170,7 +197,9 @@ def parse_card(name: str, table: dict[str, Any], origin: str) -> ModelCard:
         bag_segment=float(bag["segment"]) if bag.get("segment") is not None else None,
         recipe=dict(table.get("recipe", {})),
         quality=dict(table.get("quality", {})),
-        licence=str(table.get("licence", table.get("license", ""))),
+        licence=str(table.get("licence", table.get("license", "unknown"))),
+        licence_source=str(table.get("licence_source", "")),
+        code_licence=str(table.get("code_licence", "")),
         origin=origin,
     )
     if not files:
@@ -252,6 +281,20 @@ def get_card(name: str) -> ModelCard:
     close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
     hint = f"did you mean {', '.join(close)}? " if close else ""
     raise UnknownModel(f"unknown model {name!r}: {hint}`stemsplit models` lists them")
+
+
+def require_licence(names: Sequence[str], requirement: str) -> None:
+    """Refuse (ModelError) the first zoo model whose weights' licence does not meet
+    `requirement` ("any", "open" or "commercial"): one line with the model, its licence
+    and where that licence was stated. Checked on the plan, before any download."""
+    for name in names:
+        card = get_card(name)
+        if not card.licence_allows(requirement):
+            source = card.licence_source or "no source given"
+            raise ModelError(
+                f"model {card.name!r}: its weights' licence is {card.licence} ({source}); "
+                f"--require-licence {requirement} refuses it"
+            )
 
 
 def load_card_config(card: ModelCard, downloaded: dict[str, Path] | None = None) -> Any:

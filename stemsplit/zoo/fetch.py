@@ -10,6 +10,7 @@ Environment: `STEMSPLIT_MODEL_DIR` (cache folder), `STEMSPLIT_OFFLINE=1` (never 
 the network), `STEMSPLIT_MIRROR=BASE_URL` (fetch every file as BASE_URL/<file name>),
 `STEMSPLIT_TIMEOUT=SECONDS` (give up on a silent server after this long; default 10 s
 to connect, 60 s between bytes).
+`check_locations` asks every URL of a file for one byte (`stemsplit models check`).
 The library stays quiet: progress goes to an optional callback the CLI renders.
 """
 
@@ -404,6 +405,70 @@ def verify_cached(
                 VerifyResult(card.name, spec.name, path, "ok" if ok else "mismatch", digest)
             )
     return results
+
+
+@dataclass(frozen=True)
+class LocationCheck:
+    """What one URL of a file answered: `reachable`, `dead` or `size mismatch`;
+    `detail` says why (HTTP status, network error, the sizes)."""
+
+    url: str
+    status: str
+    detail: str
+    size: int | None = None
+
+
+@dataclass(frozen=True)
+class FileCheck:
+    """Every location of one file of a model, asked in download order."""
+
+    model: str
+    file: str
+    locations: tuple[LocationCheck, ...]
+
+    @property
+    def reachable(self) -> bool:
+        """True when at least one location serves the file (at the card's size)."""
+        return any(location.status == "reachable" for location in self.locations)
+
+
+def probe(url: str, size: int | None, timeout: Any = None) -> LocationCheck:
+    """Ask `url` for its first byte (a Range GET: servers that sign GETs, such as
+    GitHub's release storage, refuse HEAD) and compare the total size it reports
+    with the card's `size`. Nothing is downloaded beyond that byte."""
+    import requests
+
+    headers = {"Range": "bytes=0-0", "Accept-Encoding": "identity"}
+    try:
+        with requests.get(url, stream=True, timeout=timeout or network_timeout(),
+                          headers=headers) as response:  # fmt: skip
+            status = response.status_code
+            if status >= 400:
+                return LocationCheck(url, "dead", f"HTTP {status}")
+            total: int | None = None
+            content_range = response.headers.get("Content-Range", "")
+            if status == 206 and "/" in content_range:
+                tail = content_range.rsplit("/", 1)[-1]
+                total = int(tail) if tail.isdigit() else None
+            elif status == 200 and response.headers.get("Content-Length", "").isdigit():
+                total = int(response.headers["Content-Length"])
+    except requests.RequestException as err:
+        return LocationCheck(url, "dead", _plain_reason(err))
+    if size is not None and total is not None and total != size:
+        return LocationCheck(url, "size mismatch", f"{total} bytes, the card says {size}", total)
+    detail = f"{total} bytes" if total is not None else "size not reported"
+    return LocationCheck(url, "reachable", f"HTTP {status}, {detail}", total)
+
+
+def check_locations(cards: list[ModelCard], timeout: Any = None) -> list[FileCheck]:
+    """Probe every location of every file of `cards` (the URLs a download would try,
+    so STEMSPLIT_MIRROR alone when it is set)."""
+    return [
+        FileCheck(card.name, spec.name,
+                  tuple(probe(url, spec.size, timeout) for url in file_urls(spec)))
+        for card in cards
+        for spec in card.files
+    ]  # fmt: skip
 
 
 def remove_cached(card: ModelCard, model_dir: str | Path | None = None) -> list[Path]:
