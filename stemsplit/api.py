@@ -89,8 +89,9 @@ def build_request(
     if overwrite:
         batch["skip_existing"] = False
     if output.get("stdout"):
-        from stemsplit.options import check_one_stem
+        from stemsplit.options import check_not_stem_file, check_one_stem
 
+        check_not_stem_file(str(output.get("format", "")))
         check_one_stem(StemOptions(**stems))
     chain = None
     if recipe is not None:

@@ -112,8 +112,8 @@ class OutputOptions:
     out_url: str | None = None
 
     def __post_init__(self) -> None:
-        if self.stdout and is_stem_file(self.format):
-            raise UsageError("-f stem.mp4 writes a file per track, not a stream: not with -o -")
+        if self.stdout:
+            check_not_stem_file(self.format)
         if self.stdout or self.format == "raw":
             _check_stream_output(self)
             return
@@ -150,6 +150,12 @@ class OutputOptions:
     def stem_file(self) -> bool:
         """Whether each track's stems go into one NI Stems file."""
         return self.format == STEM_FILE_FORMAT
+
+
+def check_not_stem_file(format: str) -> None:
+    """`-o -` streams one stem: a stem file (all of a track's stems) cannot be one."""
+    if is_stem_file(format):
+        raise UsageError("-f stem.mp4 writes a file per track, not a stream: not with -o -")
 
 
 def _check_stem_file(options: OutputOptions) -> None:

@@ -186,8 +186,9 @@ def _with_needs(model: PlannedModel, need: set[str]) -> PlannedModel:
     return replace(model, needs=needs)
 
 
-def outputs_for(plan: RunPlan, track: Path, reldir: str = "") -> dict[str, Path]:
-    """The stem files `track` will produce (OUT/<label>/<template>)."""
+def outputs_for(plan: RunPlan, track: Path, reldir: str = "", number: int = 1
+                ) -> dict[str, Path]:  # fmt: skip
+    """The stem files `track` (the batch's `number`th) will produce (OUT/<label>/<template>)."""
     from stemsplit.batch.layout import output_paths
 
-    return output_paths(track, plan.label, plan.stems.written, plan.output, reldir)
+    return output_paths(track, plan.label, plan.stems.written, plan.output, reldir, number)

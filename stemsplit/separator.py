@@ -141,6 +141,9 @@ class Separator:
             prepared=prepared,
             writer_factory=writer_factory,
         )
+        if not output.stdout:
+            job.writer_factory, job.stem_options = _file_writers(track, outputs, output,
+                                                                 writer_factory)  # fmt: skip
         if self.plan.recipe is not None:  # steps chained on this track (engine/chain.py)
             from stemsplit.engine.chain import run_chain
 
@@ -204,6 +207,28 @@ class Separator:
                                 self.plan.output.samplerate):  # fmt: skip
             restore = restore_box[0] if restore_box else (lambda a: a)
             yield {stem: restore(block) for stem, block in named.items()}
+
+
+def _file_writers(track: Path, outputs: dict[str, Path], output: Any,
+                  writer_factory: Callable[..., Any] | None
+                  ) -> tuple[Callable[..., Any] | None, dict[str, dict[str, Any]]]:  # fmt: skip
+    """How one track's files are written: each stem by `writer_factory` with the input's
+    tags titled for it, or every stem into one NI Stems file (`audio.stem_mp4`)."""
+    from stemsplit.audio.tags import read_tags
+
+    tags = read_tags(track) if output.copy_tags else None
+    if output.stem_file:
+        from stemsplit.audio.stem_mp4 import resolve_slots, writer_factory_for
+
+        slots = resolve_slots(list(outputs), output.stem_map, output.stem_label,
+                              output.stem_color)  # fmt: skip
+        return writer_factory_for(track, outputs, slots, output.stem_codec, output.bit_depth,
+                                  output.clip, tags)  # fmt: skip
+    if not tags:
+        return writer_factory, {}
+    from stemsplit.batch.layout import stem_title
+
+    return writer_factory, {stem: {"tags": tags.for_stem(stem_title(stem))} for stem in outputs}
 
 
 def _as_channels_first(audio: Any, samplerate: int) -> tuple[Any, Callable[[Any], Any]]:

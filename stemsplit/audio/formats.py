@@ -47,6 +47,17 @@ OUTPUT_FORMATS: dict[str, OutputFormat] = {
     ),
 }
 
+# NI Stems (`-f stem.mp4`, alias `stems`): a track's stems in one MP4 (audio/stem_mp4.py);
+# not a libsndfile format, so not in OUTPUT_FORMATS.
+STEM_FILE_FORMAT = "stem.mp4"
+_STEM_FILE_NAMES = frozenset({"stem.mp4", "stems", "stem"})
+
+
+def is_stem_file(name: str) -> bool:
+    """Whether `-f name` asks for NI Stems files."""
+    return str(name).strip().lower().lstrip(".") in _STEM_FILE_NAMES
+
+
 # Extensions a folder expansion picks up (lower case, no dot). The reader sniffs content:
 # libsndfile first (wav, flac, mp3, ogg, opus, aiff, ...), then PyAV/FFmpeg (the rest).
 AUDIO_EXTENSIONS: frozenset[str] = frozenset({
@@ -93,7 +104,7 @@ def output_format(name: str) -> OutputFormat:
     try:
         return OUTPUT_FORMATS[key]
     except KeyError:
-        known = ", ".join(OUTPUT_FORMATS)
+        known = ", ".join([*OUTPUT_FORMATS, STEM_FILE_FORMAT])
         raise UsageError(f"unknown output format {name!r}: use one of {known}") from None
 
 

@@ -15,6 +15,9 @@ Clip policies (`clip=`):
   the float input of ogg/opus/mp3 encoders); integer PCM still has to be clamped, which is
   counted but not warned about.
 
+`tags=` (`audio.tags.Tags`): the input's tags and cover, written with mutagen into the
+finished temporary file before the rename, so a published file has them already.
+
 Integer PCM is quantised here, not by libsndfile: it scales float to int by 0x7FFF, and
 reads back dividing by 0x8000, a 1-LSB gain error; we round `x * 2**(bits-1)` and clip.
 """
@@ -38,6 +41,8 @@ from stemsplit.errors import OutputError, describe_os_error
 
 if TYPE_CHECKING:
     from typing_extensions import Self
+
+    from stemsplit.audio.tags import Tags
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +78,7 @@ class StemWriter:
         bit_depth: BitDepth | None = None,
         mp3_bitrate: int = 320,
         clip: str = "clamp",
+        tags: Tags | None = None,
     ) -> None:
         self.format, self.bit_depth = resolve_output(format, bit_depth)
         check_clip(clip)
@@ -82,6 +88,7 @@ class StemWriter:
         self.channels = channels
         self.clip = clip
         self.mp3_bitrate = mp3_bitrate
+        self.tags = tags  # written into the finished file before it is renamed
         self.clipped_samples = 0
         self.gain = 1.0  # the rescale factor applied at close ("rescale" only)
         self.frames_written = 0
@@ -193,6 +200,10 @@ class StemWriter:
         assert self._file is not None  # _open made it; abort() marks the writer closed
         self._file.close()
         self._file = None
+        if self.tags:
+            from stemsplit.audio.tags import write_tags
+
+            write_tags(self._temp, self.tags, self.format.name)
         os.replace(self._temp, self.path)
 
     def _encode_spool(self) -> None:

@@ -23,18 +23,27 @@ def track_name(track: Path) -> tuple[str, str]:
 
 
 def output_paths(
-    track: Path, label: str, stems: Sequence[str], output: OutputOptions, reldir: str = ""
+    track: Path, label: str, stems: Sequence[str], output: OutputOptions, reldir: str = "",
+    number: int = 1,
 ) -> dict[str, Path]:
-    """OUT/<label>/<template> for each stem of `track`."""
-    check_template(output.filename)
+    """OUT/<label>/<template> for each stem of `track` (the batch's `number`th); with
+    `--naming`, OUT/<template> (the peers' templates place the model name themselves).
+    A stem file (`-f stem.mp4`) is one path shared by every stem."""
+    check_template(output.filename, one_file=output.stem_file)
     name, trackext = track_name(track)
+    root = Path(output.out) if output.naming else Path(output.out) / label
     return {
-        stem: Path(output.out) / label / output.filename.format(
-            track=name, stem=stem, ext=output.format, model=label, trackext=trackext,
-            reldir=reldir,
+        stem: root / output.filename.format(
+            track=name, stem=stem, Stem=stem_title(stem), ext=output.format, model=label,
+            trackext=trackext, reldir=reldir, n=number,
         )
         for stem in stems
     }  # fmt: skip
+
+
+def stem_title(stem: str) -> str:
+    """A stem as audio-separator and UVR name it in files: "Vocals", "No Vocals"."""
+    return stem.replace("_", " ").title()
 
 
 def record_path(track: Path, outputs: Mapping[str, Path], template: str) -> Path:

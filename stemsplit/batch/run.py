@@ -41,7 +41,8 @@ def run_batch(
     from stemsplit.batch.io import SPOOL_PREFIX, BackgroundWriter, Prefetcher, remove_stale
 
     plan = separator.plan
-    outputs = {t.path: outputs_for(plan, t.path, t.reldir) for t in tracks}
+    outputs = {t.path: outputs_for(plan, t.path, t.reldir, number)
+               for number, t in enumerate(tracks, 1)}  # fmt: skip
     check_clashes(outputs)
     out_dir = Path(plan.output.out)
     remove_stale([p for paths in outputs.values() for p in paths.values()], out_dir)

@@ -236,10 +236,7 @@ def run_chain(
     """Run `recipe` (a `recipes.RecipePlan`; `bundles` are its models in step order) on
     one track and write its outputs to `job.outputs`; only the kept stems are written
     there, intermediate stems live in temporary spool files in `job.spool_dir`."""
-    from stemsplit.audio.writer import StemWriter
-
     runners = runners or {}
-    new_writer = job.writer_factory or StemWriter
     prepared = job.prepared
     writers: dict[str, Any] = {}
     spools: list[ChainSpool] = []
@@ -257,8 +254,7 @@ def run_chain(
             return spool
 
         for name in recipe.outputs:
-            writers[name] = new_writer(job.outputs[name], out_rate, channels,
-                                       **job.writer_options)  # fmt: skip
+            writers[name] = job.open_writer(name, out_rate, channels)
         progress = _Progress(on_progress, len(recipe.steps))
         contributing = set(recipe.residual[1]) if recipe.residual else set()
         parts: dict[str, ChainSpool] = {}

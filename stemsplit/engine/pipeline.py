@@ -122,6 +122,16 @@ class TrackJob:
     writer_options: dict = field(default_factory=dict)
     prepared: PreparedInput | None = None  # decoded ahead of time (batch prefetch)
     writer_factory: Callable | None = None  # StemWriter's signature; StemWriter if None
+    # per-stem writer options on top of writer_options (a stem's tags; its stem-file slot)
+    stem_options: dict[str, dict] = field(default_factory=dict)
+
+    def open_writer(self, stem: str, samplerate: int, channels: int) -> Any:
+        """The writer of `stem`'s output, from the job's factory and options."""
+        from stemsplit.audio.writer import StemWriter
+
+        factory = self.writer_factory or StemWriter
+        return factory(self.outputs[stem], samplerate, channels, **self.writer_options,
+                       **self.stem_options.get(stem, {}))  # fmt: skip
 
 
 @dataclass
@@ -276,7 +286,6 @@ def run_track(
     prepared = job.prepared
     writers: dict[str, StemWriter] = {}
     runners = runners or {}
-    new_writer = job.writer_factory or StemWriter
     try:
         if prepared is None:
             prepared = prepare_input(job.input, rates, job.spool_dir, channels)
@@ -286,9 +295,7 @@ def run_track(
         blocks = stem_blocks(sources, bundles, layout, plan, job.settings, runners, out_rate,
                              out_length, mixture, on_progress)  # fmt: skip
         for stem in plan.written:
-            writers[stem] = new_writer(
-                job.outputs[stem], out_rate, reference.channels, **job.writer_options
-            )
+            writers[stem] = job.open_writer(stem, out_rate, reference.channels)
         for named in blocks:
             for stem, block in named.items():
                 writers[stem].write(block)
