@@ -39,6 +39,13 @@ class OutputError(StemsplitError):
     """An output that cannot be written (permissions, disk full, path clash)."""
 
 
+class ReaderClosed(OutputError):
+    """stdout's reader stopped reading (`| head -c 1000`): a normal end in a pipeline.
+    The CLI stops quietly with 141, the status of a tool ended by SIGPIPE (128 + 13)."""
+
+    exit_code = 141
+
+
 class ModelError(StemsplitError):
     """A checkpoint or config that cannot be loaded into the expected architecture."""
 

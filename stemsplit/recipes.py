@@ -55,8 +55,8 @@ class Step:
 
     name: str
     models: tuple[str, ...] = ()
-    checkpoint: Path | None = None
-    config: Path | None = None
+    checkpoints: tuple[Path, ...] = ()
+    configs: tuple[Path, ...] = ()  # paired with the checkpoints that need one
     model_type: str | None = None
     ensemble: str | None = None
     weights: Any = None
@@ -68,10 +68,13 @@ class Step:
         return MIXTURE if self.input is None else ".".join(self.input)
 
     @property
+    def checkpoint(self) -> Path | None:
+        """The first checkpoint file, or None."""
+        return self.checkpoints[0] if self.checkpoints else None
+
+    @property
     def model_label(self) -> str:
-        if self.checkpoint is not None:
-            return str(self.checkpoint)
-        return "+".join(self.models)
+        return "+".join([*self.models, *map(str, self.checkpoints)])
 
 
 @dataclass(frozen=True)
@@ -261,21 +264,20 @@ def _parse_step(raw: Any, number: int, where: str, base: Path, earlier: list[Ste
     if unknown:
         raise UsageError(f"{here}: unknown key(s) {', '.join(sorted(unknown))} "
                          f"(a step has {', '.join(sorted(_STEP_KEYS))})")  # fmt: skip
-    if ("model" in raw) == ("checkpoint" in raw):
-        raise UsageError(f"{here}: give `model` (zoo name, preset or list) or `checkpoint`")
-    models: tuple[str, ...] = ()
-    checkpoint = config = None
-    if "model" in raw:
-        models = _strings(raw["model"], here, "model")
-        if "config" in raw:
-            raise UsageError(f"{here}: `config` belongs to a `checkpoint`; zoo models bring "
-                             "their own")  # fmt: skip
-    else:
-        checkpoint = _path(raw["checkpoint"], base, here, "checkpoint")
-        config = _path(raw["config"], base, here, "config") if "config" in raw else None
+    if "model" not in raw and "checkpoint" not in raw:
+        raise UsageError(f"{here}: give `model` (zoo name, preset or list) or `checkpoint` "
+                         "(a file or a list), or both for an ensemble")  # fmt: skip
+    models = _strings(raw["model"], here, "model") if "model" in raw else ()
+    checkpoints = _paths(raw.get("checkpoint"), base, here, "checkpoint")
+    configs = _paths(raw.get("config"), base, here, "config")
+    if configs and not checkpoints:
+        raise UsageError(f"{here}: `config` belongs to a `checkpoint`; zoo models bring "
+                         "their own")  # fmt: skip
+    if len(configs) > len(checkpoints):
+        raise UsageError(f"{here}: {len(configs)} configs for {len(checkpoints)} checkpoints")
     model_type = raw.get("model_type")
-    if model_type is not None and (checkpoint is None or not isinstance(model_type, str)):
-        raise UsageError(f"{here}: `model_type` names the architecture of a `checkpoint`")
+    if model_type is not None and (len(checkpoints) != 1 or not isinstance(model_type, str)):
+        raise UsageError(f"{here}: `model_type` names the architecture of one `checkpoint`")
     ensemble = raw.get("ensemble")
     if ensemble is not None:
         from stemsplit.engine.ensemble import check_algorithm
@@ -303,15 +305,19 @@ def _parse_step(raw: Any, number: int, where: str, base: Path, earlier: list[Ste
             raise UsageError(f"{here}: input {source!r} names no earlier step (earlier steps: "
                              f"{known}); a step reads the mixture or an earlier step's stem")
         step_input = (parent, stem)
-    return Step(name, models, checkpoint, config, model_type, ensemble, weights, step_input,
+    return Step(name, models, checkpoints, configs, model_type, ensemble, weights, step_input,
                 _parse_keep(raw.get("keep", {}), here))  # fmt: skip
 
 
-def _path(value: Any, base: Path, where: str, key: str) -> Path:
-    if not isinstance(value, str) or not value:
-        raise UsageError(f"{where}: `{key}` is a file path")
-    path = Path(value).expanduser()
-    return path if path.is_absolute() else (base / path).absolute()
+def _paths(value: Any, base: Path, where: str, key: str) -> tuple[Path, ...]:
+    """A step's `checkpoint`/`config`: a path or a list of paths, relative to the file."""
+    if value is None:
+        return ()
+    values = value if isinstance(value, list) else [value]
+    if not values or not all(isinstance(v, str) and v for v in values):
+        raise UsageError(f"{where}: `{key}` is a file path or a list of file paths")
+    paths = (Path(v).expanduser() for v in values)
+    return tuple(p if p.is_absolute() else (base / p).absolute() for p in paths)
 
 
 def _parse_keep(value: Any, where: str) -> dict[str, str]:
@@ -476,16 +482,12 @@ def plan_recipe(
     for step in recipe.steps:
         feeds = recipe.feeds(step.name)
         wanted = tuple(dict.fromkeys([*step.keep, *feeds]))
-        if step.checkpoint is not None:
-            if not step.checkpoint.is_file():
+        for checkpoint in step.checkpoints:
+            if not checkpoint.is_file():
                 raise UsageError(f"recipe {recipe.name!r}, step {step.name!r}: checkpoint "
-                                 f"{step.checkpoint} not found")  # fmt: skip
-            specs: tuple[ModelSpec, ...] = (ModelSpec(checkpoint=step.checkpoint,
-                                                      config=step.config,
-                                                      model_type=step.model_type),)
-        else:
-            specs = tuple(ModelSpec(name=n) for n in step.models)
+                                 f"{checkpoint} not found")  # fmt: skip
         try:
+            specs = _step_specs(step)
             options = ModelOptions(models=specs, ensemble=step.ensemble, weights=step.weights)
             plan = make_plan(options, StemOptions(stems=wanted), engine, output,
                              load_checkpoint)  # fmt: skip
@@ -503,6 +505,16 @@ def plan_recipe(
     run = RunPlan(tuple(models), "recipe", recipe.name, single_layout(outputs), stems, engine,
                   output)  # fmt: skip
     return replace(run, recipe=recipe_plan)
+
+
+def _step_specs(step: Step) -> tuple[ModelSpec, ...]:
+    """A step's models: zoo names, then checkpoints with the configs paired to them."""
+    from stemsplit.zoo.local import pair_configs
+
+    configs = pair_configs(step.checkpoints, step.configs)
+    return (*(ModelSpec(name=n) for n in step.models),
+            *(ModelSpec(checkpoint=c, config=config, model_type=step.model_type)
+              for c, config in zip(step.checkpoints, configs)))  # fmt: skip
 
 
 def _unknown_stem(err: UnknownStem, recipe: Recipe, step: Step, options: ModelOptions,

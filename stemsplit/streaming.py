@@ -83,6 +83,7 @@ def run_pipe(
     writers: dict[str, Any] = {}
     frames = 0
     rate = None
+    closed: list[str] = []  # stems renamed to their final names
     try:
         for named in separator.stream(opened.blocks, opened.samplerate,
                                           keep_shape=False):
@@ -93,11 +94,15 @@ def run_pipe(
                     writers[stem] = make(paths[stem], rate, block.shape[0], **options)
                 writers[stem].write(block)
             frames += next(iter(named.values())).shape[-1]
-        for writer in writers.values():
+        for stem, writer in writers.items():
             writer.close()
+            closed.append(stem)
     except BaseException:
         for writer in writers.values():
             writer.abort()
+        if not output.stdout:  # no stem of a failed track stays (docs/reliability.md)
+            for stem in closed:
+                paths[stem].unlink(missing_ok=True)
         raise
     return TrackResult(label, "done", paths, seconds=time.perf_counter() - started,
                        audio_seconds=frames / rate if rate else 0.0,

@@ -28,3 +28,20 @@ def stemsplit(*args: str | Path, env: dict[str, str] | None = None, timeout: flo
         capture_output=True, text=True, timeout=timeout,
         env={**base, "COLUMNS": "200", "OMP_NUM_THREADS": "1", **(env or {})}, **kwargs,
     )  # fmt: skip
+
+
+def label(checkpoint: Path, config: Path | None = None) -> str:
+    """The output folder of a local checkpoint, written from issue 30's rule (not read
+    from the code under test): its stem (its folder's name for the generic stem `model`)
+    and the first 8 hex of its sha256 (with a config: of the two hex digests joined)."""
+    import hashlib
+
+    def digest(path: Path) -> str:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+    checkpoint = Path(checkpoint)
+    base = checkpoint.absolute().parent.name if checkpoint.stem == "model" else checkpoint.stem
+    sha = digest(checkpoint)
+    if config is not None:
+        sha = hashlib.sha256((sha + digest(config)).encode()).hexdigest()
+    return f"{base}-{sha[:8]}"

@@ -15,6 +15,7 @@ from urllib.parse import unquote
 import numpy as np
 import pytest
 from batch_cli import music, read, stemsplit, tiny_demucs_checkpoint, write_audio
+from cli_run import label
 
 pytest.importorskip("PIL", reason="reports need Pillow: pip install 'stemsplit-cli[report]'")
 
@@ -51,13 +52,13 @@ def test_one_track_report_and_metadata_beside_the_stems(tiny_model, tmp_path):
     out = tmp_path / "out"
     result = stemsplit(song, "--checkpoint", tiny_model, "-o", out, "--report", "--shifts", "0")
     assert result.returncode == 0, result.stderr
-    track = out / "tiny" / "song"
+    track = out / label(tiny_model) / "song"
     page = track / "report.html"
     assert page.is_file()
-    assert not (out / "tiny" / "index.html").exists(), "one track: no index page"
+    assert not (out / label(tiny_model) / "index.html").exists(), "one track: no index page"
 
     meta = json.loads((track / "stemsplit.json").read_text())
-    assert meta["models"] == ["tiny"]
+    assert meta["models"] == [label(tiny_model)]
     assert meta["stems"] == {s: f"{s}.wav" for s in STEMS}
     assert meta["duration"] == pytest.approx(len(read(song)) / 44100, abs=1e-3)
     assert meta["speed"] > 0
@@ -87,22 +88,22 @@ def test_batch_report_index_links_every_track_and_reference_gives_sdr(tiny_model
                        "--json")  # fmt: skip
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
-    index = out / "tiny" / "index.html"
+    index = out / label(tiny_model) / "index.html"
     assert summary["index"] == str(index)
     links = [row["href"] for row in _page_data(index)["reports"]]
     assert sorted(_resolve(index, link) for link in links) == sorted(
-        (out / "tiny" / name / "report.html").resolve() for name in ("first", "second song")
+        (out / label(tiny_model) / name / "report.html").resolve() for name in ("first", "second song")
     )
     for track in summary["tracks"]:
         assert Path(track["report"]).is_file()
 
-    first_page = _page_data(out / "tiny" / "first" / "report.html")
+    first_page = _page_data(out / label(tiny_model) / "first" / "report.html")
     sdr = {t["name"]: t["sdr"] for t in first_page["tracks"]}
     expected = _usdr(read(reference / "first" / "vocals.wav"),
-                     read(out / "tiny" / "first" / "vocals.wav"))  # fmt: skip
+                     read(out / label(tiny_model) / "first" / "vocals.wav"))  # fmt: skip
     assert sdr["vocals"] == pytest.approx(expected, abs=1e-3)
     assert sdr["drums"] is None and sdr["bass"] is None
-    second = _page_data(out / "tiny" / "second song" / "report.html")
+    second = _page_data(out / label(tiny_model) / "second song" / "report.html")
     assert all(t["sdr"] is None for t in second["tracks"])
 
 

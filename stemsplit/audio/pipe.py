@@ -24,7 +24,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from stemsplit.errors import InputError, OutputError, UndecodableAudio, UsageError
+from stemsplit.errors import InputError, ReaderClosed, UndecodableAudio, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -246,6 +246,30 @@ def resample_array(audio: np.ndarray, in_rate: int, out_rate: int,
     return np.ascontiguousarray(out[:, :total])
 
 
+class _WholeWrites:
+    """A binary stream whose `write` writes everything or raises: a pipe's buffered
+    writer returns a short count, without an error, when the reader has gone
+    mid-write (Python's BufferedWriter), so a lost tail would pass unnoticed."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self.stream = stream
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        while view:
+            written = self.stream.write(view)
+            if not written:
+                raise BrokenPipeError("stdout took no more bytes")
+            view = view[written:]
+        return len(memoryview(data).cast("B"))
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def __getattr__(self, name: str) -> Any:  # seek, tell... as the stream has them
+        return getattr(self.stream, name)
+
+
 class StreamWriter:
     """One stem to a binary stream as blocks come: `wav`, `flac` or `raw` (f32le).
 
@@ -257,7 +281,7 @@ class StreamWriter:
                  bit_depth: int | str | None = None, clip: str = "clamp", **_: object) -> None:
         if format not in STREAM_FORMATS:
             raise UsageError(f"-o - writes {', '.join(STREAM_FORMATS)}, not {format}")
-        self.stream = stream
+        self.stream = _WholeWrites(stream)
         self.samplerate = samplerate
         self.channels = channels
         self.format = format
@@ -276,7 +300,7 @@ class StreamWriter:
             self.stream.write(data)
             self.stream.flush()
         except BrokenPipeError:
-            raise OutputError("stdout closed by its reader (broken pipe)") from None
+            raise ReaderClosed("stdout closed by its reader (broken pipe)") from None
 
     def write(self, block: np.ndarray) -> None:
         block = np.asarray(block, dtype=np.float32)
@@ -325,7 +349,7 @@ class StreamWriter:
                 self._av.mux(packet)
             self.stream.flush()
         except BrokenPipeError:
-            raise OutputError("stdout closed by its reader (broken pipe)") from None
+            raise ReaderClosed("stdout closed by its reader (broken pipe)") from None
 
     def close(self) -> None:
         if self._av is not None:
@@ -336,7 +360,7 @@ class StreamWriter:
         try:
             self.stream.flush()
         except BrokenPipeError:
-            raise OutputError("stdout closed by its reader (broken pipe)") from None
+            raise ReaderClosed("stdout closed by its reader (broken pipe)") from None
         if self.clipped_samples:
             log.warning("%d samples clipped to full scale on stdout", self.clipped_samples)
 

@@ -111,6 +111,7 @@ def _one_track(
 ) -> TrackResult:
     started = time.perf_counter()
     created = _missing_folders(outputs)
+    before = {path: _stamp(path) for path in outputs.values()}
 
     def on_progress(fraction: float) -> None:
         if progress:
@@ -122,6 +123,8 @@ def _one_track(
             spool_dir=spool_dir,
         )  # fmt: skip
     except BaseException as err:
+        if isinstance(err, (StemsplitError, OSError, ValueError, RuntimeError)):
+            _remove_written(before)  # a failed track leaves no stem of this attempt
         _remove_empty(created)
         if not isinstance(err, (StemsplitError, OSError, ValueError, RuntimeError)):
             raise
@@ -153,6 +156,27 @@ def _missing_folders(outputs: dict[str, Path]) -> list[Path]:
             missing.append(folder)
             folder = folder.parent
     return sorted(missing, key=lambda p: len(p.parts), reverse=True)
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    """(inode, mtime) of a file, None when absent: a rename or a rewrite changes it."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns
+
+
+def _remove_written(before: dict[Path, tuple[int, int] | None]) -> None:
+    """Remove the stems a failed attempt finished (those not as they were before it):
+    stems are renamed one by one as they finish, so a later stem's failure (a full
+    disk) would leave the first ones beside an incomplete set (docs/reliability.md)."""
+    for path, stamp in before.items():
+        if _stamp(path) not in (None, stamp):
+            try:
+                path.unlink()
+            except OSError:
+                log.debug("could not remove %s", path, exc_info=True)
 
 
 def _remove_empty(folders: list[Path]) -> None:

@@ -306,7 +306,9 @@ def known_config(checkpoint: Path) -> ModelCard | None:
 def _load_checkpoint(
     checkpoint: Path, config: Path | None, stems: list[str] | None, model_type: str | None = None
 ) -> ModelBundle:
-    name = checkpoint.stem
+    from stemsplit.zoo.local import checkpoint_label
+
+    name = checkpoint_label(checkpoint, config)
     if checkpoint.suffix in {".yaml", ".yml"} and config is None:
         bag = checkpoints.read_demucs_bag(checkpoint)
         members, klasses = [], []

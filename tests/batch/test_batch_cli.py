@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from batch_cli import RATE, music, read, stemsplit, write_audio
+from cli_run import label
 
 STEMS = ("drums", "bass", "other", "vocals")
 
@@ -58,8 +59,9 @@ def tree_run(tiny_model, tmp_path_factory):
     return files, out, first
 
 
-def test_folder_tree_right_outputs_bad_files_reported_exit_1(tree_run):
+def test_folder_tree_right_outputs_bad_files_reported_exit_1(tree_run, tiny_model):
     files, out, first = tree_run
+    model = out / label(tiny_model)
     assert first.returncode == 1, first.stderr
     summary = _summary(first)
     assert _statuses(summary) == {
@@ -75,10 +77,10 @@ def test_folder_tree_right_outputs_bad_files_reported_exit_1(tree_run):
     assert any("corrupt.wav" in e for e in errors) and any("liner-notes.mp3" in e for e in errors)
     # the input tree is mirrored under OUT/<model>/
     mirrored = {"top": "top", "mid": "album/mid", "deep": "album/cd2/deep"}
-    assert sorted(str(p.relative_to(out / "tiny")) for p in (out / "tiny").rglob("*")
+    assert sorted(str(p.relative_to(model)) for p in model.rglob("*")
                   if p.is_dir()) == ["album", "album/cd2", "album/cd2/deep", "album/mid", "top"]
     for key in ("top", "mid", "deep"):
-        track = out / "tiny" / mirrored[key]
+        track = model / mirrored[key]
         frames = len(read(files[key]))
         assert sorted(p.name for p in track.iterdir()) == sorted(
             [f"{s}.wav" for s in STEMS] + ["stemsplit.json"]
@@ -86,7 +88,7 @@ def test_folder_tree_right_outputs_bad_files_reported_exit_1(tree_run):
         for stem in STEMS:
             assert read(track / f"{stem}.wav").shape == (frames, 2)
         meta = json.loads((track / "stemsplit.json").read_text())
-        assert meta["models"] == ["tiny"]
+        assert meta["models"] == [label(tiny_model)]
         assert meta["duration"] == pytest.approx(frames / RATE, abs=1e-3)
         assert set(meta) >= {"settings", "speed", "stems"}
     assert not _temporaries(out)
@@ -112,7 +114,7 @@ def test_overwrite_redoes_a_done_track(tiny_model, tree_run):
     assert redo.returncode == 0, redo.stderr
     assert _statuses(_summary(redo)) == {"top.wav": "done"}
     changed = {p for p in stamp if p.stat().st_mtime_ns != stamp[p]}
-    assert changed == {out / "tiny" / "top" / f"{s}.wav" for s in STEMS}
+    assert changed == {out / label(tiny_model) / "top" / f"{s}.wav" for s in STEMS}
 
 
 def test_inputs_that_would_write_the_same_files_fail_before_any_work(tmp_path):
@@ -141,7 +143,7 @@ def test_sigkill_midway_then_rerun_finishes_cleanly(tiny_model, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(list(map(str, args)), env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)  # fmt: skip
-    first_done = out / "tiny" / "t0" / "stemsplit.json"
+    first_done = out / label(tiny_model) / "t0" / "stemsplit.json"
     deadline = time.monotonic() + 240
     while not first_done.exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -160,10 +162,10 @@ def test_sigkill_midway_then_rerun_finishes_cleanly(tiny_model, tmp_path):
     # all four inputs are the same audio: every track's stems must be the same, whole files
     frames = len(read(tracks[0]))
     for stem in STEMS:
-        reference = read(out / "tiny" / "t0" / f"{stem}.wav")
+        reference = read(out / label(tiny_model) / "t0" / f"{stem}.wav")
         assert reference.shape == (frames, 2)
         for track in tracks[1:]:
-            np.testing.assert_array_equal(read(out / "tiny" / track.stem / f"{stem}.wav"),
+            np.testing.assert_array_equal(read(out / label(tiny_model) / track.stem / f"{stem}.wav"),
                                           reference)  # fmt: skip
 
 

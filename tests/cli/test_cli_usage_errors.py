@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_run import label
 
 PROBE = """
 import sys
@@ -66,7 +67,7 @@ BAD = {
     "config-alone": (["--config", "x.yaml"], "--config"),
     "two-stems-and-stems": (["--two-stems", "vocals", "-s", "drums"], "--two-stems"),
     "configs-unpaired": (["--checkpoint", "a.th", "--checkpoint", "b.th", "--config", "c.yaml"],
-                         "one --config per --checkpoint"),
+                         "1 --config for 2 --checkpoint: cannot pair them, a.th, b.th"),
     "ensemble": (["-m", "htdemucs", "-m", "htdemucs_6s", "--ensemble", "loudest"],
                  "ensemble algorithm"),
     "jobs": (["-j", "-1"], "--jobs"),
@@ -129,7 +130,7 @@ def test_runner_built_once_for_a_three_track_batch(tmp_path, three_tracks):
         runner.ModelRunner.__init__ = original
     assert [r.status for r in results] == ["done"] * 3, [r.error for r in results]
     assert len(built) == 1
-    record = json.loads((tmp_path / "out" / "tiny" / "a" / "stemsplit.json").read_text())
+    record = json.loads((tmp_path / "out" / label(package) / "a" / "stemsplit.json").read_text())
     assert record["model_files"][0]["files"]["tiny.th"] == _sha256(package)
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from batch_cli import music, tiny_demucs_checkpoint, write_audio
+from cli_run import label
 from e2e_cli import stemsplit
 
 STEMS = ("drums", "bass", "other", "vocals")
@@ -38,7 +39,7 @@ def test_rerun_redoes_a_track_whose_settings_changed_and_says_why(tmp_path, tiny
     assert "redo song.wav: bit depth 16 -> 24" in deeper.stderr
     import soundfile
 
-    assert soundfile.info(str(out / "tiny" / "song" / "vocals.wav")).subtype == "PCM_24"
+    assert soundfile.info(str(out / label(tiny) / "song" / "vocals.wav")).subtype == "PCM_24"
     shifted = stemsplit(song, "--checkpoint", tiny, "-o", out, "--bit-depth", "24",
                         "--shifts", "1", "--json")  # fmt: skip
     assert json.loads(shifted.stdout)["tracks"][0]["status"] == "done"
@@ -53,7 +54,9 @@ def test_other_weights_under_the_same_name_are_not_taken_for_done(tmp_path, tiny
     tiny_demucs_checkpoint(other, seed=1)
     redo = stemsplit(song, "--checkpoint", other, "-o", out, "--json")
     assert json.loads(redo.stdout)["tracks"][0]["status"] == "done"
-    assert "model files changed" in redo.stderr
+    assert label(other) != label(tiny)  # its own folder: the first model's stems stay
+    assert (out / label(tiny) / "song" / "vocals.wav").is_file()
+    assert (out / label(other) / "song" / "vocals.wav").is_file()
 
 
 def test_a_library_with_two_tracks_of_the_same_name_mirrors_its_tree(tmp_path, tiny):
@@ -64,7 +67,7 @@ def test_a_library_with_two_tracks_of_the_same_name_mirrors_its_tree(tmp_path, t
     result = stemsplit(lib, "-r", "--checkpoint", tiny, "-o", out, "--json")
     assert result.returncode == 0, result.stderr
     for album in ("A", "B"):
-        assert sorted(p.stem for p in (out / "tiny" / album / "01 Intro").glob("*.wav")) == \
+        assert sorted(p.stem for p in (out / label(tiny) / album / "01 Intro").glob("*.wav")) == \
             sorted(STEMS)
     clash = stemsplit(lib, "-r", "--checkpoint", tiny, "-o", out, "--filename",
                       "{track}/{stem}.{ext}")  # fmt: skip
@@ -79,10 +82,10 @@ def test_repeated_options_accumulate(tmp_path, tiny):
     result = stemsplit(song, "--checkpoint", tiny, "--checkpoint", second, "-s", "vocals",
                        "-s", "drums", "-o", out, "--json")  # fmt: skip
     assert result.returncode == 0, result.stderr
-    folder = out / "tiny+second" / "song"
+    folder = out / f"{label(tiny)}+{label(second)}" / "song"
     assert sorted(p.stem for p in folder.glob("*.wav")) == ["drums", "vocals"]
     record = json.loads((folder / "stemsplit.json").read_text())
-    assert record["models"] == ["tiny", "second"]
+    assert record["models"] == [label(tiny), label(second)]
 
 
 def test_an_audio_file_given_as_checkpoint_is_named_and_not_to_be_deleted(tmp_path):
@@ -149,7 +152,7 @@ def test_a_known_checkpoint_name_needs_no_config(tmp_path, shared_dir):
     result = stemsplit(fixture / "mixture.wav", "--checkpoint", checkpoint, "-o", out,
                        env={"STEMSPLIT_ZOO": str(zoo / "cards.toml")})  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert (out / "model_known_ep_1" / "mixture" / "vocals.wav").is_file()
+    assert (out / label(checkpoint) / "mixture" / "vocals.wav").is_file()
     broken = tmp_path / "nomodel.yaml"
     broken.write_text("audio:\n  chunk_size: 44100\n")
     bad = stemsplit(fixture / "mixture.wav", "--checkpoint", checkpoint, "--config", broken,
@@ -200,7 +203,7 @@ def test_speed_has_one_name_in_json_and_the_record(tmp_path, tiny):
     song = write_audio(tmp_path / "song.wav", music(0.2))
     result = stemsplit(song, "--checkpoint", tiny, "-o", tmp_path / "out", "--json")
     summary = json.loads(result.stdout)
-    record = json.loads((tmp_path / "out" / "tiny" / "song" / "stemsplit.json").read_text())
+    record = json.loads((tmp_path / "out" / label(tiny) / "song" / "stemsplit.json").read_text())
     assert summary["speed"] > 0 and summary["tracks"][0]["speed"] > 0 and record["speed"] > 0
     assert "realtime_factor" not in result.stdout and "real_time_factor" not in record
 
@@ -212,7 +215,7 @@ def test_report_index_lists_failed_tracks(tmp_path, tiny):
     out = tmp_path / "out"
     result = stemsplit(good, bad, "--checkpoint", tiny, "-o", out, "--report")
     assert result.returncode == 1
-    index = (out / "tiny" / "index.html").read_text()
+    index = (out / label(tiny) / "index.html").read_text()
     assert "bad.wav" in index
 
 

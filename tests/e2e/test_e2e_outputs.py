@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
+from cli_run import label
 from e2e_cli import decoded_frames, stemsplit
 
 AUDIO_EXTENSIONS = {"wav", "flac", "mp3", "ogg", "opus"}
@@ -67,7 +68,7 @@ def test_default_wav_every_input_exact_length_and_json(inputs, tiny_demucs, tmp_
         assert list(stem_paths) == SOURCES
         for stem, path in stem_paths.items():
             # the default template: OUT/<model>/<track>/<stem>.<ext>, model = file stem
-            assert path == tmp_path / "tiny" / source.stem / f"{stem}.wav"
+            assert path == tmp_path / label(tiny_demucs) / source.stem / f"{stem}.wav"
             _check_stem(path, "WAV", "PCM_16", rate, frames)
     leftovers = [p for p in tmp_path.rglob(".*")]
     assert leftovers == []  # no spool or partial files left behind
@@ -90,10 +91,11 @@ def test_stem_mp4_through_pyav_to_ogg_with_template(musdb, tiny_demucs, tmp_path
     summary = _ok(stemsplit(source, "--checkpoint", tiny_demucs, "-o", tmp_path, "-s",
                             "vocals,drums", "-f", "ogg", "--filename", template,
                             "--json"))  # fmt: skip
-    folder = tmp_path / "tiny" / "tiny_Music Delta - 80s Rock.stem.mp4"
-    expected = {s: folder / f"{s}-tiny.ogg" for s in ("drums", "vocals")}  # model order
+    name = label(tiny_demucs)
+    folder = tmp_path / name / f"{name}_Music Delta - 80s Rock.stem.mp4"
+    expected = {s: folder / f"{s}-{name}.ogg" for s in ("drums", "vocals")}  # model order
     assert {k: Path(v) for k, v in summary["tracks"][0]["stems"].items()} == expected
-    assert _audio_files(folder) == ["drums-tiny.ogg", "vocals-tiny.ogg"]
+    assert _audio_files(folder) == [f"drums-{name}.ogg", f"vocals-{name}.ogg"]
     for path in expected.values():
         _check_stem(path, "OGG", "VORBIS", rate, frames)
 
@@ -110,10 +112,10 @@ def test_two_stems_sum_to_the_input(inputs, tiny_demucs, tmp_path):
         mix = soundfile.read(str(source), dtype="float32", always_2d=True)[0].T
         stems = {}
         for stem in ("vocals", "no_vocals"):
-            path = tmp_path / "tiny" / f"{source.stem}_{stem}.wav"
+            path = tmp_path / label(tiny_demucs) / f"{source.stem}_{stem}.wav"
             _check_stem(path, "WAV", "FLOAT", rate, frames)
             stems[stem] = soundfile.read(str(path), dtype="float32", always_2d=True)[0].T
-        assert [p for p in _audio_files(tmp_path / "tiny") if p.startswith(source.stem)] == [
+        assert [p for p in _audio_files(tmp_path / label(tiny_demucs)) if p.startswith(source.stem)] == [
             f"{source.stem}_no_vocals.wav", f"{source.stem}_vocals.wav"]  # fmt: skip
         assert np.abs(stems["vocals"]).max() > 1e-3  # the model really separated something
         total = stems["vocals"] + stems["no_vocals"]
@@ -138,7 +140,7 @@ def test_formats_rates_and_stem_selection(inputs, tiny_demucs, tmp_path, keys, o
                   "-s", "bass,vocals", *options, "--json"))  # fmt: skip
     for key in keys:
         rate, frames = _expected_frames(inputs[key], out_rate)
-        folder = tmp_path / "tiny" / inputs[key].stem
+        folder = tmp_path / label(tiny_demucs) / inputs[key].stem
         assert _audio_files(folder) == [f"bass.{ext}", f"vocals.{ext}"]
         for stem in ("bass", "vocals"):
             _check_stem(folder / f"{stem}.{ext}", container, subtype, rate, frames)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_run import label
 from recipe_cli import fixture, long_mixture, read, snr_db, stemsplit, two_step_recipe
 
 SECONDS = 20.0  # long enough that the models' chunks, not start-up, shape the memory
@@ -29,20 +30,21 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
     first = stemsplit(mix, "--checkpoint", bs, "--config", bs_config, "-o", root / "hand1",
                       *float32)  # fmt: skip
     assert first.returncode == 0, first.stderr
-    vocals = root / "hand1" / "model" / "song" / "vocals.wav"
+    vocals = root / "hand1" / label(bs, bs_config) / "song" / "vocals.wav"
     second = stemsplit(vocals, "--checkpoint", mel, "--config", mel_config, "-o",
                        root / "hand2", *float32)  # fmt: skip
     assert second.returncode == 0, second.stderr
-    return {"root": root, "mix": mix, "recipe": chained, "first": first, "second": second}
+    return {"root": root, "mix": mix, "recipe": chained, "first": first, "second": second,
+            "labels": (label(bs, bs_config), label(mel, mel_config))}
 
 
 def test_a_two_step_recipe_equals_the_steps_run_by_hand(runs: dict) -> None:
     root = runs["root"]
     out = root / "recipe" / "two" / "song"
     pairs = {
-        "accomp": root / "hand1" / "model" / "song" / "other.wav",
-        "lead": root / "hand2" / "model" / "vocals" / "vocals.wav",
-        "backing": root / "hand2" / "model" / "vocals" / "other.wav",
+        "accomp": root / "hand1" / runs["labels"][0] / "song" / "other.wav",
+        "lead": root / "hand2" / runs["labels"][1] / "vocals" / "vocals.wav",
+        "backing": root / "hand2" / runs["labels"][1] / "vocals" / "other.wav",
     }
     frames = read(runs["mix"]).shape[0]
     figures = {}
@@ -189,11 +191,11 @@ def test_a_chain_at_another_output_rate_equals_the_steps_by_hand(tmp_path: Path)
         stemsplit(mix, "--recipe", two_step_recipe(tmp_path / "two.toml"), "-o",
                   tmp_path / "r", *common),
         stemsplit(mix, "--checkpoint", bs, "--config", bs_config, "-o", tmp_path / "h1", *common),
-        stemsplit(tmp_path / "h1" / "model" / "song" / "vocals.wav", "--checkpoint", mel,
+        stemsplit(tmp_path / "h1" / label(bs, bs_config) / "song" / "vocals.wav", "--checkpoint", mel,
                   "--config", mel_config, "-o", tmp_path / "h2", *common),
     ]  # fmt: skip
     assert all(r.returncode == 0 for r in runs), [r.stderr for r in runs]
     ours = read(tmp_path / "r" / "two" / "song" / "lead.wav")
-    theirs = read(tmp_path / "h2" / "model" / "vocals" / "vocals.wav")
+    theirs = read(tmp_path / "h2" / label(mel, mel_config) / "vocals" / "vocals.wav")
     assert ours.shape == theirs.shape == (round(read(mix).shape[0] * 48000 / 44100), 2)
     assert snr_db(theirs, ours) >= 60

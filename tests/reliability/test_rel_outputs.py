@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
+from cli_run import label
 from rel_cli import assert_one_line_failure, leftovers, noise, stemsplit
 
 RATE = 44100
@@ -84,7 +85,7 @@ def test_disk_full_file_size_limit(tmp_path: Path, song: Path, tiny_model: Path)
 
 def test_output_equal_to_input_is_refused(tmp_path: Path, tiny_model: Path) -> None:
     """`-o OUT --filename {stem}.{ext}` on OUT/tiny/vocals.wav would overwrite it."""
-    song = tmp_path / "tiny" / "vocals.wav"
+    song = tmp_path / label(tiny_model) / "vocals.wav"
     song.parent.mkdir()
     sf.write(song, noise(1.0), RATE)
     before = song.read_bytes()
@@ -96,10 +97,10 @@ def test_output_equal_to_input_is_refused(tmp_path: Path, tiny_model: Path) -> N
 
 def test_folder_in_the_way_of_a_stem(tmp_path: Path, song: Path, tiny_model: Path) -> None:
     out = tmp_path / "out"
-    (out / "tiny" / "song" / "vocals.wav").mkdir(parents=True)
+    (out / label(tiny_model) / "song" / "vocals.wav").mkdir(parents=True)
     result = stemsplit(song, "--checkpoint", tiny_model, "-o", out, "-q")
     assert_one_line_failure(result, 1, "vocals.wav", "is a folder")
-    assert not (out / "tiny" / "song" / "drums.wav").exists()  # no half-written track
+    assert not (out / label(tiny_model) / "song" / "drums.wav").exists()  # no half-written track
 
 
 @pytest.mark.slow  # the default run stays under a minute
@@ -108,7 +109,7 @@ def test_existing_stems_are_skipped_then_overwritten(tmp_path: Path, song: Path,
     """A finished track is skipped (resume); stems with no record of how they were made
     are redone, saying why; --overwrite redoes a finished one, replacing atomically."""
     out = tmp_path / "out"
-    folder = out / "tiny" / "song"
+    folder = out / label(tiny_model) / "song"
     folder.mkdir(parents=True)
     for stem in ("drums", "bass", "other", "vocals"):
         (folder / f"{stem}.wav").write_bytes(b"placeholder")

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 import zoo_checkpoints as zc
+from cli_run import label
 
 from stemsplit.errors import ModelError, UnknownStem
 from stemsplit.zoo.loader import ModelBundle, load_bundle
@@ -196,7 +197,7 @@ def test_checkpoint_files_are_recognised(tmp_path: Path, model_dir: Path) -> Non
     ht = zc.demucs_model("HTDemucs")
     package = zc.save_bytes(tmp_path / "ht.th", zc.demucs_package_bytes(ht))
     bundle = load_bundle(checkpoint=package)
-    assert bundle.name == "ht" and bundle.sources == zc.SOURCES and bundle.card is None
+    assert bundle.name == label(package) and bundle.sources == zc.SOURCES and bundle.card is None
     assert type(bundle.members[0]).__name__ == "HTDemucs"
 
     mel = zc.roformer_model(zc.TINY_MEL_YAML)
@@ -231,7 +232,7 @@ def test_huggingface_layout_bag(tmp_path: Path, model_dir: Path) -> None:
     bag = tmp_path / "tiny_bag.yaml"
     bag.write_text("models: ['aaaa1111', 'bbbb2222']\nweights: [[1,1,0,0],[0,0,1,1]]\nsegment: 5\n")
     bundle = load_bundle(checkpoint=bag)
-    assert bundle.name == "tiny_bag" and len(bundle.members) == 2
+    assert bundle.name == label(bag) and len(bundle.members) == 2
     assert bundle.weights == [[1, 1, 0, 0], [0, 0, 1, 1]]
     assert all(float(m.segment) == 5 for m in bundle.members)
     single = load_bundle(checkpoint=tmp_path / "bbbb2222.safetensors")

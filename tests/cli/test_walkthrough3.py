@@ -1,0 +1,195 @@
+"""A newcomer's third walkthrough (issue 30), through the real command on real files:
+each finding as a test that failed before it was fixed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from batch_cli import music, read, write_audio
+from cli_run import stemsplit
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A tiny HTDemucs package and two tiny Mel-RoFormer `model.ckpt` + `config.yaml` in
+    folders `a/` and `b/` (other weights, the same file names), as trainers leave them."""
+    pytest.importorskip("demucs")
+    import zoo_checkpoints as zc
+
+    root = tmp_path_factory.mktemp("walk3-models")
+    found = {"tiny": zc.save_bytes(root / "tiny_htdemucs.th",
+                                   zc.demucs_package_bytes(zc.demucs_model("HTDemucs")))}
+    for folder, seed in (("a", 0), ("b", 1)):
+        (root / folder).mkdir()
+        model = zc.roformer_model(zc.TINY_MEL_YAML, seed)
+        found[folder] = zc.save_bytes(root / folder / "model.ckpt", zc.msst_ckpt_bytes(model))
+        (root / folder / "config.yaml").write_text(zc.TINY_MEL_YAML)
+        found[f"{folder}.yaml"] = root / folder / "config.yaml"
+    return found
+
+
+def _lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.strip()]
+
+
+def _record(folder: Path) -> dict:
+    return json.loads((folder / "stemsplit.json").read_text())
+
+
+# -- 1. local Demucs and MSST checkpoints in one ensemble ------------------------------
+
+
+def test_a_demucs_package_and_an_msst_checkpoint_ensemble(tmp_path, models):
+    song = write_audio(tmp_path / "song.wav", music(0.5))
+    result = stemsplit(song, "--checkpoint", models["tiny"], "--checkpoint", models["a"],
+                       "--config", models["a.yaml"], "-o", tmp_path / "out", "--json")
+    assert result.returncode == 0, result.stderr
+    stems = json.loads(result.stdout)["tracks"][0]["stems"]
+    folder = Path(stems["vocals"]).parent
+    assert sorted(stems) == ["bass", "drums", "other", "vocals"]
+    names = _record(folder)["models"]
+    assert names[0].startswith("tiny_htdemucs-") and names[1].startswith("a-")
+    assert folder.parent.name == "+".join(names)
+
+
+def test_an_ambiguous_pairing_names_each_checkpoint_and_what_it_lacks(tmp_path, models):
+    song = write_audio(tmp_path / "song.wav", music(0.2))
+    result = stemsplit(song, "--checkpoint", models["a"], "--checkpoint", models["tiny"],
+                       "--checkpoint", models["b"], "--config", models["a.yaml"],
+                       "-o", tmp_path / "out")  # fmt: skip
+    lines = _lines(result.stderr)
+    assert result.returncode == 2 and len(lines) == 1, lines
+    assert f"{models['a']} needs an MSST yaml" in lines[0]
+    assert f"{models['b']} needs an MSST yaml" in lines[0]
+    assert f"{models['tiny']} carries its own" in lines[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_recipe_step_lists_several_checkpoints(tmp_path, models):
+    song = write_audio(tmp_path / "song.wav", music(0.5))
+    recipe = tmp_path / "both.toml"
+    recipe.write_text(f'[[steps]]\nname = "both"\ncheckpoint = ["{models["tiny"]}", '
+                      f'"{models["a"]}"]\nconfig = "{models["a.yaml"]}"\nkeep = ["vocals"]\n')
+    result = stemsplit(song, "--recipe", recipe, "-o", tmp_path / "out", "--json")
+    assert result.returncode == 0, result.stderr
+    vocals = Path(json.loads(result.stdout)["tracks"][0]["stems"]["vocals"])
+    step = _record(vocals.parent)["recipe"]["steps"][0]
+    assert [n.split("-")[0] for n in step["models"]] == ["tiny_htdemucs", "a"]
+    assert step["ensemble"] == "avg"
+
+
+# -- 2. a label per local file: one model never overwrites another's stems ------------
+
+
+def test_two_model_ckpt_files_write_beside_each_other(tmp_path, models):
+    song = write_audio(tmp_path / "song.wav", music(0.5))
+    out = tmp_path / "out"
+    first = stemsplit(song, "--checkpoint", models["a"], "--config", models["a.yaml"],
+                      "-o", out, "--json")  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    a_stems = {k: Path(v) for k, v in json.loads(first.stdout)["tracks"][0]["stems"].items()}
+    before = {stem: path.read_bytes() for stem, path in a_stems.items()}
+    second = stemsplit(song, "--checkpoint", models["b"], "--config", models["b.yaml"],
+                       "-o", out, "--json")  # fmt: skip
+    assert second.returncode == 0, second.stderr
+    assert "redo" not in second.stderr
+    b_stems = {k: Path(v) for k, v in json.loads(second.stdout)["tracks"][0]["stems"].items()}
+    assert {stem: path.read_bytes() for stem, path in a_stems.items()} == before
+    a_label, b_label = a_stems["vocals"].parent.parent.name, b_stems["vocals"].parent.parent.name
+    assert a_label.startswith("a-") and b_label.startswith("b-") and a_label != b_label
+    assert _record(a_stems["vocals"].parent)["models"] == [a_label]
+    assert _record(b_stems["vocals"].parent)["models"] == [b_label]
+    assert not (read(a_stems["vocals"]) == read(b_stems["vocals"])).all()
+    again = stemsplit(song, "--checkpoint", models["a"], "--config", models["a.yaml"],
+                      "-o", out, "--json")  # the same file: the same folder, skipped
+    assert json.loads(again.stdout)["tracks"][0]["status"] == "skipped"
+
+
+# -- 3, 8, 9. reports: never a silent no-report; reruns own their folder ----------------
+
+
+# -- 5, 6. pipes: no binary on a terminal; a reader that stops early is a normal end ---
+
+
+def test_binary_stdout_on_a_terminal_is_refused(tmp_path, models):
+    import os
+    import subprocess
+    import sys
+
+    song = write_audio(tmp_path / "song.wav", music(0.2))
+    leader, follower = os.openpty()
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "stemsplit", str(song), "--checkpoint", str(models["tiny"]),
+             "-s", "vocals", "-o", "-"], stdout=follower, stderr=subprocess.PIPE, text=True,
+            timeout=120, check=False,
+        )  # fmt: skip
+        os.set_blocking(leader, False)
+        try:
+            written = os.read(leader, 65536)
+        except BlockingIOError:
+            written = b""
+    finally:
+        os.close(leader)
+        os.close(follower)
+    lines = _lines(result.stderr)
+    assert result.returncode == 2 and len(lines) == 1, lines
+    assert "terminal" in lines[0] and "| ffplay -" in lines[0]
+    assert b"RIFF" not in written
+
+
+@pytest.mark.parametrize("source", ["file", "stdin"])
+def test_a_reader_that_stops_early_ends_the_run_quietly(tmp_path, models, source):
+    import subprocess
+    import sys
+
+    song = write_audio(tmp_path / "song.wav", music(3.0))  # ~0.5 MB of stem: > a pipe
+    command = [sys.executable, "-m", "stemsplit", "-" if source == "stdin" else str(song),
+               "--checkpoint", str(models["tiny"]), "-s", "vocals", "-o", "-"]  # fmt: skip
+    with open(song, "rb") as stdin:
+        run = subprocess.Popen(command, stdin=stdin if source == "stdin" else None,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+        assert run.stdout is not None and run.stderr is not None
+        head = run.stdout.read(1000)  # `| head -c 1000`
+        run.stdout.close()
+        errors = run.stderr.read().decode()
+        code = run.wait(timeout=120)
+    assert head.startswith(b"RIFF") and len(head) == 1000
+    assert code == 141, errors
+    assert "error" not in errors.lower() and "Traceback" not in errors and "done" not in errors
+
+
+# -- 7. a full disk: no stem of the failed track --------------------------------------
+
+
+def test_a_full_disk_leaves_no_stem_of_the_failed_track(tmp_path, models):
+    """A tmpfs a little smaller than the spool and the four stems: the last stem fails
+    after the first ones were finished and renamed."""
+    import subprocess
+
+    song = write_audio(tmp_path / "song.wav", music(1.0))
+    failed = 0
+    for size in ("960k", "1000k", "1040k"):
+        folder = tmp_path / f"disk-{size}"
+        folder.mkdir()
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs",
+                                  str(folder)], capture_output=True, check=False)  # fmt: skip
+        if mounted.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+        try:
+            result = stemsplit(song, "--checkpoint", models["tiny"], "-o", folder, "-q")
+            files = sorted(p.name for p in folder.rglob("*") if p.is_file())
+        finally:
+            subprocess.run(["umount", "-l", str(folder)], check=False)
+        if result.returncode == 0:
+            assert files == ["bass.wav", "drums.wav", "other.wav", "stemsplit.json",
+                             "vocals.wav"]  # fmt: skip
+            continue
+        failed += 1
+        lines = _lines(result.stderr)
+        assert result.returncode == 1 and len(lines) == 1, lines
+        assert "no space left" in lines[0]
+        assert files == [], (size, files)
+    assert failed, "no size filled the disk: the stems' size changed"
