@@ -227,6 +227,10 @@ def run_request(
         return BatchResults([run_pipe(inputs[0], request, progress=progress)])
     if pipe is not None and pipe.given:
         raise UsageError("--input-format describes stdin: give - as the input")
+    if request["output"].report:  # a report that cannot be drawn fails before any work
+        from stemsplit.report import require_pillow
+
+        require_pillow()
     tracks = expand_inputs(inputs, recursive=batch.recursive)
     # Tracks that would share files are refused before a checkpoint is even read (every
     # stem shares the template, so one placeholder stem finds every clash).

@@ -82,7 +82,7 @@ def write_report(
     track_dir = Path(track_dir)
     if not stems:
         raise StemsplitError(f"no stems to report in {track_dir}: pass at least one stem file")
-    image = _pillow()
+    image = require_pillow()
     track_dir.mkdir(parents=True, exist_ok=True)
     entries: list[tuple[str, str, Path]] = []  # (name, kind, path)
     if mixture is not None:
@@ -172,16 +172,19 @@ def report_folder(
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"not a folder: {folder}; give a track folder or a model folder")
+    require_pillow()
     if mixture is not None and not Path(mixture).exists():
         raise InputError(f"mixture not found: {mixture}")
     if reference is not None and not Path(reference).is_dir():
         raise InputError(f"reference folder not found: {reference}")
     stems, own_mixture = find_stems(folder)
     if stems:
+        check_stem_folder(folder, stems)  # before anything is written into it
         if mixture is not None and Path(mixture).is_dir():
             mixture = _audio_named(Path(mixture), folder.name)
         return [_report_track(folder, stems, mixture or own_mixture, reference)], None
     tracks = [d for d in sorted(folder.iterdir()) if d.is_dir() and find_stems(d)[0]]
+    tracks = [d for d in tracks if _is_stem_folder(d, find_stems(d)[0])]
     if not tracks:
         raise InputError(f"no stems in {folder} or its sub-folders: give a folder of stem files")
     if mixture is not None and not Path(mixture).is_dir():
@@ -193,6 +196,37 @@ def report_folder(
         track_reference = Path(reference) / track.name if reference else None
         reports.append(_report_track(track, stems, track_mixture, track_reference))
     return reports, write_index(folder, reports)
+
+
+def _is_stem_folder(folder: Path, stems: dict[str, Path]) -> bool:
+    """A folder of stems: stemsplit's record is there, or every audio file is named after
+    a stem some model makes (another tool's output); a folder of songs is neither."""
+    if (folder / METADATA_NAME).is_file() or any(folder.glob(f".*.{METADATA_NAME}")):
+        return True
+    return all(name.lower() in known_stem_names() for name in stems)
+
+
+def check_stem_folder(folder: Path, stems: dict[str, Path]) -> None:
+    """UsageError for a folder that holds songs, not stems (`stemsplit report ~/Music`
+    would treat each song as a stem and write a page and images among them)."""
+    if not _is_stem_folder(folder, stems):
+        names = ", ".join(p.name for p in list(stems.values())[:3])
+        raise UsageError(
+            f"{folder} is not a folder of stems: no {METADATA_NAME} and its files ({names}"
+            f"{', ...' if len(stems) > 3 else ''}) are not named after stems; give a folder "
+            "stemsplit wrote (OUT/<model>/<track>) or one of <stem>.<ext> files"
+        )
+
+
+def known_stem_names() -> frozenset[str]:
+    """Every stem a zoo model makes (its sources, residual and no_<source>), lowercased."""
+    from stemsplit.zoo.catalog import list_cards
+
+    names = {MIXTURE, "instrumental", "accompaniment"}
+    for card in list_cards():
+        for stem in (*card.sources, *([card.residual] if card.residual else [])):
+            names |= {stem.lower(), f"no_{stem.lower()}"}
+    return frozenset(names)
 
 
 def find_stems(track_dir: Path) -> tuple[dict[str, Path], Path | None]:
@@ -420,12 +454,15 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def _pillow() -> Any:
+def require_pillow() -> Any:
+    """Pillow's Image module, or one error line saying how to install it: a requested
+    report that cannot be drawn fails the run before any work, never silently."""
     try:
         from PIL import Image
     except ImportError as err:
         raise StemsplitError(
-            "the report needs Pillow to draw spectrograms: pip install 'stemsplit-cli[report]'"
+            "--report needs Pillow to draw spectrograms and it is not installed: "
+            "pip install pillow (or reinstall stemsplit-cli, which depends on it)"
         ) from err
     return Image
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from stemsplit.batch.inputs import Track, check_input
 from stemsplit.batch.layout import check_clashes, per_track_folder, record_path
-from stemsplit.batch.resume import redo_reason, write_record
+from stemsplit.batch.resume import read_record, redo_reason, write_record
 from stemsplit.errors import StemsplitError, describe_os_error
 from stemsplit.options import Progress, TrackResult
 from stemsplit.plan import outputs_for
@@ -199,7 +199,9 @@ def _finish_track(separator: Any, result: TrackResult) -> None:
     if not result.stems:
         return
     if result.status == "done":
-        write_record(_record(separator.plan, result.input, result.stems), {
+        record = _record(separator.plan, result.input, result.stems)
+        _remove_dropped(record, result.stems)
+        write_record(record, {
             "input": str(result.input.absolute()),
             **separator.describe(),
             "stems": {stem: path.name for stem, path in result.stems.items()},
@@ -214,6 +216,26 @@ def _finish_track(separator: Any, result: TrackResult) -> None:
         if result.status == "done" or not report.is_file():
             report = _track_report(result.input, result.stems, output.reference)
         result.report = report
+
+
+def _remove_dropped(record: Path, stems: dict[str, Path]) -> None:
+    """A redo owns its track: the files its previous run recorded and this run no longer
+    writes (another -f, fewer stems) go, so the folder holds one set of stems; files the
+    record does not name (a user's own) stay."""
+    from stemsplit.audio.formats import AUDIO_EXTENSIONS
+
+    previous = read_record(record)
+    names = previous.get("stems") if previous else None
+    if not isinstance(names, dict):
+        return
+    written = {path.absolute() for path in stems.values()}
+    for name in map(str, names.values()):
+        path = record.parent / name
+        if (Path(name).name != name or path.absolute() in written or not path.is_file()
+                or path.suffix.lower().lstrip(".") not in AUDIO_EXTENSIONS):  # fmt: skip
+            continue
+        path.unlink()
+        log.info("removed %s: the previous run wrote it, this one does not", path)
 
 
 def _track_report(track: Path, stems: dict[str, Path], reference: Path | None) -> Path:
@@ -233,11 +255,15 @@ def _track_report(track: Path, stems: dict[str, Path], reference: Path | None) -
 
 
 def _finish_safely(separator: Any, result: TrackResult) -> None:
-    """Records and reports are extras: a failure there is a warning, not a failed track."""
+    """A record that cannot be written is a warning; a report asked for with --report
+    that cannot be made fails the track (its stems stay): never exit 0 without it."""
     try:
         _finish_track(separator, result)
     except (StemsplitError, OSError, ValueError) as err:
-        log.warning("%s: could not write metadata/report: %s", result.input, err)
+        if separator.plan.output.report:
+            result.status, result.error = "failed", f"{result.input}: no report: {err}"
+        else:
+            log.warning("%s: could not write metadata: %s", result.input, err)
 
 
 def write_batch_index(results: Sequence[TrackResult]) -> Path | None:

@@ -110,6 +110,62 @@ def test_two_model_ckpt_files_write_beside_each_other(tmp_path, models):
 # -- 3, 8, 9. reports: never a silent no-report; reruns own their folder ----------------
 
 
+def test_report_without_pillow_is_one_error_before_any_work(tmp_path, models):
+    """An environment without Pillow (a `PIL` that cannot be imported, first on the
+    path): --report fails with the fix, not a warning and exit 0."""
+    blocker = tmp_path / "no-pillow" / "PIL"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('No module named PIL')\n")
+    song = write_audio(tmp_path / "song.wav", music(0.2))
+    out = tmp_path / "out"
+    result = stemsplit(song, "--checkpoint", models["tiny"], "-o", out, "--report",
+                       env={"PYTHONPATH": str(blocker.parent)})  # fmt: skip
+    lines = _lines(result.stderr)
+    assert result.returncode == 1 and len(lines) == 1, lines
+    assert "Pillow" in lines[0] and "pip install pillow" in lines[0]
+    assert not out.exists()
+    report = stemsplit("report", tmp_path, env={"PYTHONPATH": str(blocker.parent)})
+    assert report.returncode == 1 and "pip install pillow" in report.stderr
+
+
+def test_a_rerun_in_another_format_leaves_one_set_of_stems_that_report_reads(tmp_path, models):
+    song = write_audio(tmp_path / "song.wav", music(0.5))
+    out = tmp_path / "out"
+    first = stemsplit(song, "--checkpoint", models["tiny"], "-o", out, "--json")
+    folder = Path(json.loads(first.stdout)["tracks"][0]["stems"]["vocals"]).parent
+    (folder / "my notes.wav").write_bytes((folder / "vocals.wav").read_bytes())  # the user's
+    flac = stemsplit(song, "--checkpoint", models["tiny"], "-o", out, "-f", "flac", "--json")
+    assert flac.returncode == 0, flac.stderr
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "bass.flac", "drums.flac", "my notes.wav", "other.flac", "stemsplit.json", "vocals.flac"]
+    (folder / "my notes.wav").unlink()
+    fewer = stemsplit(song, "--checkpoint", models["tiny"], "-o", out, "-f", "flac",
+                      "-s", "vocals,drums", "--report")  # fmt: skip
+    assert fewer.returncode == 0, fewer.stderr
+    assert sorted(p.name for p in folder.glob("*.flac")) == ["drums.flac", "vocals.flac"]
+    report = stemsplit("report", folder, "--json")
+    assert report.returncode == 0, report.stderr
+    assert json.loads(report.stdout)["reports"] == [str(folder / "report.html")]
+
+
+def test_report_on_a_folder_of_songs_is_refused_writing_nothing(tmp_path):
+    lib = tmp_path / "lib"
+    for name in ("01 Intro.wav", "02 Song.wav"):
+        write_audio(lib / name, music(0.2))
+    before = sorted(p.name for p in lib.iterdir())
+    result = stemsplit("report", lib)
+    lines = _lines(result.stderr)
+    assert result.returncode == 2 and len(lines) == 1, lines
+    assert "not a folder of stems" in lines[0] and "stemsplit.json" in lines[0]
+    assert sorted(p.name for p in lib.iterdir()) == before
+    (lib / "album").mkdir()
+    (lib / "01 Intro.wav").rename(lib / "album" / "01 Intro.wav")
+    (lib / "02 Song.wav").rename(lib / "album" / "02 Song.wav")
+    nested = stemsplit("report", lib)
+    assert nested.returncode == 1 and "no stems" in nested.stderr
+    assert not list(lib.rglob("*.html")) and not list(lib.rglob("*.png"))
+
+
 # -- 5, 6. pipes: no binary on a terminal; a reader that stops early is a normal end ---
 
 
