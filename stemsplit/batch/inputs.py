@@ -58,8 +58,11 @@ def expand_inputs(inputs: Sequence[str | Path], recursive: bool = False) -> list
 
             item = local_path(str(item)) or item
             if is_url(item):
-                for found, reldir in list_objects(str(item), recursive, extensions):
-                    add(found, reldir)  # type: ignore[arg-type]  # an object's path
+                try:
+                    for found, reldir in list_objects(str(item), recursive, extensions):
+                        add(found, reldir)  # type: ignore[arg-type]  # an object's path
+                except InputError as err:  # an empty prefix, as an empty folder
+                    barren.append(str(err))
                 continue
         path = Path(item)
         before = len(tracks)

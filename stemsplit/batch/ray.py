@@ -15,9 +15,11 @@ so a lost track leaves nothing half-written. Ray is optional:
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import math
 import os
+import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -86,16 +88,19 @@ def run_on_ray(
     results, todo = triage(separator, tracks, batch.skip_existing, bucket)
     if todo:
         ray = import_ray()
-        started = _connect(ray, batch)
-        try:
-            pool = _Pool(ray, separator, batch, models, bucket_url)
-            for index, result in pool.run(tracks, todo, bucket):
-                results[index] = result
-                if progress:
-                    progress(Progress(index, len(tracks), tracks[index].path, 1.0, result.status))
-        finally:
-            if started:
-                ray.shutdown()
+        # Ray prints its notes (a worker died, ...) on stdout, which `--json` owns
+        with contextlib.redirect_stdout(sys.stderr):
+            started = _connect(ray, batch)
+            try:
+                pool = _Pool(ray, separator, batch, models, bucket_url)
+                for index, result in pool.run(tracks, todo, bucket):
+                    results[index] = result
+                    if progress:
+                        progress(Progress(index, len(tracks), tracks[index].path, 1.0,
+                                          result.status))  # fmt: skip
+            finally:
+                if started:
+                    ray.shutdown()
     return [results[i] for i in range(len(tracks))]
 
 

@@ -135,6 +135,7 @@ class Bucket:
         return ObjectPath(self.fs.unstrip_protocol(self.key(local)))
 
     def is_file(self, local: Path) -> bool:
+        self.fs.invalidate_cache(self.key(local))  # another worker may have written it since
         return bool(self.fs.isfile(self.key(local)))
 
     def read_record(self, local: Path) -> dict[str, Any] | None:
