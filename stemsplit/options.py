@@ -146,6 +146,25 @@ class OutputOptions:
         if self.reference is not None and not Path(self.reference).is_dir():
             raise UsageError(f"--reference {self.reference}: not a folder of reference stems")
 
+    def record(self) -> dict[str, Any]:
+        """The settings that decide the written files, as `stemsplit.json` records them
+        (a rerun redoes a track when they differ). `copy_tags` is recorded only when off,
+        so records from before tags were copied still match."""
+        record: dict[str, Any] = {
+            "format": self.format,
+            "bit_depth": self.bit_depth,
+            "mp3_bitrate": self.mp3_bitrate if self.format == "mp3" else None,
+            "clip": self.clip,
+            "samplerate": self.samplerate,
+        }
+        if not self.copy_tags:
+            record["copy_tags"] = False
+        if self.stem_file:
+            record["stem_file"] = {"codec": self.stem_codec, "map": dict(self.stem_map),
+                                   "labels": dict(self.stem_label),
+                                   "colors": dict(self.stem_color)}  # fmt: skip
+        return record
+
     @property
     def stem_file(self) -> bool:
         """Whether each track's stems go into one NI Stems file."""

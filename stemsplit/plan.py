@@ -74,11 +74,7 @@ class RunPlan:
                 "ensemble": self.ensemble if len(self.models) > 1 else None,
                 "weights": [dict(m.weights) for m in self.models] if len(self.models) > 1
                 else None,
-                "format": self.output.format,
-                "bit_depth": self.output.bit_depth,
-                "mp3_bitrate": self.output.mp3_bitrate if self.output.format == "mp3" else None,
-                "clip": self.output.clip,
-                "samplerate": self.output.samplerate,
+                **self.output.record(),
             },
         }
 

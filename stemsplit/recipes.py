@@ -456,11 +456,7 @@ class RecipePlan:
                 **asdict(run.engine),
                 "stems": list(self.outputs),
                 "chain": self.chain(),  # a changed chain redoes the track
-                "format": output.format,
-                "bit_depth": output.bit_depth,
-                "mp3_bitrate": output.mp3_bitrate if output.format == "mp3" else None,
-                "clip": output.clip,
-                "samplerate": output.samplerate,
+                **output.record(),
             },
         }  # fmt: skip
 

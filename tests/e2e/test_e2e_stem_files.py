@@ -207,6 +207,10 @@ def test_batch_with_uvr_names_resumes(tagged, tiny_demucs, tmp_path):
     assert all(len(decode_tracks(p)) == 5 for p in expected)
     again = _ok(stemsplit(*args))
     assert [t["status"] for t in again["tracks"]] == ["skipped", "skipped"]
+    relabelled = stemsplit(*args, "--stem-label", "vocals=Vox")  # the record tells
+    assert [t["status"] for t in _ok(relabelled)["tracks"]] == ["done", "done"]
+    assert "redo song" in relabelled.stderr
+    assert [s["name"] for s in stem_box(expected[1])["stems"]][3] == "Vox"
 
 
 def test_audio_separator_names(tagged, tiny_demucs, tmp_path):
@@ -231,3 +235,24 @@ def test_refusals_are_one_line(tagged, tiny_demucs, tmp_path, args, message):
     assert result.returncode == 2, result.stderr
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "x").exists()
+
+
+def test_recipe_outputs_mapped_into_a_stem_file(tmp_path):
+    """A two-step recipe (routed outputs accomp, lead, backing) into a stem file:
+    other = accomp, vocals = lead + backing, equal to the recipe's float32 files."""
+    from recipe_cli import long_mixture, two_step_recipe
+
+    mix = long_mixture(tmp_path / "song.wav", 3.0)
+    recipe = two_step_recipe(tmp_path / "two.toml")
+    floats = _ok(stemsplit(mix, "--recipe", recipe, "-o", tmp_path / "float", "--bit-depth",
+                           "float32", "--json"))["tracks"][0]["stems"]  # fmt: skip
+    summary = _ok(stemsplit(mix, "--recipe", recipe, "-o", tmp_path / "stems", "-f", "stems",
+                            "--stem-codec", "alac", "--bit-depth", "24", "--stem-map",
+                            "other=accomp,vocals=lead+backing", "--json"))  # fmt: skip
+    (path,) = {Path(p) for p in summary["tracks"][0]["stems"].values()}
+    assert path.name == "song.stem.mp4"
+    stems = {name: soundfile.read(p, dtype="float64")[0].T for name, p in floats.items()}
+    tracks = [t[0] for t in decode_tracks(path)]
+    assert not tracks[1].any() and not tracks[2].any()
+    assert snr_db(stems["accomp"], tracks[3]) >= 90
+    assert snr_db(stems["lead"] + stems["backing"], tracks[4]) >= 90
