@@ -31,11 +31,15 @@ from stemsplit.options import (
 
 
 class BatchResults(list[TrackResult]):
-    """Per-track `TrackResult`s, plus the batch's report index page (`report_index`, or None)."""
+    """Per-track `TrackResult`s, plus the batch's report index page (`report_index`, or None)
+    and how many workers and nodes separated them (the throughput figures)."""
 
-    def __init__(self, results: Iterable[TrackResult] = (), index: Path | None = None) -> None:
+    def __init__(self, results: Iterable[TrackResult] = (), index: Path | None = None,
+                 workers: int = 1, nodes: int = 1) -> None:  # fmt: skip
         super().__init__(results)
         self.report_index = index
+        self.workers = workers
+        self.nodes = nodes
 
 
 # Names `separate()` accepts that are not a field of the option types.
@@ -251,7 +255,8 @@ def run_request(
         from stemsplit.batch.ray import run_on_ray
 
         remote = [type(t)(t.path.absolute(), t.reldir) for t in tracks]  # may run elsewhere
-        results = run_on_ray(separator, remote, batch, request["models"], out_url, progress)
+        results, workers, nodes = run_on_ray(separator, remote, batch, request["models"],
+                                             out_url, progress)  # fmt: skip
     elif out_url or any(is_url(t.path) for t in tracks):  # whole tracks, one at a time
         from stemsplit.batch.dispatch import run_here
 
@@ -260,6 +265,8 @@ def run_request(
         results = run_batch(separator, tracks, skip_existing=batch.skip_existing,
                             progress=progress, jobs=batch.jobs)  # fmt: skip
     out = BatchResults(results)
+    if batch.executor == "ray":
+        out.workers, out.nodes = workers, nodes
     if request["output"].report and len(tracks) > 1 and not out_url:
         out.report_index = write_batch_index(results)
     return out
@@ -289,6 +296,68 @@ def separate_array(audio: Any, samplerate: int, *, model: Any = None, checkpoint
     rate); file-only options (out, filename, format, report, batch) do not apply."""
     request = build_request(model=model, checkpoint=checkpoint, **options)
     return plan_run(request).separate_array(audio, samplerate)
+
+
+class Separator:
+    """Models loaded once, then any number of arrays, live streams or files.
+
+    Built from names, as `separate` takes them: `Separator(model="htdemucs",
+    stems=["vocals"])`, `Separator(checkpoint="model.ckpt", config="config.yaml")`,
+    `Separator(model=["htdemucs", "bs-roformer"], ensemble="avg", device="cuda")`; file
+    options (out, format, filename, ...) apply to `separate_file`. Every value is
+    checked here, and the run planned, before anything is downloaded or loaded; the
+    models load on first use.
+    """
+
+    def __init__(self, model: str | Sequence[Any] | None = None, *,
+                 checkpoint: str | Path | Sequence[str | Path] | None = None,
+                 stems: Sequence[str] | None = None, **options: Any) -> None:  # fmt: skip
+        self._request = build_request(model=model, checkpoint=checkpoint, stems=stems,
+                                      **options)  # fmt: skip
+        self._separator = plan_run(self._request)
+
+    @property
+    def stems(self) -> tuple[str, ...]:
+        """The stems every call returns (or writes), in order."""
+        return tuple(self._separator.plan.stems.written)
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        """The models that run, by name (a local checkpoint's label)."""
+        return tuple(model.name for model in self._separator.plan.models)
+
+    def separate_array(self, audio: Any, samplerate: int,
+                       on_progress: Callable[[float], None] | None = None) -> dict[str, Any]:
+        """`{stem: float32 array}` for `audio` (numpy array or torch tensor, `(channels,
+        samples)` or `(samples,)`), each of the input's shape: the numbers a file holding
+        the same samples gives."""
+        return self._separator.separate_array(audio, samplerate, on_progress)
+
+    def stream(self, blocks: Iterable[Any], samplerate: int, *, keep_shape: bool = True
+               ) -> Any:  # fmt: skip
+        """Live separation: a generator of `{stem: block}` for an iterable of
+        `(channels, n)` blocks of any sizes, each stem block yielded as soon as it is
+        final (docs/pipes.md)."""
+        return self._separator.stream(blocks, samplerate, keep_shape=keep_shape)
+
+    def separate_file(self, path: str | Path,
+                      progress: Callable[[Progress], None] | None = None) -> TrackResult:
+        """Separate one audio file into stem files (OUT/<model>/<track>/<stem>.<ext> by
+        default; the file options given to the constructor); returns its `TrackResult`
+        (`.stems` maps each stem to its file). A track done before with the same models
+        and settings is skipped unless `overwrite=True` was given; a failure raises."""
+        from stemsplit.batch.inputs import expand_inputs
+        from stemsplit.batch.run import run_batch
+
+        batch: BatchOptions = self._request["batch"]
+        (result,) = run_batch(self._separator, expand_inputs([path]), progress=progress,
+                              skip_existing=batch.skip_existing, jobs=batch.jobs)  # fmt: skip
+        if result.status == "failed":
+            raise StemsplitError(result.error or f"{path}: failed")
+        return result
+
+    def __repr__(self) -> str:
+        return f"Separator(models={list(self.models)}, stems={list(self.stems)})"
 
 
 def separate_many(paths: Sequence[str | Path], **options: Any) -> BatchResults:
@@ -364,6 +433,7 @@ def report_folder(*args: Any, **kwargs: Any) -> Any:
 __all__ = [
     "BatchResults",
     "Progress",
+    "Separator",
     "StemsplitError",
     "TrackResult",
     "build_request",

@@ -38,7 +38,7 @@ NAMING_SCHEMES = {
     "uvr": ("{reldir}{n}_{track}_({Stem}).{ext}", "{reldir}{n}_{track}.{ext}"),
     "msst": ("{reldir}{track}/{stem}.{ext}", "{reldir}{track}.{ext}"),
 }
-PRECISIONS = ("fp32", "bf16", "fp16", "auto")
+PRECISIONS = ("fp32", "bf16", "fp16", "int8", "auto")
 OTHER_METHODS = ("minus", "add")
 EXECUTORS = ("local", "ray")
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -488,6 +488,7 @@ class TrackResult:
     clipped_samples: dict[str, int] = field(default_factory=dict)
     report: Path | None = None
     reason: str | None = None  # why a track was redone, or skipped
+    retries: int = 0  # runs again after its worker was lost (Ray)
 
     @property
     def speed(self) -> float | None:
@@ -501,6 +502,7 @@ class TrackResult:
             "stems": {k: str(v) for k, v in self.stems.items()},
             "error": self.error,
             "reason": self.reason,
+            "retries": self.retries,
             "seconds": round(self.seconds, 3),
             "audio_seconds": round(self.audio_seconds, 3),
             "speed": self.speed and round(self.speed, 3),

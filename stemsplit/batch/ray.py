@@ -66,10 +66,14 @@ class Worker:
     def pid(self) -> int:
         return os.getpid()
 
-    def process(self, track: Track) -> TrackResult:
+    def process(self, track: Track) -> tuple[TrackResult, str]:
+        """The track's result, and the node it ran on (for the throughput figures)."""
+        import ray
+
         from stemsplit.batch.dispatch import run_whole
 
-        return run_whole(self.separator, track, self.bucket, self.jobs)
+        result = run_whole(self.separator, track, self.bucket, self.jobs)
+        return result, ray.get_runtime_context().get_node_id()
 
 
 def run_on_ray(
@@ -79,13 +83,15 @@ def run_on_ray(
     models: ModelOptions,
     bucket_url: str | None = None,
     progress: Callable[[Progress], None] | None = None,
-) -> list[TrackResult]:
-    """Separate `tracks` on Ray workers; results in the order of `tracks`."""
+) -> tuple[list[TrackResult], int, int]:
+    """Separate `tracks` on Ray workers: results in the order of `tracks`, the number
+    of workers and of nodes that ran them."""
     from stemsplit.batch.dispatch import triage
     from stemsplit.batch.storage import Bucket
 
     bucket = Bucket(bucket_url, Path(separator.plan.output.out)) if bucket_url else None
     results, todo = triage(separator, tracks, batch.skip_existing, bucket)
+    workers, nodes = 0, set()
     if todo:
         ray = import_ray()
         # Ray prints its notes (a worker died, ...) on stdout, which `--json` owns
@@ -98,10 +104,11 @@ def run_on_ray(
                     if progress:
                         progress(Progress(index, len(tracks), tracks[index].path, 1.0,
                                           result.status))  # fmt: skip
+                workers, nodes = min(batch.ray_workers, len(todo)), pool.nodes
             finally:
                 if started:
                     ray.shutdown()
-    return [results[i] for i in range(len(tracks))]
+    return [results[i] for i in range(len(tracks))], workers, len(nodes)
 
 
 def _connect(ray: Any, batch: BatchOptions) -> bool:
@@ -125,6 +132,7 @@ class _Pool:
         self.ray = ray
         self.batch = batch
         self.separator = separator
+        self.nodes: set[str] = set()
         plan = ray.put(separator.plan)
         identity = separator.model_identity()
         actor = ray.remote(num_cpus=batch.cpus_per_worker, num_gpus=batch.gpus_per_worker,
@@ -147,7 +155,8 @@ class _Pool:
                 [finished], _ = ray.wait(list(running), num_returns=1)
                 worker, index = running.pop(finished)
                 try:
-                    result = ray.get(finished)
+                    result, node = ray.get(finished)
+                    self.nodes.add(node)
                 except ray.exceptions.RayTaskError as err:  # raised by our code in the worker
                     failure, fatal = _our_error(err, ray.exceptions.RayTaskError)
                     if fatal:
@@ -166,8 +175,7 @@ class _Pool:
                         yield index, outcome
                     continue
                 idle.append(worker)
-                if losses[index]:
-                    result.reason = f"retried {losses[index]} time(s) after a lost worker"
+                result.retries = losses[index]
                 yield index, result
         finally:
             for worker in [*idle, *(w for w, _ in running.values())]:
@@ -187,10 +195,12 @@ class _Pool:
         if done:
             result = done[0]
             result.status, result.reason = "done", "published by a worker lost after it"
+            result.retries = losses - 1
             return result
         if losses > self.batch.retries:
             return TrackResult(track.path, "failed", error=f"{track.path}: the worker running "
-                               f"it was lost {losses} time(s); last: {reason}")  # fmt: skip
+                               f"it was lost {losses} time(s); last: {reason}",
+                               retries=losses - 1)  # fmt: skip
         return None
 
 

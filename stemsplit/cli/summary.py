@@ -22,10 +22,28 @@ def _totals(results, elapsed: float) -> dict[str, Any]:
     }
 
 
+def _throughput(results, elapsed: float) -> dict[str, Any]:
+    """Figures to plan a cluster with: audio hours done per node-hour and per worker-hour
+    (wall time times the nodes or workers that ran), and the runs lost workers cost."""
+    audio_hours = sum(r.audio_seconds for r in results if r.status == "done") / 3600
+    wall_hours = elapsed / 3600
+    workers, nodes = getattr(results, "workers", 1), getattr(results, "nodes", 1)
+
+    def per(count: int) -> float | None:
+        return round(audio_hours / (wall_hours * count), 3) if count and wall_hours else None
+
+    return {
+        "tracks": len(results), "audio_hours": round(audio_hours, 6),
+        "wall_hours": round(wall_hours, 6), "workers": workers, "nodes": nodes,
+        "audio_hours_per_node_hour": per(nodes), "audio_hours_per_worker_hour": per(workers),
+        "retries": sum(r.retries for r in results),
+    }  # fmt: skip
+
+
 def summary_dict(results, elapsed: float, index: Path | None = None) -> dict[str, Any]:
     """What `--json` prints: the same summary as the table, one entry per track."""
     return {"tracks": [r.as_dict() for r in results], **_totals(results, elapsed),
-            "index": str(index) if index else None}
+            "throughput": _throughput(results, elapsed), "index": str(index) if index else None}
 
 
 def render_summary(results, elapsed: float = 0.0, index: Path | None = None) -> None:
@@ -53,6 +71,14 @@ def render_summary(results, elapsed: float = 0.0, index: Path | None = None) -> 
         f"{totals['done']} done, {totals['skipped']} skipped, {totals['failed']} failed "
         f"in {elapsed:.1f}s{speed}"
     )
+    figures = _throughput(results, elapsed)
+    if figures["nodes"] > 1 or figures["workers"] > 1 or figures["retries"]:
+        err_console.print(
+            f"{figures['audio_hours']:.3f} audio hours on {figures['workers']} workers, "
+            f"{figures['nodes']} node(s): {figures['audio_hours_per_node_hour'] or 0:.2f} "
+            f"audio h per node-hour, {figures['audio_hours_per_worker_hour'] or 0:.2f} per "
+            f"worker-hour; {figures['retries']} retried after a lost worker"
+        )
     for r in results:
         if r.report is not None and index is None:
             err_console.print(f"report: {escape(str(r.report))}", soft_wrap=True)

@@ -37,6 +37,12 @@ def test_bucket_in_bucket_out_equals_a_local_run_and_a_rerun_writes_nothing(tiny
         assert sorted(t["input"] for t in summary["tracks"]) == sorted(
             f"s3://songs/{key}" for key in tracks)
         assert {t["status"] for t in summary["tracks"]} == {"done"}
+        figures = summary["throughput"]
+        assert figures["tracks"] == 3 and figures["workers"] == figures["nodes"] == 1
+        audio_hours = sum(t["audio_seconds"] for t in summary["tracks"]) / 3600
+        assert abs(figures["audio_hours"] - audio_hours) < 1e-6
+        assert figures["audio_hours_per_node_hour"] == pytest.approx(
+            audio_hours / figures["wall_hours"], rel=1e-2)
         assert all(s.startswith("s3://stems/sep/") for t in summary["tracks"]
                    for s in t["stems"].values())  # fmt: skip
         written = versions("stems")
