@@ -16,7 +16,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +28,30 @@ from stemsplit.stem_folders import MIXTURE, Stems, find_tracks
 
 logger = logging.getLogger(__name__)
 
-METRICS = ("usdr", "si_sdr", "bss_sdr")
+# Every metric `eval` can compute, in table order: SDRs in dB, then MSST's community
+# metrics (stemsplit.community_metrics; msst_si_sdr in dB, the others 0-100).
+METRICS = ("usdr", "si_sdr", "bss_sdr", "msst_si_sdr", "k_sdr", "l1_freq", "bleedless",
+           "fullness", "aura_stft", "aura_mrstft")  # fmt: skip
+DEFAULT_METRICS = ("usdr", "si_sdr", "bss_sdr")  # bss_sdr: when museval is installed
 MAX_LENGTH_DIFFERENCE_SECONDS = 0.05  # codec delay/padding: up to about 2 MP3 frames
 
+
+def check_metrics(names: list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
+    """The metrics asked for (None: the default; "all": every one), in table order."""
+    if names is None:
+        return DEFAULT_METRICS
+    wanted = set(METRICS) if "all" in names else set(names)
+    unknown = sorted(wanted - set(METRICS))
+    if unknown or not wanted:
+        raise UsageError(f"--metrics {','.join(unknown) or '(none)'}: use any of "
+                         f"{', '.join(METRICS)} or all")  # fmt: skip
+    return tuple(m for m in METRICS if m in wanted)
 
 
 @dataclass(frozen=True)
 class StemScore:
-    """The scores of one stem of one track, in dB; `bss_sdr` is None without museval."""
+    """The scores of one stem of one track; a metric not computed is None (`bss_sdr`
+    without museval, the community metrics unless asked for)."""
 
     track: str
     stem: str
@@ -43,6 +59,13 @@ class StemScore:
     si_sdr: float
     bss_sdr: float | None = None
     cropped_samples: int = 0
+    msst_si_sdr: float | None = None
+    k_sdr: float | None = None
+    l1_freq: float | None = None
+    bleedless: float | None = None
+    fullness: float | None = None
+    aura_stft: float | None = None
+    aura_mrstft: float | None = None
 
 
 @dataclass
@@ -53,11 +76,12 @@ class EvalReport:
     missing: list[dict[str, str | None]] = field(default_factory=list)
     failed: list[dict[str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    metrics: tuple[str, ...] = DEFAULT_METRICS
 
     def metric_names(self) -> list[str]:
         """The metrics computed (bss_sdr only when museval ran)."""
         with_bss = any(s.bss_sdr is not None for s in self.scores)
-        return [m for m in METRICS if m != "bss_sdr" or with_bss]
+        return [m for m in self.metrics if m != "bss_sdr" or with_bss]
 
     def aggregate(self) -> dict[str, dict[str, dict[str, float]]]:
         """`{stem: {metric: {"mean", "median"}}}` over tracks; stem "all" averages each
@@ -85,9 +109,11 @@ class EvalReport:
 
     def to_dict(self) -> dict[str, Any]:
         """Everything, JSON-ready (NaN stays NaN: json writes it as NaN)."""
+        names = self.metric_names()
         return {
-            "metrics": self.metric_names(),
-            "scores": [asdict(s) for s in self.scores],
+            "metrics": names,
+            "scores": [{"track": s.track, "stem": s.stem, **{m: getattr(s, m) for m in names},
+                        "cropped_samples": s.cropped_samples} for s in self.scores],
             "aggregate": self.aggregate(),
             "missing": self.missing,
             "failed": self.failed,
@@ -114,13 +140,16 @@ def evaluate_folders(
     references: str | os.PathLike[str],
     bsseval: bool | None = None,
     on_track: Callable[[str], None] | None = None,
+    metrics: list[str] | tuple[str, ...] | None = None,
 ) -> EvalReport:
     """Score ESTIMATES against REFERENCES (folders of stems or trees of tracks).
 
     `bsseval`: None = when museval is available, True = required, False = never.
+    `metrics`: names from METRICS (None: DEFAULT_METRICS; "all"); bss_sdr among them
+    follows `bsseval`.
     """
+    report = EvalReport(metrics=check_metrics(metrics))
     est_tracks, ref_tracks = find_tracks(estimates), find_tracks(references)
-    report = EvalReport()
     if len(est_tracks) == 1 and len(ref_tracks) == 1:
         # One track each side: pair them whatever their folders are called.
         name = next(iter(ref_tracks))
@@ -165,6 +194,7 @@ def evaluate_model(
     on_track: Callable[[str], None] | None = None,
     *,
     separate: Callable[..., Any],
+    metrics: list[str] | tuple[str, ...] | None = None,
     **options: Any,
 ) -> EvalReport:
     """Separate each track's mixture with `model` (a zoo name or bundle; None: the
@@ -174,8 +204,8 @@ def evaluate_model(
     The stems go to a temporary folder, or to `save_stems` to keep them (stems already
     there are reused: `skip_existing`). `options` go to `separate` (device, shifts, ...).
     """
+    report = EvalReport(metrics=check_metrics(metrics))
     tracks = find_dataset(dataset)
-    report = EvalReport()
     with tempfile.TemporaryDirectory(prefix="stemsplit-eval-") as tmp:
         # api names outputs after the input file; every input is `mixture.<ext>`, so give
         # each one its track's name through a link (or a copy where links are refused).
@@ -210,9 +240,14 @@ def _score_pairs(
     bsseval: bool | None,
     on_track: Callable[[str], None] | None,
 ) -> None:
-    if bsseval and not metrics.museval_available():
-        raise UsageError(f"--bsseval: {metrics.museval_error()}")
-    use_bss = metrics.museval_available() if bsseval is None else bsseval
+    if "bss_sdr" not in report.metrics or bsseval is False:
+        use_bss = False
+    elif bsseval:
+        if not metrics.museval_available():
+            raise UsageError(f"--bsseval: {metrics.museval_error()}")
+        use_bss = True
+    else:
+        use_bss = metrics.museval_available()
     for name, est_stems, ref_stems in pairs:
         est_stems = {k: v for k, v in est_stems.items() if k != MIXTURE}
         ref_stems = {k: v for k, v in ref_stems.items() if k != MIXTURE}
@@ -224,9 +259,8 @@ def _score_pairs(
         if on_track:
             on_track(name)
         if common:
-            report.scores.extend(
-                _score_track(name, common, est_stems, ref_stems, use_bss, report.warnings)
-            )
+            report.scores.extend(_score_track(name, common, est_stems, ref_stems, use_bss,
+                                              report.warnings, report.metrics))  # fmt: skip
     report.missing.sort(key=lambda m: (m["track"] or "", m["stem"] or ""))
     if not report.scores and not report.failed:
         raise UsageError(
@@ -237,7 +271,7 @@ def _score_pairs(
 
 def _score_track(
     track: str, stems: list[str], est_stems: Stems, ref_stems: Stems, use_bss: bool,
-    warnings: list[str],
+    warnings: list[str], wanted: tuple[str, ...] = DEFAULT_METRICS,
 ) -> list[StemScore]:
     from stemsplit.audio.reader import probe, read_all
 
@@ -254,8 +288,9 @@ def _score_track(
                        "samples; cropped to the shorter")
             logger.warning(message)
             warnings.append(message)
-        scores.append(StemScore(track, stem, metrics.usdr(reference, estimate),
-                                metrics.si_sdr(reference, estimate), None, crop))
+        usdr = metrics.usdr(reference, estimate)
+        scores.append(StemScore(track, stem, usdr, metrics.si_sdr(reference, estimate), None,
+                                crop, **_community(reference, estimate, usdr, wanted)))
         if use_bss:
             refs.append(reference)
             ests.append(estimate)
@@ -265,6 +300,23 @@ def _score_track(
                                  rate)
         scores = [replace(score, bss_sdr=value) for score, value in zip(scores, values)]
     return scores
+
+
+def _community(reference: np.ndarray, estimate: np.ndarray, usdr: float,
+               wanted: tuple[str, ...]) -> dict[str, float]:  # fmt: skip
+    """The community metrics in `wanted`, as MSST computes them (stemsplit.community_metrics)."""
+    from stemsplit import community_metrics as community
+
+    values: dict[str, float] = {}
+    if "k_sdr" in wanted:
+        values["k_sdr"] = community.k_sdr(usdr)  # MSST's sdr is uSDR
+    if "bleedless" in wanted or "fullness" in wanted:
+        bleedless, fullness = community.bleedless_fullness(reference, estimate)
+        values.update({"bleedless": bleedless, "fullness": fullness})
+    for name, function in community.COMMUNITY_METRICS.items():
+        if name in wanted:
+            values[name] = function(reference, estimate)
+    return {name: value for name, value in values.items() if name in wanted}
 
 
 def align(

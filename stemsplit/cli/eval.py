@@ -1,4 +1,5 @@
-"""`stemsplit eval`: score stems against references (uSDR, SI-SDR, BSSEval SDR if museval).
+"""`stemsplit eval`: score stems against references (uSDR, SI-SDR, BSSEval SDR if museval,
+and with `--metrics` the community's: bleedless, fullness, l1_freq... as MSST computes them).
 
 `stemsplit eval ESTIMATES REFERENCES` scores stems already written; `stemsplit eval
 --model NAME DATASET` separates each `<track>/mixture.<ext>` first. Parses options, calls
@@ -18,11 +19,14 @@ import typer
 from stemsplit.cli import app, common
 from stemsplit.cli.common import print_json, run_guarded
 
-_LABELS = {"usdr": "uSDR", "si_sdr": "SI-SDR", "bss_sdr": "SDR (BSSEval v4)"}
+_LABELS = {"usdr": "uSDR", "si_sdr": "SI-SDR", "bss_sdr": "SDR (BSSEval v4)",
+           "msst_si_sdr": "SI-SDR (MSST)", "k_sdr": "kSDR", "l1_freq": "L1Freq",
+           "bleedless": "bleedless", "fullness": "fullness", "aura_stft": "AuraSTFT",
+           "aura_mrstft": "AuraMRSTFT"}  # fmt: skip
 
 
 def _run(paths: list[Path], model: str | None, save_stems: Path | None, bsseval: bool | None,
-         options: dict[str, Any]):
+         options: dict[str, Any], metrics: list[str] | None = None):
     from stemsplit.api import evaluate_folders, evaluate_model, keep_large_blocks_on_heap
     from stemsplit.errors import UsageError
 
@@ -32,12 +36,12 @@ def _run(paths: list[Path], model: str | None, save_stems: Path | None, bsseval:
         if len(paths) != 1:
             raise UsageError("with --model give one DATASET folder (<track>/mixture.<ext>)")
         return evaluate_model(paths[0], model=model, save_stems=save_stems,
-                              bsseval=bsseval, **options)
+                              bsseval=bsseval, metrics=metrics, **options)
     if len(paths) != 2:
         raise UsageError("give ESTIMATES REFERENCES (two folders), or --model NAME DATASET")
     if save_stems is not None or options.get("config") is not None:
         raise UsageError("--save-stems and --config only apply with --model or --checkpoint")
-    return evaluate_folders(paths[0], paths[1], bsseval=bsseval)
+    return evaluate_folders(paths[0], paths[1], bsseval=bsseval, metrics=metrics)
 
 
 def _finite(value: Any) -> Any:
@@ -59,7 +63,9 @@ def _render(report) -> None:
     from rich.table import Table
 
     names = report.metric_names()
-    table = Table(title="scores (dB)")
+    units = "dB" if all(n.endswith("sdr") and n != "k_sdr" for n in names) else \
+        "SDRs in dB; kSDR, L1Freq, bleedless, fullness, Aura*: 0-100"
+    table = Table(title=f"scores ({units}; higher is better)")
     table.add_column("track", overflow="fold")
     table.add_column("stem", no_wrap=True)
     for name in names:
@@ -67,7 +73,7 @@ def _render(report) -> None:
     for score in report.scores:
         table.add_row(score.track, score.stem, *(_db(getattr(score, m)) for m in names))
     common.out_console.print(table)
-    summary = Table(title="over tracks: mean / median (dB)")
+    summary = Table(title="over tracks: mean / median")
     summary.add_column("stem", no_wrap=True)
     summary.add_column("tracks", justify="right")
     for name in names:
@@ -114,6 +120,13 @@ def eval_command(
         typer.Option("--bsseval/--no-bsseval",
                      help="BSSEval v4 SDR via museval (default: when museval is installed)."),
     ] = None,
+    metrics: Annotated[
+        list[str] | None,
+        typer.Option("--metrics", metavar="NAME,...",
+                     help="Which scores (repeatable): usdr, si_sdr, bss_sdr, msst_si_sdr, "
+                     "k_sdr, l1_freq, bleedless, fullness, aura_stft, aura_mrstft (as MSST's "
+                     "utils/metrics.py computes them), or all. Default: usdr, si_sdr, bss_sdr."),
+    ] = None,
     device: Annotated[str, typer.Option(help="With --model: auto, cpu, cuda or mps.")] = "auto",
     shifts: Annotated[int, typer.Option(help="With --model: random shifts (Demucs).")] = 0,
     segment: Annotated[float | None, typer.Option(help="With --model: chunk seconds.")] = None,
@@ -128,7 +141,8 @@ def eval_command(
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Debug logging.")] = False,
     debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
 ) -> None:
-    """Score estimated stems against references: uSDR, SI-SDR (and BSSEval SDR)."""
+    """Score estimated stems against references: uSDR, SI-SDR (and BSSEval SDR); with
+    --metrics the community's bleedless, fullness, l1_freq... as MSST computes them."""
     from stemsplit.cli.logs import setup_logging
 
     setup_logging(verbose=verbose or debug, quiet=quiet)
@@ -137,7 +151,9 @@ def eval_command(
         "segment": segment, "overlap": overlap, "model_dir": model_dir,
         "offline": offline or None,
     }
-    report = run_guarded(_run, paths, model, save_stems, bsseval, options, debug=debug)
+    names = [n.strip() for item in metrics or [] for n in item.split(",") if n.strip()]
+    report = run_guarded(_run, paths, model, save_stems, bsseval, options, names or None,
+                         debug=debug)  # fmt: skip
     if csv_file is not None:
         run_guarded(_write_csv, report, csv_file, debug=debug)
     if json_output:
