@@ -22,6 +22,7 @@ from stemsplit.models import registry
 from stemsplit.models.base import as_separation_model
 from stemsplit.zoo import catalog, checkpoints, fetch, uvr_data
 from stemsplit.zoo.catalog import ModelCard
+from stemsplit.zoo.local import checkpoint_label, known_config
 
 log = logging.getLogger(__name__)
 
@@ -294,20 +295,9 @@ def _check_demucs_yaml(checkpoint: Path, config: Path, parsed: Any) -> None:
         )
 
 
-def known_config(checkpoint: Path) -> ModelCard | None:
-    """The zoo card whose file has `checkpoint`'s name and whose config ships with
-    stemsplit (UVR/MSST file names are unique): its config needs no --config."""
-    for card in catalog.list_cards():
-        if card.config is not None and any(f.name == checkpoint.name for f in card.files):
-            return card
-    return None
-
-
 def _load_checkpoint(
     checkpoint: Path, config: Path | None, stems: list[str] | None, model_type: str | None = None
 ) -> ModelBundle:
-    from stemsplit.zoo.local import checkpoint_label
-
     name = checkpoint_label(checkpoint, config)
     if checkpoint.suffix in {".yaml", ".yml"} and config is None:
         bag = checkpoints.read_demucs_bag(checkpoint)

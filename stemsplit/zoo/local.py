@@ -19,8 +19,12 @@ import hashlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from stemsplit.errors import StemsplitError, UsageError
+
+if TYPE_CHECKING:
+    from stemsplit.zoo.catalog import ModelCard
 
 log = logging.getLogger(__name__)
 
@@ -88,11 +92,21 @@ def checkpoint_label(checkpoint: Path, config: Path | None = None) -> str:
     return f"{base}-{short}"
 
 
+def known_config(checkpoint: Path) -> ModelCard | None:
+    """The zoo card whose file has `checkpoint`'s name and whose config ships with
+    stemsplit (UVR/MSST file names are unique): its config needs no --config."""
+    from stemsplit.zoo import catalog
+
+    for card in catalog.list_cards():
+        if card.config is not None and any(f.name == checkpoint.name for f in card.files):
+            return card
+    return None
+
+
 def config_need(checkpoint: Path) -> str | None:
     """What `checkpoint` lacks without a `--config` (None: it carries its own)."""
     from stemsplit.models import registry
     from stemsplit.zoo import checkpoints, uvr_data
-    from stemsplit.zoo.loader import known_config
 
     path = Path(checkpoint).expanduser()
     suffix = path.suffix.lower()
