@@ -47,7 +47,7 @@ from common import (
     write_music_wav,
 )
 
-BARS = {"fp32": (1.5, 60.0), "bf16": (3.0, 35.0)}
+BARS = {"fp32": (1.5, 60.0), "bf16": (3.0, 35.0), "int8": (2.0, 25.0)}
 
 
 def reference_worker(wav: Path, out: Path, threads: int) -> dict:

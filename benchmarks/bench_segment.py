@@ -7,6 +7,7 @@ round), and each variant's minimum and median are printed. The minimum is the ru
 other jobs disturbed least; compare it across variants, not across machines.
 
     python benchmarks/bench_segment.py --rounds 6 --threads 2 --variants demucs,fp32,bf16
+    python benchmarks/bench_segment.py --rounds 6 --threads 2 --variants demucs,fp32,int8
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ def main() -> None:
 
     from stemsplit.allocator import keep_large_blocks_on_heap
     from stemsplit.models.demucs import build_demucs
+    from stemsplit.models.ops import int8_matmuls
 
     torch.set_num_threads(args.threads)
     keep_large_blocks_on_heap()  # as `stemsplit separate` runs
@@ -44,6 +46,9 @@ def main() -> None:
                 return reference(mix)
             if variant == "fp32":
                 return model(mix)
+            if variant == "int8":
+                with int8_matmuls():
+                    return model(mix)
             with torch.autocast("cpu", dtype=torch.bfloat16):
                 return model(mix)
 

@@ -37,9 +37,17 @@ class CpuCapability:
         attention; docs/performance.md)."""
         return self.aten_isa == "AVX512"
 
+    @property
+    def vnni(self) -> bool:
+        """u8*s8 dot products summed in int32 (AVX512-VNNI or AVX-VNNI): int8 matmuls
+        need no reduced activation range."""
+        return bool(self.flags & {"avx512_vnni", "avx_vnni", "amx_int8"})
+
     def native(self, precision: str) -> bool:
-        """Whether `precision` ("fp32", "bf16", "fp16") runs natively on this CPU."""
-        return {"fp32": True, "bf16": self.native_bf16, "fp16": self.native_fp16}[precision]
+        """Whether `precision` ("fp32", "bf16", "fp16", "int8") runs natively here (int8:
+        FBGEMM's kernels run on every x86 CPU with AVX2)."""
+        return {"fp32": True, "bf16": self.native_bf16, "fp16": self.native_fp16,
+                "int8": "avx2" in self.flags or not self.flags}[precision]  # fmt: skip
 
     def describe(self) -> str:
         """One line for `-v`: kernels, native low precisions, flags and caps."""

@@ -449,6 +449,15 @@ class BatchOptions:
     cpus_per_worker: float = 1.0  # Ray resources of each worker (GPUs may be fractional)
     gpus_per_worker: float = 0.0
     retries: int = 2  # times a track lost with its Ray worker runs again
+    shard: str | None = None  # "K/N": only the tracks whose input hashes to K mod N
+
+    @property
+    def shard_of(self) -> tuple[int, int] | None:
+        """`--shard K/N` as (K, N)."""
+        if self.shard is None:
+            return None
+        index, _, count = self.shard.partition("/")
+        return int(index), int(count)
 
     def __post_init__(self) -> None:
         _count(self.jobs, "--jobs", 0)
@@ -456,6 +465,12 @@ class BatchOptions:
             raise UsageError(f"unknown executor {self.executor!r}: use local or ray")
         _count(self.ray_workers, "--ray-workers", 1)
         _count(self.retries, "--retries", 0)
+        if self.shard is not None:
+            index, _, count = str(self.shard).partition("/")
+            if not (index.isdigit() and count.isdigit() and int(index) < int(count)):
+                raise UsageError(f"--shard must be K/N with 0 <= K < N (e.g. "
+                                 f"$SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT), not "
+                                 f"{self.shard!r}")  # fmt: skip
         if _number(self.cpus_per_worker, "--cpus-per-worker") <= 0:
             raise UsageError(f"--cpus-per-worker must be positive, not {self.cpus_per_worker}")
         if _number(self.gpus_per_worker, "--gpus-per-worker") < 0:

@@ -70,7 +70,8 @@ def _parse_weights(values: Optional[List[str]], models: list[str]) -> Any:
             else:
                 numbers = [float(v) for v in value.split(",")]
                 if len(numbers) != len(models):
-                    raise UsageError(f"--weights {value}: give one weight per -m model")
+                    raise UsageError(f"--weights {value}: give one weight per model ({len(models)}: "
+                                     "each -m, then each --checkpoint, in order)")  # fmt: skip
                 aligned = [{"*": number} for number in numbers]
         except ValueError:
             raise UsageError(
@@ -193,7 +194,8 @@ def separate(
     device: Annotated[str, typer.Option(metavar="DEVICE",
         help=section(E, "auto, cpu, cuda[:N] or mps."))] = "auto",
     precision: Annotated[str, typer.Option(metavar="PRECISION", help=section(E,
-        "fp32 (reference-exact), bf16, fp16, or auto (bf16 where native)."))] = "fp32",
+        "fp32 (reference-exact), bf16, fp16, int8 (CPU: faster matmuls, less exact; "
+        "docs/performance.md), or auto (bf16 where native; never int8)."))] = "fp32",
     batch_size: Annotated[Optional[int], typer.Option(metavar="N",
         help=section(E, "Chunks per forward pass."))] = None,
     segment: Annotated[Optional[float], typer.Option(metavar="SECONDS",
@@ -226,6 +228,8 @@ def separate(
         help=section(B, "GPUs each Ray worker holds; 0.5 puts two on one GPU."))] = 0.0,
     retries: Annotated[int, typer.Option(metavar="N",
         help=section(B, "Runs of a track again after its Ray worker is lost."))] = 2,
+    shard: Annotated[Optional[str], typer.Option(metavar="K/N", help=section(B,
+        "Only the tracks whose input hashes to K of N (one task of an array job)."))] = None,
     report: Annotated[bool, typer.Option(help=section(R,
         "Write report.html beside each track's stems (index.html for a batch)."))] = False,
     reference: Annotated[Optional[Path], typer.Option(metavar="DIR", help=section(R,
@@ -252,7 +256,7 @@ def separate(
         names = list(model or [])
         request = build_request(
             model=names, checkpoint=checkpoint, config=config, model_type=model_type,
-            ensemble=ensemble, weights=_parse_weights(weights, names or ["htdemucs"]),
+            ensemble=ensemble, weights=_parse_weights(weights, [*names, *map(str, checkpoint or [])] or ["htdemucs"]),
             model_dir=model_dir, offline=offline or None, recipe=recipe,
             require_licence=require_licence, stems=_split(stems),
             two_stems=two_stems, other_method=other_method, keep=keep, out=out, filename=filename,
@@ -265,7 +269,7 @@ def separate(
             overlap=overlap, shifts=shifts, seed=seed, tta=tta, threads=threads,
             recursive=recursive, skip_existing=skip_existing, jobs=jobs, executor=executor,
             ray_address=ray_address, ray_workers=ray_workers, cpus_per_worker=cpus_per_worker,
-            gpus_per_worker=gpus_per_worker, retries=retries,
+            gpus_per_worker=gpus_per_worker, retries=retries, shard=shard,
             report=report or reference is not None, reference=reference,
         )  # fmt: skip
         if json_output and request["output"].stdout:

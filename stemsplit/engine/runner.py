@@ -25,6 +25,7 @@ from stemsplit.engine.source import TrackSource
 from stemsplit.engine.streams import align, skip
 from stemsplit.errors import UsageError
 from stemsplit.models.base import Recipe
+from stemsplit.models.ops import int8_matmuls
 from stemsplit.options import PRECISIONS, EngineSettings
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,9 @@ class ModelRunner:
         if precision == "auto":
             precision, reason = choose_precision(self.device.type, probe_precision(self.device))
             log.info("--precision auto: %s (%s)", precision, reason)
+        if precision == "int8" and self.device.type != "cpu":
+            raise UsageError(f"--precision int8 runs on the CPU only (--device {device}): "
+                             "use bf16 or fp16 on a GPU")
         self.precision = precision
         if self.device.type == "cpu":
             _say_cpu_once()
@@ -81,7 +85,10 @@ class ModelRunner:
         x = torch.from_numpy(batch).to(self.device)
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
         with torch.inference_mode():
-            if dtype is None:
+            if self.precision == "int8":
+                with int8_matmuls():
+                    y = self.model(x)
+            elif dtype is None:
                 y = self.model(x)
             else:
                 with torch.autocast(device_type=self.device.type, dtype=dtype):

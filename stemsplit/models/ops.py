@@ -8,8 +8,12 @@ also fuses the exact GELU or a residual add into the matmul. Same numbers as
 
 from __future__ import annotations
 
+import warnings
 import weakref
-from typing import overload
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, overload
 
 import torch
 import torch.nn.functional as F
@@ -75,11 +79,85 @@ def weight_like(tensor: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor | 
     return cast_copy
 
 
+# `--precision int8`: whether fp32 CPU matmuls with stored weights run as dynamic int8.
+_INT8_MATMULS: ContextVar[bool] = ContextVar("int8_matmuls", default=False)
+# Prepacked int8 weights by (parameter, view), with the parameters' versions when packed.
+_PACKED: dict[tuple[int, ...], tuple[tuple[int, int], Any]] = {}
+
+
+@contextmanager
+def int8_matmuls() -> Iterator[None]:
+    """Within it, the shared matmuls run as dynamic int8 on CPU (`--precision int8`):
+    weights quantized once per output channel, activations per call (per tensor, from
+    their range), accumulated in int32 and returned in fp32 (FBGEMM/oneDNN, VNNI where
+    the CPU has it). Attention, norms and element-wise work stay fp32."""
+    token = _INT8_MATMULS.set(True)
+    try:
+        yield
+    finally:
+        _INT8_MATMULS.reset(token)
+
+
+def _stored(tensor: torch.Tensor | None) -> torch.nn.Parameter | None:
+    """The parameter `tensor` is or views (a slice of a fused weight), else None."""
+    if isinstance(tensor, torch.nn.Parameter):
+        return tensor
+    base = None if tensor is None else tensor._base
+    return base if isinstance(base, torch.nn.Parameter) else None
+
+
+def _int8_weight(weight: torch.Tensor, bias: torch.Tensor | None) -> Any:
+    """`weight` (and `bias`) prepacked for `quantized.linear_dynamic`, kept until the
+    parameters change or are freed; None for a weight computed per call (not worth
+    quantizing each time) or while tracing."""
+    base, bias_base = _stored(weight), _stored(bias)
+    if base is None or (bias is not None and bias_base is None) or tracing():
+        return None
+    key = (id(base), weight.storage_offset(), *weight.shape, *weight.stride(),
+           id(bias_base), -1 if bias is None else bias.storage_offset())  # fmt: skip
+    version = (base._version, 0 if bias_base is None else bias_base._version)
+    cached = _PACKED.get(key)
+    if cached is not None and cached[0] == version:
+        return cached[1]
+    if cached is None:
+        weakref.finalize(base, _PACKED.pop, key, None)
+    matrix = weight.detach().float()
+    scales = (matrix.abs().amax(1).clamp_min(1e-12) / 127).double()
+    zeros = torch.zeros(matrix.shape[0], dtype=torch.long)
+    with warnings.catch_warnings():
+        # torch deprecates its quantized tensor dtypes (pytorch#184982) for torchao; 2.13
+        # still runs FBGEMM's dynamic kernel, which is what this mode measures.
+        warnings.simplefilter("ignore", UserWarning)
+        quantized = torch.quantize_per_channel(matrix, scales, zeros, 0, torch.qint8)
+    packed = torch.ops.quantized.linear_prepack(
+        quantized, None if bias is None else bias.detach().float()
+    )
+    _PACKED[key] = (version, packed)
+    return packed
+
+
+def _int8_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
+                 ) -> torch.Tensor | None:  # fmt: skip
+    """`F.linear` as dynamic int8 inside `int8_matmuls()`; None where it does not apply."""
+    if not _INT8_MATMULS.get() or x.dtype != torch.float32 or x.device.type != "cpu":
+        return None
+    packed = _int8_weight(weight, bias)
+    if packed is None:
+        return None
+    # Without VNNI, FBGEMM's u8*s8 pairs add up in int16 and can saturate: 7-bit
+    # activations there (reduce_range), full 8-bit where VNNI sums in int32.
+    reduce_range = not cpu().vnni
+    return torch.ops.quantized.linear_dynamic(x, packed, reduce_range)
+
+
 def fast_linear(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, gelu: bool = False
 ) -> torch.Tensor:
     """`F.linear` (then exact GELU with `gelu`), through oneDNN on CPU; the weights take
     `x`'s dtype."""
+    y = _int8_linear(x, weight, bias)
+    if y is not None:
+        return F.gelu(y) if gelu else y
     weight, bias = weight_like(weight, x), weight_like(bias, x)
     if _use_onednn(x, weight):
         if gelu:
@@ -93,6 +171,9 @@ def fast_linear_add(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, residual: torch.Tensor
 ) -> torch.Tensor:
     """`residual + F.linear(x, weight, bias)`, the add fused into oneDNN's matmul on CPU."""
+    y = _int8_linear(x, weight, bias)
+    if y is not None:
+        return y.add_(residual)
     weight, bias = weight_like(weight, x), weight_like(bias, x)
     if _use_onednn(x, weight) and residual.dtype == x.dtype:
         residual = residual.contiguous()
