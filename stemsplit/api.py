@@ -146,6 +146,14 @@ def _model_specs(model: Any, checkpoint: Any, config: Any, model_type: str | Non
         )
     if model_type is not None and len(checkpoints) != 1:
         raise UsageError("--model-type names the architecture of one --checkpoint")
+    if model_type is not None:
+        from stemsplit.errors import ModelError
+        from stemsplit.models import registry
+
+        try:
+            registry.get(model_type)
+        except ModelError as err:
+            raise UsageError(f"--model-type: {err}") from None
     from stemsplit.zoo.local import pair_configs  # (reads files only when counts differ)
 
     paired = pair_configs([Path(c) for c in checkpoints], [Path(c) for c in configs])
@@ -226,8 +234,11 @@ def run_request(
     batch: BatchOptions = request["batch"]
     pipe = request.get("pipe")
     if any(str(i) == "-" for i in inputs) or request["output"].stdout:
+        if len(inputs) != 1 and any(str(i) == "-" for i in inputs):
+            raise UsageError("stdin (-) is the only input of its run: give no other input")
         if len(inputs) != 1:
-            raise UsageError("stdin (-) and -o - take one input")
+            raise UsageError(f"-o - streams the stem of one file: give one input, not "
+                             f"{len(inputs)}")  # fmt: skip
         return BatchResults([run_pipe(inputs[0], request, progress=progress)])
     if pipe is not None and pipe.given:
         raise UsageError("--input-format describes stdin: give - as the input")
@@ -236,6 +247,10 @@ def run_request(
 
         require_pillow()
     tracks = expand_inputs(inputs, recursive=batch.recursive)
+    if batch.shard_of is not None:  # one task of an array job (docs/scale-out.md)
+        from stemsplit.batch.inputs import shard
+
+        tracks = shard(tracks, *batch.shard_of)
     # Tracks that would share files are refused before a checkpoint is even read (every
     # stem shares the template, so one placeholder stem finds every clash).
     if batch.executor == "ray":

@@ -11,6 +11,7 @@ planned again) into its staging folder, and uploads the files when `-o` is a buc
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
@@ -71,7 +72,7 @@ def run_here(
     """The local executor over object storage: whole tracks, one after another."""
     bucket = Bucket(bucket_url, Path(separator.plan.output.out)) if bucket_url else None
     results, todo = triage(separator, tracks, batch.skip_existing, bucket)
-    staging = Path(tempfile.mkdtemp(prefix="stemsplit-staging-"))
+    staging = scratch_folder("staging")
     try:
         if bucket is not None:  # the same models, writing to this run's staging folder
             separator = Separator(staged(separator.plan, staging), model_dir=models.model_dir,
@@ -89,6 +90,18 @@ def run_here(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return [results[i] for i in range(len(tracks))]
+
+
+def scratch_folder(kind: str) -> Path:
+    """A new temporary folder named after this process; those of dead processes (a
+    worker killed mid-track leaves its fetched input and staged stems) go first."""
+    from stemsplit.batch.io import pid_alive
+
+    for old in Path(tempfile.gettempdir()).glob("stemsplit-*-*-*"):
+        pid = old.name.split("-")[2]
+        if pid.isdigit() and not pid_alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"stemsplit-{kind}-{os.getpid()}-"))
 
 
 def staged(plan: RunPlan, staging: Path) -> RunPlan:
@@ -118,7 +131,7 @@ def run_whole(
     """Separate `track` from scratch (no skip check): fetch, separate, upload."""
     from stemsplit.batch.run import run_batch
 
-    scratch = Path(tempfile.mkdtemp(prefix="stemsplit-input-"))
+    scratch = scratch_folder("input")
     try:
         local = track
         if isinstance(track.path, ObjectPath):

@@ -73,6 +73,9 @@ def expand_inputs(inputs: Sequence[str | Path], recursive: bool = False) -> list
                     add(child, "" if parent == "." else parent + "/")
             if len(tracks) == before:
                 barren.append(_barren_folder(path, recursive, extensions))
+            elif not recursive and (below := _count_below(path, extensions)):
+                barren.append(f"{path}: {below} more audio file{'s' * (below > 1)} in its "
+                              "subfolders left out: add -r to separate them too")  # fmt: skip
         elif not path.exists() and glob.has_magic(str(item)):
             for match in sorted(glob.glob(str(item), recursive=recursive)):
                 if Path(match).is_file():
@@ -91,10 +94,27 @@ def expand_inputs(inputs: Sequence[str | Path], recursive: bool = False) -> list
     return tracks
 
 
+def shard(tracks: Sequence[Track], index: int, count: int) -> list[Track]:
+    """The tracks of shard `index` of `count`: those whose input (path or URL, as given)
+    hashes to `index`, so array jobs given the same inputs split them without talking."""
+    import hashlib
+
+    def bucket(track: Track) -> int:
+        digest = hashlib.sha256(str(track.path).encode("utf-8")).digest()
+        return int.from_bytes(digest[:8], "big") % count
+
+    return [track for track in tracks if bucket(track) == index]
+
+
+def _count_below(path: Path, extensions: set[str]) -> int:
+    """Audio files in `path`'s subfolders (what a folder input without -r leaves out)."""
+    return sum(1 for child in path.glob("*/**/*") if _is_audio(child, extensions))
+
+
 def _barren_folder(path: Path, recursive: bool, extensions: set[str]) -> str:
     if recursive:
         return f"{path}: no audio files in this folder or its subfolders"
-    below = sum(1 for child in path.glob("*/**/*") if _is_audio(child, extensions))
+    below = _count_below(path, extensions)
     if below:
         return (f"{path}: no audio files here, but {below} in its subfolders: "
                 "add -r to separate them")  # fmt: skip

@@ -18,9 +18,8 @@ import collections
 import contextlib
 import logging
 import math
-import os
+import shutil
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -47,7 +46,7 @@ class Worker:
 
     def __init__(self, plan: Any, identity: list[dict[str, Any]], models: ModelOptions,
                  bucket_url: str | None, threads: int | None, jobs: int) -> None:  # fmt: skip
-        from stemsplit.batch.dispatch import PlannedSeparator, staged
+        from stemsplit.batch.dispatch import PlannedSeparator, scratch_folder, staged
         from stemsplit.batch.storage import Bucket
 
         if threads is not None:
@@ -56,15 +55,17 @@ class Worker:
             torch.set_num_threads(threads)
         self.bucket = None
         if bucket_url is not None:  # this machine's staging folder, mirrored in the bucket
-            staging = Path(tempfile.mkdtemp(prefix="stemsplit-staging-"))
+            staging = scratch_folder("staging")
             plan = staged(plan, staging)
             self.bucket = Bucket(bucket_url, staging)
         self.separator = PlannedSeparator(plan, identity, model_dir=models.model_dir,
                                           offline=models.offline)  # fmt: skip
         self.jobs = jobs
 
-    def pid(self) -> int:
-        return os.getpid()
+    def close(self) -> None:
+        """Remove this worker's staging folder (the run is over)."""
+        if self.bucket is not None:
+            shutil.rmtree(self.bucket.staging, ignore_errors=True)
 
     def process(self, track: Track) -> tuple[TrackResult, str]:
         """The track's result, and the node it ran on (for the throughput figures)."""
@@ -178,7 +179,10 @@ class _Pool:
                 result.retries = losses[index]
                 yield index, result
         finally:
-            for worker in [*idle, *(w for w, _ in running.values())]:
+            busy = [w for w, _ in running.values()]
+            if not busy:  # a finished run: the workers tidy up; an interrupted one: killed
+                ray.wait([w.close.remote() for w in idle], num_returns=len(idle), timeout=30)
+            for worker in [*idle, *busy]:
                 ray.kill(worker, no_restart=True)
 
     def _after_loss(self, track: Track, losses: int, err: BaseException, bucket: Any
