@@ -31,6 +31,9 @@ def check_pipe(source: str | Path, request: Mapping[str, Any]) -> None:
         raise UsageError("--input-format describes stdin: give - as the input")
     if not from_stdin and Path(source).is_dir():
         raise UsageError(f"-o - takes one file, not the folder {source}")
+    if from_stdin and request["output"].stem_file:
+        raise UsageError("-f stem.mp4 needs an input file (its first track is the input): "
+                         "not stdin")  # fmt: skip
 
 
 def run_pipe(

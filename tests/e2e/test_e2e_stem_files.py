@@ -237,6 +237,16 @@ def test_refusals_are_one_line(tagged, tiny_demucs, tmp_path, args, message):
     assert not (tmp_path / "x").exists()
 
 
+def test_stdin_cannot_make_a_stem_file(tagged, tiny_demucs, tmp_path):
+    """Track 0 is the input file: stdin, read once as it arrives, cannot give it."""
+    with open(tagged, "rb") as stdin:
+        result = stemsplit("-", "--checkpoint", tiny_demucs, "-o", tmp_path / "x", "-f",
+                           "stems", stdin=stdin)  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "needs an input file" in result.stderr
+    assert not (tmp_path / "x").exists()
+
+
 def test_recipe_outputs_mapped_into_a_stem_file(tmp_path):
     """A two-step recipe (routed outputs accomp, lead, backing) into a stem file:
     other = accomp, vocals = lead + backing, equal to the recipe's float32 files."""
