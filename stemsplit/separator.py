@@ -49,15 +49,23 @@ class Separator:
     def _load(self, model: Any) -> Any:
         if model.bundle is not None:
             return model.bundle
+        from stemsplit.errors import DownloadError
         from stemsplit.zoo.loader import load_bundle
 
-        bundle = load_bundle(
-            name=model.name,
-            stems=list(model.needs) if model.needs else None,
-            offline=self._offline,
-            model_dir=self._model_dir,
-            progress=self._download_progress,
-        )
+        try:
+            bundle = load_bundle(
+                name=model.name,
+                stems=list(model.needs) if model.needs else None,
+                offline=self._offline,
+                model_dir=self._model_dir,
+                progress=self._download_progress,
+            )
+        except DownloadError as err:  # --recipe forbids --checkpoint: name the recipe's way
+            if self.plan.recipe is None:
+                raise
+            raise DownloadError(str(err).replace(
+                "pass --checkpoint FILE", "give the recipe's step `checkpoint = \"FILE\"`"
+            )) from err
         if bundle.residual != model.residual:
             raise ModelError(
                 f"model {model.name!r}: its config names a residual stem {bundle.residual!r} "

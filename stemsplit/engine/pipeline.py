@@ -103,9 +103,10 @@ def plan_stems(
     if stems:
         unknown = [s for s in stems if s not in everything]
         if unknown:
-            raise UnknownStem(
-                f"unknown stem(s) {', '.join(unknown)}: the model gives {', '.join(everything)}"
-            )
+            pair = next((s for s in unknown if s.startswith("no_") and s[3:] in available), None)
+            hint = f"; for {pair} use --two-stems {pair[3:]} --keep {pair}" if pair else ""
+            raise UnknownStem(f"unknown stem(s) {', '.join(unknown)}: the model gives "
+                              f"{', '.join(everything)}{hint}")  # fmt: skip
         written = tuple(s for s in everything if s in stems)
     return StemPlan(available, derived, written)
 

@@ -76,7 +76,7 @@ _AUDIO_MAGIC = ((b"RIFF", "WAV audio"), (b"fLaC", "FLAC audio"), (b"OggS", "Ogg 
                 (b"\xff\xf3", "MP3 audio"), (b"\xff\xf1", "AAC audio"))  # fmt: skip
 
 
-def _not_a_checkpoint(path: Path) -> str | None:
+def audio_kind(path: Path) -> str | None:
     """What a file obviously is when it is not a model (an audio file given by mistake)."""
     with open(path, "rb") as handle:
         head = handle.read(12)
@@ -102,7 +102,7 @@ def read_torch_file(path: str | Path, cached_as: str | None = None) -> Any:
     if not path.is_file():
         what = "is a folder, not a file" if path.is_dir() else "does not exist"
         raise ModelError(f"checkpoint {path} {what}")
-    kind = _not_a_checkpoint(path)
+    kind = audio_kind(path)
     if kind is not None:
         raise ModelError(f"{path}: not a model checkpoint: it looks like {kind}")
     try:

@@ -59,7 +59,10 @@ def load_yaml(path: str | Path) -> Any:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        reason = getattr(err, "strerror", None) or " ".join(str(err).split())[:200]
+    except UnicodeDecodeError as err:
+        raise ModelError(f"config {path} is binary data, not YAML or JSON text: give the "
+                         "model's .yaml (MSST) or .json (UVR, Demucs v2's args.json)") from err
+    except OSError as err:
+        reason = err.strerror or " ".join(str(err).split())[:200]
         raise ModelError(f"cannot read config {path}: {reason}") from err
     return load_yaml_text(text, str(path))

@@ -249,3 +249,102 @@ def test_a_full_disk_leaves_no_stem_of_the_failed_track(tmp_path, models):
         assert "no space left" in lines[0]
         assert files == [], (size, files)
     assert failed, "no size filled the disk: the stems' size changed"
+
+
+# -- 11. a folder without -r says what it leaves out -----------------------------------
+
+
+def test_a_folder_without_r_names_the_files_it_leaves_out(tmp_path, models):
+    lib = tmp_path / "lib"
+    write_audio(lib / "single.wav", music(0.2))
+    for number in range(5):
+        write_audio(lib / "album" / f"{number:02d}.wav", music(0.2, offset=number))
+    result = stemsplit(lib, "--checkpoint", models["tiny"], "-o", tmp_path / "out", "-q",
+                       "--json")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert [Path(t["input"]).name for t in json.loads(result.stdout)["tracks"]] == ["single.wav"]
+    assert "5 more audio files in its subfolders left out: add -r" in " ".join(
+        result.stderr.split())
+
+
+# -- 12. Conv-TasNet: its args.json beside it, or a warning ----------------------------
+
+
+def test_conv_tasnet_reads_the_args_json_beside_it_or_warns(tmp_path):
+    import zoo_checkpoints as zc
+
+    song = write_audio(tmp_path / "song.wav", music(1.0))
+    args = {**zc.TINY_TASNET, "segment_length": 22050}  # 0.5 s chunks, not demucs v2's 8 s
+    model = zc.tasnet_model()
+    beside = tmp_path / "with" / "tasnet.th"
+    beside.parent.mkdir()
+    zc.save_bytes(beside, zc.state_dict_bytes(model))
+    (beside.parent / "args.json").write_text(json.dumps(args))
+    alone = tmp_path / "alone" / "tasnet.th"
+    alone.parent.mkdir()
+    zc.save_bytes(alone, zc.state_dict_bytes(model))
+    runs = {
+        "beside": stemsplit(song, "--checkpoint", beside, "-o", tmp_path / "a", "--json",
+                            "--bit-depth", "float32"),
+        "config": stemsplit(song, "--checkpoint", alone, "--config", beside.parent / "args.json",
+                            "-o", tmp_path / "b", "--json", "--bit-depth", "float32"),
+        "alone": stemsplit(song, "--checkpoint", alone, "-o", tmp_path / "c", "--json",
+                           "--bit-depth", "float32"),
+    }  # fmt: skip
+    stems = {}
+    for name, result in runs.items():
+        assert result.returncode == 0, result.stderr
+        stems[name] = read(Path(json.loads(result.stdout)["tracks"][0]["stems"]["vocals"]))
+    assert (stems["beside"] == stems["config"]).all()  # args.json beside = --config args.json
+    assert not (stems["alone"] == stems["config"]).all()  # 8 s chunks: other numbers
+    assert "warning" not in runs["beside"].stderr.lower()
+    assert "no args.json beside it" in " ".join(runs["alone"].stderr.split())
+    assert "8 s chunks" in " ".join(runs["alone"].stderr.split())
+
+
+# -- 17. error texts say what the user typed -------------------------------------------
+
+
+def test_weights_count_checkpoints_too(tmp_path, models):
+    song = write_audio(tmp_path / "song.wav", music(0.3))
+    two = ("--checkpoint", models["tiny"], "--checkpoint", models["a"], "--config",
+           models["a.yaml"], "-s", "vocals", "-o", tmp_path / "out")  # fmt: skip
+    good = stemsplit(song, *two, "--weights", "2,1")
+    assert good.returncode == 0, good.stderr
+    bad = stemsplit(song, *two, "--weights", "2,1,3")
+    lines = _lines(bad.stderr)
+    assert bad.returncode == 2 and len(lines) == 1, lines
+    assert "one weight per model (2: each -m, then each --checkpoint" in lines[0]
+    assert "-m model" not in lines[0]
+
+
+@pytest.mark.parametrize(("args", "code", "needle", "absent"), [
+    (["song.wav", "other.wav", "-s", "vocals", "-o", "-"], 2,
+     "-o - streams the stem of one file: give one input, not 2", "stdin"),
+    (["song.wav", "--checkpoint", "MODEL", "--model-type", "nosuch"], 2,
+     "--model-type: unknown architecture 'nosuch'", "Traceback"),
+    (["song.wav", "--checkpoint", "MODEL", "--config", "song.wav"], 1,
+     "is not a config: it looks like WAV audio", "decode"),
+    (["song.wav", "--checkpoint", "MODEL", "-s", "no_vocals"], 2,
+     "for no_vocals use --two-stems vocals --keep no_vocals", "Traceback"),
+])  # fmt: skip
+def test_error_texts_name_what_was_typed(tmp_path, models, args, code, needle, absent):
+    write_audio(tmp_path / "song.wav", music(0.2))
+    write_audio(tmp_path / "other.wav", music(0.2))
+    args = [str(models["tiny"]) if a == "MODEL" else a for a in args]
+    result = stemsplit(*args, cwd=tmp_path)
+    lines = _lines(result.stderr)
+    assert result.returncode == code and len(lines) == 1, lines
+    assert needle in lines[0] and absent not in lines[0]
+
+
+def test_a_recipes_download_error_suggests_the_recipes_way(tmp_path):
+    song = write_audio(tmp_path / "song.wav", music(0.2))
+    recipe = tmp_path / "zoo.toml"
+    recipe.write_text('[[steps]]\nmodel = "htdemucs"\nkeep = ["vocals"]\n')
+    result = stemsplit(song, "--recipe", recipe, "-o", tmp_path / "out", env={
+        "STEMSPLIT_MIRROR": "http://127.0.0.1:9/models",
+        "STEMSPLIT_MODEL_DIR": str(tmp_path / "cache")})  # fmt: skip
+    lines = _lines(result.stderr)
+    assert result.returncode == 1 and len(lines) == 1, lines
+    assert 'checkpoint = "FILE"' in lines[0] and "--checkpoint" not in lines[0]
