@@ -102,7 +102,41 @@ def read_stream(
         raise UndecodableAudio("stdin is empty: nothing to separate")
     if head[:4] in (b"RIFF", b"RF64") and head[8:12] == b"WAVE":
         return _open_wav(stream, block_frames)
-    return _open_pyav(_Prefixed(head, stream))
+    length = None
+    if head[:3] == b"ID3" or (head[0] == 0xFF and head[1] & 0xE0 == 0xE0):  # MP3
+        tag = _id3_size(head) if head[:3] == b"ID3" else 0
+        head += _read_some(stream, tag + 4096 - len(head))  # ID3, then the first frame
+        length = mp3_samples(head[tag:])
+    return _open_pyav(_Prefixed(head, stream), length)
+
+
+def _id3_size(head: bytes) -> int:
+    """Bytes of an ID3v2 tag (header included) at the start of `head`."""
+    size = (head[6] << 21) | (head[7] << 14) | (head[8] << 7) | head[9]
+    return 10 + size + (10 if head[5] & 0x10 else 0)  # (a footer)
+
+
+def mp3_samples(frame: bytes) -> int | None:
+    """The exact length of an MP3 from its first frame's Xing/Info and LAME tags (frames
+    x samples per frame - encoder delay - padding), or None without them. FFmpeg trims
+    the padding only where it can seek to the end; a pipe cannot, so the stream's length
+    comes from here (the 514 extra samples of a 2 s LAME file)."""
+    if len(frame) < 4 or frame[0] != 0xFF or frame[1] & 0xE0 != 0xE0:
+        return None
+    mpeg1, mono = (frame[1] >> 3) & 3 == 3, frame[3] >> 6 == 3
+    at = 4 + ((17 if mono else 32) if mpeg1 else (9 if mono else 17))
+    if frame[at:at + 4] not in (b"Xing", b"Info") or len(frame) < at + 120:
+        return None
+    flags = struct.unpack(">I", frame[at + 4:at + 8])[0]
+    if not flags & 1:
+        return None
+    frames = struct.unpack(">I", frame[at + 8:at + 12])[0]
+    lame = at + 12 + (4 if flags & 2 else 0) + (100 if flags & 4 else 0) + (4 if flags & 8 else 0)
+    gap = frame[lame + 21:lame + 24]
+    if frame[lame:lame + 4] not in (b"LAME", b"Lavc", b"Lavf") or len(gap) < 3:
+        return None
+    delay, padding = (gap[0] << 4) | (gap[1] >> 4), ((gap[1] & 0x0F) << 8) | gap[2]
+    return frames * (1152 if mpeg1 else 576) - delay - padding
 
 
 def _raw_blocks(stream: BinaryIO, dtype: np.dtype, channels: int, frames: int
@@ -187,7 +221,8 @@ def _wav_samples(data: bytes, kind: str, channels: int) -> np.ndarray:
     return _to_float(np.frombuffer(data, np.dtype(kind)), channels)
 
 
-def _open_pyav(file: _Prefixed) -> StreamInput:
+def _open_pyav(file: _Prefixed, length: int | None = None) -> StreamInput:
+    """PyAV over the stream; `length` (an MP3's, from its tags) cuts the decoder's tail."""
     import av
 
     try:
@@ -202,9 +237,13 @@ def _open_pyav(file: _Prefixed) -> StreamInput:
     def blocks() -> Iterator[np.ndarray]:
         from stemsplit.audio.reader import _frame_array
 
+        left = length if length is not None and container.format.name == "mp3" else None
         try:
             for frame in container.decode(stream):
-                yield _frame_array(frame)
+                block = _frame_array(frame)
+                if left is not None:
+                    block, left = block[:, :left], max(0, left - block.shape[1])
+                yield block
         except (av.FFmpegError, OSError, ValueError) as err:
             raise UndecodableAudio(f"cannot decode stdin: {err}") from err
         finally:

@@ -348,3 +348,25 @@ def test_a_recipes_download_error_suggests_the_recipes_way(tmp_path):
     lines = _lines(result.stderr)
     assert result.returncode == 1 and len(lines) == 1, lines
     assert 'checkpoint = "FILE"' in lines[0] and "--checkpoint" not in lines[0]
+
+
+# -- 13. MP3 on stdin: the length file mode decodes ------------------------------------
+
+
+def test_mp3_on_stdin_gives_stems_of_the_files_length(tmp_path, models):
+    import soundfile
+
+    song = tmp_path / "song.mp3"
+    soundfile.write(str(song), music(2.0), 44100, format="MP3")  # LAME, with its tags
+    frames = soundfile.info(str(song)).frames  # libsndfile trims delay and padding
+    by_file = stemsplit(song, "--checkpoint", models["tiny"], "-s", "vocals", "-o",
+                        tmp_path / "file", "--json")  # fmt: skip
+    with open(song, "rb") as stdin:
+        by_pipe = stemsplit("-", "--checkpoint", models["tiny"], "-s", "vocals", "-o",
+                            tmp_path / "pipe", "--json", stdin=stdin)  # fmt: skip
+    lengths = []
+    for result in (by_file, by_pipe):
+        assert result.returncode == 0, result.stderr
+        stem = Path(json.loads(result.stdout)["tracks"][0]["stems"]["vocals"])
+        lengths.append(read(stem).shape[0])
+    assert lengths == [frames, frames]
