@@ -418,10 +418,28 @@ def zoo() -> Any:
     """The zoo's catalog and cache functions (`stemsplit.zoo.catalog`, `.fetch`)."""
     from types import SimpleNamespace
 
+    from stemsplit import bench
     from stemsplit.models import registry
     from stemsplit.zoo import catalog, fetch
 
-    return SimpleNamespace(catalog=catalog, fetch=fetch, registry=registry)
+    return SimpleNamespace(catalog=catalog, fetch=fetch, registry=registry, bench=bench)
+
+
+def bench_model(name: str, *, seconds: float = 30.0, device: str = "auto",
+                precision: str = "fp32", model_dir: str | Path | None = None,
+                offline: bool | None = None) -> Any:  # fmt: skip
+    """Measure zoo model `name` on this machine (`stemsplit.bench`) and keep the result in
+    the model cache; returns the `BenchResult`."""
+    from stemsplit.bench import measure, record
+    from stemsplit.engine.runner import resolve_device
+    from stemsplit.zoo.fetch import cache_dir
+
+    separator = plan_run(build_request(model=name, device=device, precision=precision,
+                                       model_dir=model_dir, offline=offline))  # fmt: skip
+    (planned,) = separator.plan.models
+    result = measure(separator, planned.name, resolve_device(device), precision, seconds)
+    record(result, cache_dir(model_dir))
+    return result
 
 
 def evaluate_folders(*args: Any, **kwargs: Any) -> Any:

@@ -67,6 +67,7 @@ def _row(card: Any, model_dir: Path | None, implemented: dict[str, bool]) -> dic
 
     cached = [fetch.is_cached(spec, model_dir) for spec in card.files]
     missing = _missing()[card.architecture]
+    bench = _zoo("bench").for_model(fetch.cache_dir(model_dir), card.name)
     return {
         "name": card.name,
         "aliases": list(card.aliases),
@@ -82,6 +83,7 @@ def _row(card: Any, model_dir: Path | None, implemented: dict[str, bool]) -> dic
         "licence": card.licence,
         "licence_source": card.licence_source,
         "code_licence": card.code_licence,
+        "bench": bench,
         "description": card.description,
     }
 
@@ -176,11 +178,12 @@ def _print_cards(cards: list[Any], rows: list[dict[str, Any]]) -> None:
         "cached": ["yes" if r["downloaded"] else "partly" if r["partially_downloaded"]
                    else "-" for r in rows],
         "runs": ["yes" if r["runnable"] else "no" for r in rows],
+        "s/min": [_bench_text(r["bench"]) for r in rows],
     }  # fmt: skip
     shown = [k for k, values in columns.items() if k == "name" or len(set(values)) > 1]
     table = Table(box=None, header_style="bold", pad_edge=False)
     widths = {"name": (10, 26), "family": (6, 11), "stems": (7, 18), "size": (8, 8),
-              "SDR": (5, 14), "cached": (6, 6), "runs": (4, 4)}  # fmt: skip
+              "SDR": (5, 14), "cached": (6, 6), "runs": (4, 4), "s/min": (5, 12)}  # fmt: skip
     for key in shown:
         low, high = widths[key]
         table.add_column(key, no_wrap=True, overflow="ellipsis", min_width=low,
@@ -188,6 +191,14 @@ def _print_cards(cards: list[Any], rows: list[dict[str, Any]]) -> None:
     for index in range(len(rows)):
         table.add_row(*(columns[key][index] for key in shown))
     common.out_console.print(table)
+
+
+def _bench_text(entries: list[dict[str, Any]]) -> str:
+    """The fastest measurement (`stemsplit models bench`): seconds per minute of audio."""
+    if not entries:
+        return "-"
+    best = entries[0]
+    return f"{best['seconds_per_minute']:.1f} {best['device']}"
 
 
 def _family(architecture: str) -> str:
@@ -457,6 +468,44 @@ def check(
             soft_wrap=True,
         )
         raise typer.Exit(1)
+
+
+@models_app.command("bench")
+def bench(
+    ctx: typer.Context,
+    names: Annotated[list[str], typer.Argument(metavar="NAME...", help="Models to measure.")],
+    seconds: Annotated[float, typer.Option(help="Seconds of audio to time.")] = 30.0,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda[:N] or mps.")] = "auto",
+    precision: Annotated[str, typer.Option(help="fp32, bf16 or fp16.")] = "fp32",
+    json: Json = False,
+    model_dir: ModelDir = None,
+    offline: Offline = False,
+) -> None:
+    """Measure NAME... on this machine (seconds per minute of audio once loaded, load
+    time, peak memory) at the default settings; kept in the model cache and shown by
+    `stemsplit models`. Downloads the models first if needed."""
+    from stemsplit.api import bench_model
+    from stemsplit.errors import UsageError
+
+    json = _wants_json(ctx, json)
+    if seconds <= 0:
+        run_guarded(_raise, UsageError(f"--seconds must be positive, not {seconds}"))
+    cards = [card for name in names for card in run_guarded(_cards_of, name)]
+    results = [run_guarded(bench_model, card.name, seconds=seconds, device=device,
+                           precision=precision, model_dir=model_dir,
+                           offline=offline or None) for card in cards]  # fmt: skip
+    if json:
+        print_json([vars(result) for result in results])
+        return
+    for r in results:
+        common.out_console.print(
+            f"{r.model} ({r.device}, {r.precision}, {r.threads} threads): "
+            f"{r.seconds_per_minute:.1f} s per minute of audio, loaded in "
+            f"{r.load_seconds:.1f} s, peak memory {r.peak_rss_mb:.0f} MB")  # fmt: skip
+
+
+def _raise(error: Exception) -> None:
+    raise error
 
 
 @models_app.command("rm")
