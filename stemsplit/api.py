@@ -9,6 +9,7 @@ The zoo, evaluation and report functions the CLI needs are re-exported at the en
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import fields
 from pathlib import Path
@@ -86,9 +87,12 @@ def build_request(
         if is_url(out):
             output["out"] = local_path(out) or Path("separated")
             output["out_url"] = None if local_path(out) else out.rstrip("/")
-    for key in ("out", "reference"):
+    for key in ("out", "reference"):  # absolute and normalised: `play/../fx` -> `fx`
         if output.get(key) is not None:
-            output[key] = Path(output[key]).expanduser().absolute()
+            output[key] = Path(os.path.abspath(Path(output[key]).expanduser()))
+    if "mp3_bitrate" in output and str(output.get("format", "wav")).lower() != "mp3":
+        raise UsageError(f"--mp3-bitrate {output['mp3_bitrate']} sets the bitrate of -f mp3, "
+                         f"not of -f {output.get('format', 'wav')}: drop it or add -f mp3")
     batch = grouped[BatchOptions]
     if overwrite:
         batch["skip_existing"] = False

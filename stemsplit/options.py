@@ -311,6 +311,9 @@ def check_template(template: str, one_file: bool = False) -> None:
         raise UsageError("-f stem.mp4 writes one file per track: drop {stem} from --filename")
     if not one_file and not named:
         raise UsageError("--filename must contain {stem}, or every stem would overwrite the last")
+    if "." not in re.sub(r"\{[^}]*\}", "", Path(template).name):  # `{stem}`: no extension
+        raise UsageError(f"--filename {template!r} gives files no extension: end it with "
+                         ".{ext} (e.g. {stem}.{ext})")  # fmt: skip
     path = Path(template)
     if path.is_absolute() or template.startswith(("/", "\\", "~")) or ".." in path.parts:
         raise UsageError(

@@ -150,7 +150,7 @@ def write_index(
         meta = read_metadata(track)
         models = meta.get("models") or meta.get("model") or track.parent.name
         rows.append({
-            "track": track.name,
+            "track": _relative_name(track, root),
             "href": _relative_url(report, root),
             "models": models if isinstance(models, str) else ", ".join(map(str, models)),
             "speed": meta.get("speed"),
@@ -158,6 +158,15 @@ def write_index(
     data = {"title": root.name, "reports": rows,
             "failed": [{"input": str(path), "error": error} for path, error in failed or []]}
     return _write_text(root / "index.html", _render("index.html", root.name, data))
+
+
+def _relative_name(track: Path, root: Path) -> str:
+    """A track folder's path below the index (`A/01 Intro`): two albums' `01 Intro`
+    stay apart."""
+    try:
+        return Path(os.path.relpath(track.resolve(), root.resolve())).as_posix()
+    except ValueError:  # another drive
+        return track.name
 
 
 def report_folder(

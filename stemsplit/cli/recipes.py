@@ -64,7 +64,8 @@ def info(
     from rich.markup import escape
 
     out = common.out_console
-    out.print(f"[bold]{escape(data['name'])}[/]: {escape(data['description'])}", soft_wrap=True)
+    described = f": {escape(data['description'])}" if data["description"] else ""
+    out.print(f"[bold]{escape(data['name'])}[/]{described}", soft_wrap=True)
     if data["why"]:
         out.print(f"why: {escape(data['why'])}", soft_wrap=True)
     out.print(f"outputs: {escape(', '.join(data['outputs']))}")

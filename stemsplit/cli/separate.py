@@ -171,8 +171,8 @@ def separate(
         help=section(OUT, "Channels of raw stdin."))] = None,
     bit_depth: Annotated[Optional[str], typer.Option(metavar="BITS",
         help=section(OUT, "16, 24 or float32 (wav/flac)."))] = None,
-    mp3_bitrate: Annotated[int, typer.Option(metavar="KBPS",
-        help=section(OUT, "MP3 bitrate, 8-320."))] = 320,
+    mp3_bitrate: Annotated[Optional[int], typer.Option(metavar="KBPS",
+        help=section(OUT, "MP3 bitrate, 8-320 (default 320)."))] = None,
     samplerate: Annotated[str, typer.Option(metavar="RATE",
         help=section(OUT, "Output rate: input, model or a number in Hz."))] = "input",
     clip: Annotated[str, typer.Option(metavar="POLICY",
@@ -261,7 +261,7 @@ def separate(
             require_licence=require_licence, stems=_split(stems),
             two_stems=two_stems, other_method=other_method, keep=keep, out=out, filename=filename,
             input_format=input_format, input_rate=input_rate, input_channels=input_channels,
-            format=format, bit_depth=bit_depth, mp3_bitrate=mp3_bitrate,
+            format=format, bit_depth=bit_depth,
             samplerate=_parse_rate(samplerate), clip=clip, copy_tags=copy_tags, naming=naming,
             stem_codec=stem_codec, stem_map=stem_map, stem_label=_joined(stem_label),
             stem_color=_joined(stem_color), device=device,
@@ -271,6 +271,7 @@ def separate(
             ray_address=ray_address, ray_workers=ray_workers, cpus_per_worker=cpus_per_worker,
             gpus_per_worker=gpus_per_worker, retries=retries, shard=shard,
             report=report or reference is not None, reference=reference,
+            **({"mp3_bitrate": mp3_bitrate} if mp3_bitrate is not None else {}),
         )  # fmt: skip
         if json_output and request["output"].stdout:
             from stemsplit.errors import UsageError

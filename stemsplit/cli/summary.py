@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +41,33 @@ def _throughput(results, elapsed: float) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _absolute(path: Path) -> str:
+    """A local input as an absolute path, as the stems are given; stdin (`-`) and object
+    storage (`s3://...`) as they are."""
+    text = str(path)
+    if text == "-" or path.is_absolute() or ":" in path.parts[0]:
+        return text
+    return os.path.abspath(text)
+
+
 def summary_dict(results, elapsed: float, index: Path | None = None) -> dict[str, Any]:
     """What `--json` prints: the same summary as the table, one entry per track."""
-    return {"tracks": [r.as_dict() for r in results], **_totals(results, elapsed),
+    tracks = [{**r.as_dict(), "input": _absolute(r.input)} for r in results]
+    return {"tracks": tracks, **_totals(results, elapsed),
             "throughput": _throughput(results, elapsed), "index": str(index) if index else None}
+
+
+def _track_names(inputs: list[Path]) -> list[str]:
+    """Each input's file name, or its path below the inputs' common folder where two
+    share a name (`A/01 Intro.wav`, `B/01 Intro.wav`)."""
+    names = [path.name for path in inputs]
+    if len(set(names)) == len(names):
+        return names
+    try:
+        common = os.path.commonpath([os.path.abspath(p.parent) for p in inputs])
+    except ValueError:  # different drives
+        return [str(path) for path in inputs]
+    return [os.path.relpath(os.path.abspath(path), common) for path in inputs]
 
 
 def render_summary(results, elapsed: float = 0.0, index: Path | None = None) -> None:
@@ -52,13 +76,16 @@ def render_summary(results, elapsed: float = 0.0, index: Path | None = None) -> 
     for column in ("track", "status", "time", "speed"):
         table.add_column(column, no_wrap=True)
     table.add_column("output", overflow="fold")
-    for r in results:
-        folder = next(iter(r.stems.values())).parent if r.stems else None
+    names = _track_names([r.input for r in results])
+    for r, name in zip(results, names):
+        first = next(iter(r.stems.values()), None)
         speed = f"{r.speed:.1f}x" if r.speed else ""
         style = {"done": "green", "skipped": "yellow", "failed": "red"}[r.status]
         time = f"{r.seconds:.1f}s" if r.status != "skipped" else ""
-        output = str(folder) if r.status != "failed" else "see below"
-        table.add_row(escape(r.input.name), f"[{style}]{r.status}[/]", time, speed, escape(output))
+        output = "stdout" if str(first) == "-" else str(first.parent) if first else ""
+        if r.status == "failed":
+            output = "see below"
+        table.add_row(escape(name), f"[{style}]{r.status}[/]", time, speed, escape(output))
     err_console.print(table)
     for r in results:
         for stem, clipped in r.clipped_samples.items():

@@ -370,3 +370,56 @@ def test_mp3_on_stdin_gives_stems_of_the_files_length(tmp_path, models):
         stem = Path(json.loads(result.stdout)["tracks"][0]["stems"]["vocals"])
         lengths.append(read(stem).shape[0])
     assert lengths == [frames, frames]
+
+
+# -- 18. output oddities ---------------------------------------------------------------
+
+
+def test_outputs_are_named_plainly(tmp_path, models):
+    import subprocess
+    import sys
+
+    song = write_audio(tmp_path / "song.wav", music(0.3))
+    piped = subprocess.run(
+        [sys.executable, "-m", "stemsplit", "song.wav", "--checkpoint", str(models["tiny"]),
+         "-s", "vocals", "-o", "-"], cwd=tmp_path, capture_output=True, timeout=120,
+        env={**__import__("os").environ, "COLUMNS": "200"}, check=False,
+    )  # fmt: skip
+    assert piped.returncode == 0, piped.stderr
+    row = next(line for line in piped.stderr.decode().splitlines() if "song.wav" in line)
+    assert "stdout" in row.split("│")[-1], row
+    (tmp_path / "play").mkdir()
+    result = stemsplit("song.wav", "--checkpoint", models["tiny"], "-o", "play/../fx", "--json",
+                       cwd=tmp_path)  # fmt: skip
+    track = json.loads(result.stdout)["tracks"][0]
+    assert track["input"] == str(song)
+    assert all(".." not in path and path.startswith(str(tmp_path / "fx"))
+               for path in track["stems"].values())
+
+
+def test_two_tracks_of_one_name_are_told_apart_in_the_table_and_index(tmp_path, models):
+    lib = tmp_path / "lib"
+    for album in ("A", "B"):
+        write_audio(lib / album / "01 Intro.wav", music(0.2, offset=len(album)))
+    out = tmp_path / "out"
+    result = stemsplit(lib, "-r", "--checkpoint", models["tiny"], "-o", out, "--report")
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stderr.splitlines() if "01 Intro.wav" in line]
+    assert [row.split()[0] for row in rows] == ["A/01", "B/01"], rows
+    index = next(out.glob("*/index.html")).read_text()
+    assert "A/01 Intro" in index and "B/01 Intro" in index
+
+
+def test_small_output_options_are_checked(tmp_path, models):
+    song = write_audio(tmp_path / "song.wav", music(0.2))
+    for args, needle in ((["--filename", "{stem}"], "gives files no extension"),
+                         (["-f", "wav", "--mp3-bitrate", "128"], "--mp3-bitrate 128 sets")):
+        result = stemsplit(song, "--checkpoint", models["tiny"], "-o", tmp_path / "o", *args)
+        lines = _lines(result.stderr)
+        assert result.returncode == 2 and len(lines) == 1 and needle in lines[0], lines
+    assert not (tmp_path / "o").exists()
+    recipe = tmp_path / "my.toml"
+    recipe.write_text(f'[[steps]]\ncheckpoint = "{models["tiny"]}"\nkeep = ["vocals"]\n')
+    info = stemsplit("recipes", "info", recipe)
+    assert info.returncode == 0, info.stderr
+    assert info.stdout.splitlines()[0] == "my"
