@@ -89,6 +89,12 @@ def _joined(values: Optional[List[str]]) -> Optional[str]:
     return ",".join(values) if values else None
 
 
+def _given(**options: Any) -> dict[str, Any]:
+    """The options the user gave (their defaults stay the library's: some are checked
+    only when given, e.g. --mp3-bitrate without -f mp3)."""
+    return {key: value for key, value in options.items() if value is not None}
+
+
 def _parse_rate(value: str) -> str | int:
     if value in ("input", "model"):
         return value
@@ -271,7 +277,7 @@ def separate(
             ray_address=ray_address, ray_workers=ray_workers, cpus_per_worker=cpus_per_worker,
             gpus_per_worker=gpus_per_worker, retries=retries, shard=shard,
             report=report or reference is not None, reference=reference,
-            **({"mp3_bitrate": mp3_bitrate} if mp3_bitrate is not None else {}),
+            **_given(mp3_bitrate=mp3_bitrate),
         )  # fmt: skip
         if json_output and request["output"].stdout:
             from stemsplit.errors import UsageError
