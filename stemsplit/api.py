@@ -291,6 +291,14 @@ def run_request(
     return out
 
 
+def dry_run(inputs: Sequence[str | Path], request: Mapping[str, Any]) -> Any:
+    """What `run_request(inputs, request)` would do and cost, touching nothing
+    (`stemsplit.dry_run`): a `DryRun`."""
+    from stemsplit.dry_run import dry_run as plan_only
+
+    return plan_only(list(inputs), request, plan_run(request))
+
+
 def run_pipe(
     source: str | Path,
     request: Mapping[str, Any],

@@ -244,6 +244,9 @@ def separate(
         help=section(R, "No progress (warnings and errors still show)."))] = False,
     json_output: Annotated[bool, typer.Option("--json",
         help=section(R, "JSON summary on stdout."))] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help=section(R,
+        "Print the plan (tracks, models, skips, time and memory from `stemsplit models "
+        "bench`) and stop: nothing is downloaded or written."))] = False,
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help=section(R,
         "Device, threads, precision and chunk plan; debug logs."))] = False,
     debug: Annotated[bool, typer.Option(help=section(R, "Show tracebacks."))] = False,
@@ -288,6 +291,11 @@ def separate(
 
             raise UsageError("-o - writes binary audio to stdout, which is a terminal: pipe "
                              "it (| ffplay -) or redirect it (> stem.wav)")  # fmt: skip
+        if dry_run:
+            from stemsplit.cli.dry_run import show_dry_run
+
+            show_dry_run(inputs, request, json_output)
+            return
         results = _run(inputs, request, silent=quiet or json_output)
     except KeyboardInterrupt:
         common.err_console.print("[bold red]interrupted[/]: partial files removed; rerun to finish")
