@@ -1,4 +1,4 @@
-"""`stemsplit eval` through the real command on the MUSDB sample in ../shared/data."""
+"""`stemsplit eval` through the real command on the carried MUSDB clip (tests/fixtures/music)."""
 
 from __future__ import annotations
 
@@ -12,19 +12,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from carried import MUSIC, TRACK, fixture
 
 REPO = Path(__file__).resolve().parents[1]
-SAMPLE = REPO / ".." / "shared" / "data" / "musdb-sample"
-CONV_TASNET = REPO / ".." / "shared" / "fixtures" / "conv_tasnet" / "model.th"
+CONV_TASNET = fixture("conv_tasnet") / "model.th"
 STEMS = ["bass", "drums", "other", "vocals"]
-TRACK = "Music Delta - 80s Rock"
 
 
 @pytest.fixture(scope="module")
-def sample() -> Path:
-    if not (SAMPLE / "mixture.flac").is_file():
-        pytest.skip("../shared/data/musdb-sample is absent (only beside the dev/CI checkout)")
-    return SAMPLE.resolve()
+def sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A track folder of the clip's mixture and four stems (FLAC; the .stem.mp4 left out)."""
+    folder = tmp_path_factory.mktemp("eval") / "musdb-sample"
+    folder.mkdir()
+    for name in ["mixture", *STEMS]:
+        (folder / f"{name}.flac").symlink_to(MUSIC / f"{name}.flac")
+    return folder
 
 
 def _eval(*args: str | Path) -> subprocess.CompletedProcess[str]:
@@ -192,8 +194,6 @@ def test_bsseval_matches_museval(sample: Path, tmp_path: Path) -> None:
 def test_model_mode_with_a_checkpoint(sample: Path, tmp_path: Path) -> None:
     """--checkpoint (a random Conv-TasNet) separates DATASET/<track>/mixture and scores it."""
     pytest.importorskip("torch")
-    if not CONV_TASNET.is_file():
-        pytest.skip("../shared/fixtures/conv_tasnet is absent")
     track = tmp_path / "dataset" / TRACK
     track.mkdir(parents=True)
     for name in ["mixture", *STEMS]:

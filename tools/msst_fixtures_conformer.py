@@ -32,7 +32,7 @@ import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from msst_fixtures_mdx23c_scnet import run, write_outputs
+from msst_fixtures_mdx23c_scnet import perturb_once, run, write_outputs
 
 ROOT = Path(__file__).resolve().parents[1]
 # MSST's conformer constructors do not take it, though its conformer configs carry it;
@@ -105,12 +105,8 @@ def write_fixture(msst: types.SimpleNamespace, data: Path, out: Path, name: str)
     raw = spec["config"]
     torch.manual_seed(spec["seed"])
     model = _build(spec["model_type"], raw["model"])
+    perturb_once(model)
     with torch.no_grad():
-        seen: set[int] = set()  # the rotary embeddings are shared: perturb each once
-        for tensor in model.state_dict().values():
-            if tensor.is_floating_point() and tensor.data_ptr() not in seen:
-                seen.add(tensor.data_ptr())
-                tensor.add_(0.02 * torch.randn_like(tensor))
         for module in model.modules():  # running stats must stay positive
             if isinstance(module, torch.nn.BatchNorm1d):
                 assert module.running_var is not None

@@ -205,6 +205,17 @@ def _build(msst: types.SimpleNamespace, model_type: str, config: Any) -> torch.n
     return msst.SCNetMasked(**config.model)
 
 
+def perturb_once(model: torch.nn.Module) -> None:
+    """Add 0.02 x noise to every float tensor, once to a tensor that several modules
+    share (e.g. the RoFormers' rotary embeddings)."""
+    seen: set[int] = set()
+    with torch.no_grad():
+        for tensor in model.state_dict().values():
+            if tensor.is_floating_point() and tensor.data_ptr() not in seen:
+                seen.add(tensor.data_ptr())
+                tensor.add_(0.02 * torch.randn_like(tensor))
+
+
 def write_fixture(msst: types.SimpleNamespace, data: Path, out: Path, name: str) -> None:
     spec = FIXTURES[name]
     folder = out / name
@@ -277,12 +288,14 @@ def write_outputs(msst: types.SimpleNamespace, folder: Path, spec: dict[str, Any
     print(f"{folder.name}: {size / 1e6:.2f} MB, stems {names}")
 
 
-def run(doc: str, fixtures: dict[str, Any], write: Any) -> None:
+def run(doc: str, fixtures: dict[str, Any], write: Any,
+        data: Path = ROOT.parent / "shared/data/musdb-sample",
+        out: Path = ROOT / "tests/data/msst") -> None:  # fmt: skip
     """The writers' command line: `write(msst, data, out, name)` for each fixture named."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--msst", type=Path, required=True, help="MSST checkout (work tree)")
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared/data/musdb-sample")
-    parser.add_argument("--out", type=Path, default=ROOT / "tests/data/msst")
+    parser.add_argument("--data", type=Path, default=data, help="folder with mixture.flac")
+    parser.add_argument("--out", type=Path, default=out)
     parser.add_argument("names", nargs="*", default=list(fixtures))
     args = parser.parse_args()
     msst = _import_msst(args.msst)

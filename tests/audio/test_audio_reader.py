@@ -1,4 +1,4 @@
-"""audio.reader on real files made in tmp_path and on the MUSDB sample in ../shared."""
+"""audio.reader on real files made in tmp_path and on the carried MUSDB clip."""
 
 from __future__ import annotations
 
@@ -10,11 +10,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 import soxr
+from carried import MIXTURE, STEM_MP4
 
 from stemsplit.audio.reader import downmix_matrix, probe, read_all, read_blocks
 from stemsplit.errors import InputError, UndecodableAudio
-
-MUSDB = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "musdb-sample"
 
 
 def _tone(frames: int, rate: int, channels: int, seed: int = 0) -> np.ndarray:
@@ -159,25 +158,17 @@ def test_m4a_through_pyav(tmp_path: Path) -> None:
     assert audio.shape[1] >= round(44100 * 48000 / 44100)
 
 
-@pytest.fixture
-def musdb() -> Path:
-    if not (MUSDB / "mixture.flac").is_file():
-        pytest.skip("../shared/data/musdb-sample is absent")
-    return MUSDB
-
-
-def test_musdb_stem_mp4_stream0_is_the_mixture(musdb: Path) -> None:
-    mixture = read_all(musdb / "mixture.flac")
-    stem_mp4 = musdb / "Music Delta - 80s Rock.stem.mp4"
-    info = probe(stem_mp4)
+def test_musdb_stem_mp4_stream0_is_the_mixture() -> None:
+    mixture = read_all(MIXTURE)
+    info = probe(STEM_MP4)
     assert info.backend == "pyav" and info.codec == "aac" and info.channels == 2
     assert info.frames is not None and abs(info.frames - mixture.shape[1]) < 2048
-    decoded = read_all(stem_mp4)
-    assert decoded.shape == mixture.shape == (2, 300032)
+    decoded = read_all(STEM_MP4)
+    assert decoded.shape == mixture.shape == (2, 132096)
     # mixture.flac is the same AAC stream decoded to 24-bit FLAC (measured max 2.4e-7).
     assert np.abs(decoded - mixture).max() <= 2**-21
-    resampled = list(read_blocks(stem_mp4, samplerate=48000, block_frames=50000))
-    assert sum(b.shape[1] for b in resampled) == round(300032 * 48000 / 44100)
+    resampled = list(read_blocks(STEM_MP4, samplerate=48000, block_frames=50000))
+    assert sum(b.shape[1] for b in resampled) == round(132096 * 48000 / 44100)
     assert all(b.shape == (2, 50000) for b in resampled[:-1])
 
 
@@ -213,9 +204,7 @@ def test_bad_inputs_are_undecodable(tmp_path: Path, files: dict[str, Path]) -> N
     flac = _truncate(files["stereo48k.flac"], tmp_path / "cut.flac", 0.5)
     header = tmp_path / "header.wav"  # cut inside the RIFF header
     header.write_bytes(files["pcm24.wav"].read_bytes()[:30])
-    cases = [tmp_path, text, empty, flac, header]
-    if MUSDB.is_dir():
-        cases.append(_truncate(MUSDB / "Music Delta - 80s Rock.stem.mp4", tmp_path / "c.mp4", 0.3))
+    cases = [tmp_path, text, empty, flac, header, _truncate(STEM_MP4, tmp_path / "c.mp4", 0.3)]
     for path in cases:
         with pytest.raises(UndecodableAudio) as caught:
             read_all(path)

@@ -1,32 +1,20 @@
-"""Helpers for the batch tests: run the real command, make real (or synthetic) music."""
+"""Helpers for the batch tests: run the real command, cut real music, make tiny models."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import carried
 import numpy as np
 from cli_run import stemsplit  # noqa: F401 - the tests' one command runner
 
 RATE = 44100
 SECONDS = 1.0
-MUSDB_MIXTURE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "musdb-sample" \
-    / "mixture.flac"
 
 
 def music(seconds: float = SECONDS, offset: int = 0) -> np.ndarray:
-    """`(frames, 2)` float32: the MUSDB sample's mix when ../shared has it, else tones + noise."""
-    frames = int(seconds * RATE) + 37  # an odd length: stems must match it exactly
-    if MUSDB_MIXTURE.is_file():
-        import soundfile
-
-        mix, rate = soundfile.read(MUSDB_MIXTURE, dtype="float32", frames=frames + offset)
-        assert rate == RATE
-        return np.ascontiguousarray(mix[offset:])
-    rng = np.random.default_rng(offset)
-    t = np.arange(frames) / RATE
-    tone = 0.3 * np.sin(2 * np.pi * 220 * t) + 0.1 * np.sin(2 * np.pi * 3300 * t)
-    noise = 0.05 * rng.standard_normal((frames, 2))
-    return (tone[:, None] + noise).astype(np.float32)
+    """`(frames, 2)` float32 real music (the carried MUSDB clip) from frame `offset`."""
+    return carried.music(int(seconds * RATE) + 37, offset)  # odd: stems must match exactly
 
 
 def write_audio(path: Path, audio: np.ndarray, subtype: str = "PCM_16") -> Path:

@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+import carried
 import numpy as np
 import pytest
 from batch_cli import music, tiny_demucs_checkpoint, write_audio
@@ -135,8 +136,8 @@ def test_a_folder_with_audio_only_in_subfolders_says_add_r(tmp_path, tiny):
     assert "2 in its subfolders" in lines[0] and "add -r" in lines[0]
 
 
-def test_a_known_checkpoint_name_needs_no_config(tmp_path, shared_dir):
-    fixture = shared_dir / "fixtures" / "bs_roformer"
+def test_a_known_checkpoint_name_needs_no_config(tmp_path):
+    fixture = carried.fixture("bs_roformer")
     zoo = tmp_path / "zoo"
     zoo.mkdir()
     shutil.copy(fixture / "config.yaml", zoo / "known.yaml")
@@ -149,13 +150,13 @@ def test_a_known_checkpoint_name_needs_no_config(tmp_path, shared_dir):
     checkpoint = tmp_path / "model_known_ep_1.ckpt"
     shutil.copy(fixture / "model.ckpt", checkpoint)
     out = tmp_path / "out"
-    result = stemsplit(fixture / "mixture.wav", "--checkpoint", checkpoint, "-o", out,
+    result = stemsplit(carried.mixture_of(fixture), "--checkpoint", checkpoint, "-o", out,
                        env={"STEMSPLIT_ZOO": str(zoo / "cards.toml")})  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert (out / label(checkpoint) / "mixture" / "vocals.wav").is_file()
     broken = tmp_path / "nomodel.yaml"
     broken.write_text("audio:\n  chunk_size: 44100\n")
-    bad = stemsplit(fixture / "mixture.wav", "--checkpoint", checkpoint, "--config", broken,
+    bad = stemsplit(carried.mixture_of(fixture), "--checkpoint", checkpoint, "--config", broken,
                     "-o", out)  # fmt: skip
     lines = _errors(bad)
     assert bad.returncode == 1 and len(lines) == 1 and "nomodel.yaml" in lines[0], lines

@@ -1,4 +1,4 @@
-"""End-to-end set-up: the real command in a subprocess, real audio cut from ../shared.
+"""End-to-end set-up: the real command in a subprocess, real audio (the carried clip).
 
 Inputs are cut from the MUSDB sample's mixture and re-encoded in the shapes users
 bring (mono 22.05 kHz WAV, 48 kHz FLAC, MP3, 5.1 WAV, AAC in .m4a); the model is a
@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from carried import MUSIC
 from e2e_cli import write_m4a
 from zoo_server import ZooServer
 
@@ -19,11 +20,9 @@ RATE = 44100
 
 
 @pytest.fixture(scope="session")
-def musdb(shared_dir: Path) -> Path:
-    folder = shared_dir / "data" / "musdb-sample"
-    if not (folder / "mixture.flac").is_file():
-        pytest.skip(f"needs the MUSDB sample in {folder}")
-    return folder
+def musdb() -> Path:
+    """3 s of the MUSDB sample: mixture.flac, the stems, the `.stem.mp4` (tests/fixtures/music)."""
+    return MUSIC
 
 
 @pytest.fixture(scope="session")

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
+from carried import music
 from e2e_cli import stemsplit
 from parity import snr_db
 
@@ -177,9 +178,9 @@ def test_released_htdemucs_cli_matches_demucs_apply_model(musdb, tmp_path):
     torch.manual_seed(0)
     payload = zc.demucs_package_bytes(HTDemucs(**HTDEMUCS))
     checkpoint = zc.save_bytes(tmp_path / "955717e8-random.th", payload)
-    # The MUSDB sample is 6.8 s: loop it to 30 s, so several 7.8 s segments overlap.
-    mixture, rate = soundfile.read(str(musdb / "mixture.flac"), dtype="float32")
-    clip = np.tile(mixture, (5, 1))[: 30 * rate]
+    # The carried clip is 3 s: loop it to 30 s, so several 7.8 s segments overlap.
+    rate = soundfile.info(str(musdb / "mixture.flac")).samplerate
+    clip = music(30 * rate)
     source = tmp_path / "mixture30.flac"
     soundfile.write(str(source), clip, rate, subtype="PCM_24")
 

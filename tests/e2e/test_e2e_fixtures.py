@@ -1,11 +1,12 @@
-"""The CLI reproduces the upstream reference outputs kept in ../shared/fixtures.
+"""The CLI reproduces the upstream reference outputs carried in tests/fixtures.
 
 RoFormers: MSST's `demix()` (chunk_size, num_overlap 2, fades, reflect border).
 Conv-TasNet: demucs v2's separate flow (track normalisation, overlap 0.25, shifts 0,
-the model's 2 s `segment_length` from its args.json). Float32 output, exact shape and
-length, and SNR >= 50 dB: these random-weight networks are ill-conditioned (MSST's own
-fp32 and fp64 forwards differ by 53-69 dB), so other CPUs round differently; stemsplit
-matches MSST at 130+ dB on the CPU that made them.
+the model's `segment_length` from its args.json). Float32 output, exact shape and
+length, and SNR >= 50 dB: other CPUs round random-weight networks differently (the
+networks' own fp32 vs fp64 agreement is in each meta.json: 114-135 dB for the carried
+ones, 53-69 dB for the larger RoFormers in ../shared); stemsplit matches the
+references at 130+ dB on the CPU that made them.
 """
 
 from __future__ import annotations
@@ -16,19 +17,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
+from carried import fixture, mixture_of
 from e2e_cli import stemsplit
 from parity import FIXTURE_SNR_DB, snr_db
 
 
-def _fixture(shared_dir: Path, name: str) -> Path:
-    folder = shared_dir / "fixtures" / name
-    if not folder.is_dir():
-        pytest.skip(f"../shared/fixtures/{name} is absent")
-    return folder
-
-
 def _separate(folder: Path, out: Path, checkpoint: str, config: str, *extra: str) -> dict:
-    result = stemsplit(folder / "mixture.wav", "--checkpoint", folder / checkpoint,
+    result = stemsplit(mixture_of(folder), "--checkpoint", folder / checkpoint,
                        "--config", folder / config, "--bit-depth", "float32", "-o", out,
                        "--json", *extra)  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -52,34 +47,33 @@ def _assert_reproduces(written: dict[str, Path], references: list[Path], mixture
 
 
 @pytest.mark.parametrize("name", ["bs_roformer", "mel_roformer"])
-def test_roformer_cli_reproduces_msst_demix(shared_dir, tmp_path, name):
-    folder = _fixture(shared_dir, name)
+def test_roformer_cli_reproduces_msst_demix(tmp_path, name):
+    folder = fixture(name)
     written = _separate(folder, tmp_path, "model.ckpt", "config.yaml")
     # one-target vocals models: the residual is written too, and sums back to the input
     assert list(written) == ["vocals", "other"]
-    _assert_reproduces(written, sorted((folder / "demix").glob("*.wav")), folder / "mixture.wav")
-    mix = soundfile.read(str(folder / "mixture.wav"), dtype="float32")[0]
+    _assert_reproduces(written, sorted((folder / "demix").glob("*.wav")), mixture_of(folder))
+    mix = soundfile.read(str(mixture_of(folder)), dtype="float32")[0]
     vocals, other = (soundfile.read(str(written[s]), dtype="float32")[0] for s in written)
     assert np.abs(vocals + other - mix).max() <= 1e-6
 
 
-def test_vocals_model_gives_instrumental_by_that_name(shared_dir, tmp_path):
+def test_vocals_model_gives_instrumental_by_that_name(tmp_path):
     """`-s instrumental` on a vocals-only RoFormer whose config calls the residual `other`."""
-    folder = _fixture(shared_dir, "bs_roformer")
+    folder = fixture("bs_roformer")
     written = _separate(folder, tmp_path, "model.ckpt", "config.yaml", "-s", "instrumental")
     assert list(written) == ["instrumental"]
-    mix = soundfile.read(str(folder / "mixture.wav"), dtype="float32")[0]
+    mix = soundfile.read(str(mixture_of(folder)), dtype="float32")[0]
     vocals = soundfile.read(str(folder / "demix" / "vocals.wav"), dtype="float32")[0]
     instrumental = soundfile.read(str(written["instrumental"]), dtype="float32")[0]
     assert instrumental.shape == mix.shape
     assert snr_db(mix - vocals, instrumental) >= FIXTURE_SNR_DB
 
 
-def test_conv_tasnet_cli_reproduces_demucs_v2_separate(shared_dir, tmp_path):
-    folder = _fixture(shared_dir, "conv_tasnet")
+def test_conv_tasnet_cli_reproduces_demucs_v2_separate(tmp_path):
+    folder = fixture("conv_tasnet")
     settings = json.loads((folder / "separate" / "settings.json").read_text())
     assert (settings["shifts"], settings["overlap"]) == (0, 0.25)
     written = _separate(folder, tmp_path, "model.th", "args.json", "--shifts", "0")
     assert list(written) == ["drums", "bass", "other", "vocals"]
-    _assert_reproduces(written, sorted((folder / "separate").glob("*.wav")),
-                       folder / "mixture.wav")  # fmt: skip
+    _assert_reproduces(written, sorted((folder / "separate").glob("*.wav")), mixture_of(folder))

@@ -75,18 +75,19 @@ def test_default_wav_every_input_exact_length_and_json(inputs, tiny_demucs, tmp_
 
 
 def test_stem_mp4_through_pyav_to_ogg_with_template(musdb, tiny_demucs, tmp_path):
-    """The original MUSDB `.stem.mp4` (stream 0 = mixture) to Ogg Vorbis: decoded length.
+    """A MUSDB `.stem.mp4` (stream 0 = mixture; its first 3 s, remuxed packet for packet)
+    to Ogg Vorbis: decoded length.
 
-    The container's duration (what `probe` reports for PyAV inputs) is 152 frames short
-    of what the AAC stream decodes to; stems used to be cut to it.
+    The container's duration (what `probe` reports for PyAV inputs) is 16 frames short
+    of what the AAC stream decodes to (152 in the whole track); stems used to be cut to it.
     """
     from stemsplit.audio.reader import probe
 
     source = musdb / "Music Delta - 80s Rock.stem.mp4"
     rate, frames = _expected_frames(source)
     # The FLAC mixture was decoded losslessly from this file: an independent length.
-    assert frames == soundfile.info(str(musdb / "mixture.flac")).frames == 300_032
-    assert probe(source).frames == 299_880  # the estimate: a length the stems must not have
+    assert frames == soundfile.info(str(musdb / "mixture.flac")).frames == 132_096
+    assert probe(source).frames == 132_080  # the estimate: a length the stems must not have
     template = "{model}_{track}.{trackext}/{stem}-{model}.{ext}"
     summary = _ok(stemsplit(source, "--checkpoint", tiny_demucs, "-o", tmp_path, "-s",
                             "vocals,drums", "-f", "ogg", "--filename", template,

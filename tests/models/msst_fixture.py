@@ -1,7 +1,7 @@
-"""The MSST parity fixtures: shared ones in ../shared/fixtures, held-out ones in
-tests/data/msst (written by tools/msst_fixtures*.py from MSST's own code), and the
-checks against them: the forward on the first chunk, demix through the engine, and
-the real CLI."""
+"""The MSST parity fixtures: the held-out ones in tests/data/msst (written by
+tools/msst_fixtures*.py from MSST's own code), plus those of a STEMSPLIT_FIXTURES
+folder (e.g. ../shared/fixtures) when one is given, and the checks against them: the
+forward on the first chunk, demix through the engine, and the real CLI."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 import soundfile
+from carried import CARRIED, FIXTURES, fixture, mixture_of
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "msst"
 
@@ -24,17 +24,15 @@ def held_out(model_types: Iterable[str]) -> list[str]:
                   and read_meta(p)["model_type"] in types)  # fmt: skip
 
 
-def fixture_folder(shared: Path | None, name: str, shared_names: Iterable[str]) -> Path:
-    """A fixture's folder; skips (saying why) when it is absent."""
-    if name in set(shared_names):
-        if shared is None:
-            pytest.skip("../shared is absent")
-        folder = shared / "fixtures" / name
-    else:
-        folder = DATA / name
-    if not folder.is_dir():
-        pytest.skip(f"fixture {folder} is absent")
-    return folder
+def extra(names: Iterable[str]) -> list[str]:
+    """Those of `names` that a STEMSPLIT_FIXTURES folder holds (none by default)."""
+    return [name for name in names if FIXTURES != CARRIED and fixture(name).is_dir()]
+
+
+def fixture_folder(name: str) -> Path:
+    """A fixture's folder: held out here, or in the STEMSPLIT_FIXTURES folder."""
+    folder = DATA / name
+    return folder if folder.is_dir() else fixture(name)
 
 
 def load_fixture(folder: Path, model_type: str | None = None) -> Any:
@@ -54,9 +52,7 @@ def read_meta(folder: Path) -> dict[str, Any]:
     return json.loads((folder / "meta.json").read_text())  # type: ignore[no-any-return]
 
 
-def mixture_path(folder: Path) -> Path:
-    """The fixture's mixture (the shared fixtures have WAV, the held-out ones FLAC)."""
-    return next(folder / n for n in ("mixture.wav", "mixture.flac") if (folder / n).is_file())
+mixture_path = mixture_of  # a fixture's mixture: WAV or 24-bit FLAC
 
 
 def check_forward(folder: Path, model: Any, min_db: float) -> None:

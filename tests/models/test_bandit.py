@@ -41,7 +41,7 @@ FIXTURES = held_out(["bandit"])
 
 
 def _folder(name: str) -> Path:
-    return fixture_folder(None, name, ())  # skips, saying why, when it is absent
+    return fixture_folder(name)
 
 
 def test_the_fixtures_are_there() -> None:

@@ -9,10 +9,10 @@ from __future__ import annotations
 import subprocess
 import sys
 from fractions import Fraction
-from pathlib import Path
 
 import pytest
 import torch
+from carried import music
 
 from stemsplit.errors import ModelError
 from stemsplit.models.base import Recipe, SeparationModel
@@ -23,8 +23,6 @@ from demucs.demucs import Demucs as RefDemucs
 from demucs.hdemucs import HDemucs as RefHDemucs
 from demucs.htdemucs import HTDemucs as RefHTDemucs
 
-SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
-MIXTURE = SHARED / "data" / "musdb-sample" / "mixture.flac"
 SOURCES = ["drums", "bass", "other", "vocals"]
 TOLERANCE = 1e-4
 
@@ -99,13 +97,8 @@ HDEMUCS_MMI = {
 
 @pytest.fixture(scope="module")
 def mixture() -> torch.Tensor:
-    """The MUSDB sample's mixture, `[1, 2, T]` float32 (6.8 s)."""
-    if not MIXTURE.exists():
-        pytest.skip(f"needs the shared MUSDB sample at {MIXTURE}")
-    soundfile = pytest.importorskip("soundfile")
-    audio, rate = soundfile.read(MIXTURE, dtype="float32", always_2d=True)
-    assert rate == 44100
-    return torch.from_numpy(audio.T.copy())[None]
+    """Real music, `[1, 2, T]` float32: the carried 3 s MUSDB clip looped to 6.8 s."""
+    return torch.from_numpy(music(300_032).T.copy())[None]
 
 
 @pytest.fixture(autouse=True)

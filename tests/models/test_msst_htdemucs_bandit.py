@@ -1,10 +1,10 @@
 """MSST-format HTDemucs and BandIt v2 against MSST's own outputs (commit ccc011a).
 
-Fixtures: ../shared/fixtures/{htdemucs_msst,bandit_v2} (made with MSST's code) and the
-held-out ones under tests/data/msst/ (other sizes, stems, chunk sizes, num_overlap;
-written by tools/msst_fixtures.py from MSST's public code). Each is checked three
-ways: the network's forward on the first chunk, demix through the engine, and the
-real CLI (`python -m stemsplit MIX --checkpoint --config`) with the architecture
+Fixtures: the held-out ones under tests/data/msst/ (sizes, stems, chunk sizes,
+num_overlap; written by tools/msst_fixtures.py from MSST's public code), and
+{htdemucs_msst,bandit_v2} when a STEMSPLIT_FIXTURES folder (../shared/fixtures) has
+them. Each is checked three ways: the network's forward on the first chunk, demix
+through the engine, and the real CLI (`python -m stemsplit MIX --checkpoint --config`) with the architecture
 recognised from the yaml.
 """
 
@@ -18,7 +18,7 @@ import pytest
 import soundfile
 import torch
 from e2e_cli import stemsplit
-from msst_fixture import fixture_folder, held_out
+from msst_fixture import extra, fixture_folder, held_out, mixture_path
 from msst_fixture import read_audio as _read
 from msst_fixture import read_meta as _meta
 from parity import snr_db
@@ -35,31 +35,24 @@ FORWARD_DB = 90.0
 DEMIX_DB = 90.0
 CLI_DB = 80.0
 
-SHARED = ["htdemucs_msst", "bandit_v2"]
 HELD_OUT = held_out(["htdemucs", "bandit_v2"])
-
-
-ALL = SHARED + HELD_OUT
-
-
-def _folder(shared: Path | None, name: str) -> Path:
-    return fixture_folder(shared, name, SHARED)
+ALL = extra(["htdemucs_msst", "bandit_v2"]) + HELD_OUT
 
 
 @pytest.mark.parametrize("name", ALL)
-def test_recognised_from_the_yaml(shared_or_none, name):
-    folder = _folder(shared_or_none, name)
+def test_recognised_from_the_yaml(name):
+    folder = fixture_folder(name)
     config = load_yaml(folder / "config.yaml")
     assert checkpoints.msst_architecture(config).name == _meta(folder)["model_type"]
 
 
 @pytest.mark.parametrize("name", ALL)
-def test_forward_matches_msst(shared_or_none, name):
-    folder = _folder(shared_or_none, name)
+def test_forward_matches_msst(name):
+    folder = fixture_folder(name)
     meta = _meta(folder)
     model = load_bundle(checkpoint=folder / "model.ckpt", config=folder / "config.yaml").members[0]
     assert list(model.sources) == meta["stems"]
-    mix = _read(folder / "mixture.wav")
+    mix = _read(mixture_path(folder))
     with torch.inference_mode():
         out = model(torch.from_numpy(mix[:, : meta["chunk_size"]])[None]).numpy()
     expected = np.load(folder / "forward_output.npy")
@@ -68,10 +61,10 @@ def test_forward_matches_msst(shared_or_none, name):
 
 
 @pytest.mark.parametrize("name", ALL)
-def test_demix_through_the_engine_matches_msst(shared_or_none, name):
-    folder = _folder(shared_or_none, name)
+def test_demix_through_the_engine_matches_msst(name):
+    folder = fixture_folder(name)
     model = load_bundle(checkpoint=folder / "model.ckpt", config=folder / "config.yaml").members[0]
-    mix = _read(folder / "mixture.wav")
+    mix = _read(mixture_path(folder))
     blocks = separate_stream(model, ArraySource(mix, model.samplerate), EngineSettings())
     out = np.concatenate(list(blocks), axis=-1)
     assert out.shape == (len(model.sources), 2, mix.shape[-1])
@@ -81,9 +74,9 @@ def test_demix_through_the_engine_matches_msst(shared_or_none, name):
 
 
 @pytest.mark.parametrize("name", ALL)
-def test_cli_reproduces_msst_demix(shared_or_none, name, tmp_path):
-    folder = _folder(shared_or_none, name)
-    result = stemsplit(folder / "mixture.wav", "--checkpoint", folder / "model.ckpt",
+def test_cli_reproduces_msst_demix(name, tmp_path):
+    folder = fixture_folder(name)
+    result = stemsplit(mixture_path(folder), "--checkpoint", folder / "model.ckpt",
                        "--config", folder / "config.yaml", "--bit-depth", "float32",
                        "-o", tmp_path, "--json")  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -92,7 +85,7 @@ def test_cli_reproduces_msst_demix(shared_or_none, name, tmp_path):
     written = {stem: Path(path) for stem, path in track["stems"].items()}
     references = sorted((folder / "demix").glob("*.wav"))
     assert sorted(written) == sorted(p.stem for p in references) == sorted(_meta(folder)["stems"])
-    length = soundfile.info(str(folder / "mixture.wav")).frames
+    length = soundfile.info(str(mixture_path(folder))).frames
     for reference in references:
         actual = _read(written[reference.stem])
         expected = _read(reference)
@@ -103,25 +96,27 @@ def test_cli_reproduces_msst_demix(shared_or_none, name, tmp_path):
 # --- HTDemucs in MSST's layout -------------------------------------------------------
 
 
-def _htdemucs_config(shared_dir: Path) -> dict:
-    return load_yaml(_folder(shared_dir, "htdemucs_msst") / "config.yaml")
+def _htdemucs_config() -> dict:
+    return load_yaml(fixture_folder("htdemucs_small") / "config.yaml")
 
 
-def test_msst_demucs_recipe(shared_dir):
-    config = _htdemucs_config(shared_dir)
+def test_msst_demucs_recipe():
+    config = _htdemucs_config()
     model = registry.get("htdemucs").build_function()("htdemucs", config)
     recipe = model.recipe
-    assert (recipe.segment_samples, recipe.overlap) == (44100, 0.5)
+    # MSST's demucs mode: chunks of training.segment (2) x samplerate (16 kHz), step
+    # chunk // num_overlap (4)
+    assert (recipe.segment_samples, recipe.overlap) == (32000, 0.75)
     assert (recipe.window, recipe.padding, recipe.normalization) == ("uniform", "zeros", "none")
     config["inference"]["normalize"] = True
-    config["training"]["segment"] = 2
+    config["training"]["segment"] = 3
     recipe = registry.get("htdemucs").build_function()("htdemucs", config).recipe
-    assert (recipe.segment_samples, recipe.normalization) == (88200, "track-mean-std")
+    assert (recipe.segment_samples, recipe.normalization) == (48000, "track-mean-std")
 
 
-def test_msst_hdemucs_section_builds_hdemucs(shared_dir):
+def test_msst_hdemucs_section_builds_hdemucs():
     """DrumSep's config says `model: hdemucs` (MSST still runs it as --model_type htdemucs)."""
-    config = _htdemucs_config(shared_dir)
+    config = _htdemucs_config()
     config["model"] = "hdemucs"
     config["hdemucs"] = {"channels": 4, "depth": 6, "nfft": 4096, "dconv_lstm": 4,
                          "dconv_attn": 4, "dconv_comp": 4}  # fmt: skip
@@ -130,7 +125,7 @@ def test_msst_hdemucs_section_builds_hdemucs(shared_dir):
     model = registry.get("htdemucs").build_function()("htdemucs", config)
     assert type(model).__name__ == "MsstHDemucs" and model.recipe.window == "uniform"
     with torch.inference_mode():
-        assert model(torch.zeros(1, 2, 4410)).shape == (1, 4, 2, 4410)
+        assert model(torch.zeros(1, 2, 4410)).shape == (1, 2, 2, 4410)  # vocals, other
 
 
 @pytest.mark.parametrize(
@@ -138,16 +133,16 @@ def test_msst_hdemucs_section_builds_hdemucs(shared_dir):
     [({"num_subbands": 2}, "num_subbands"), ({"bogus": 1}, "bogus"),
      ({"t_sparse_self_attn": True}, "sparse")],
 )  # fmt: skip
-def test_msst_demucs_config_errors(shared_dir, change, message):
-    config = _htdemucs_config(shared_dir)
+def test_msst_demucs_config_errors(change, message):
+    config = _htdemucs_config()
     config["htdemucs"].update(change)
     with pytest.raises(ModelError, match=message):
         registry.get("htdemucs").build_function()("htdemucs", config)
 
 
-def test_demucs_package_with_msst_yaml_uses_the_yaml(shared_dir, tmp_path):
+def test_demucs_package_with_msst_yaml_uses_the_yaml(tmp_path):
     """MSST loads a Demucs package's `state` into the network its yaml describes."""
-    folder = _folder(shared_dir, "htdemucs_msst")
+    folder = fixture_folder("htdemucs_small")
     state = checkpoints.read_state_dict(folder / "model.ckpt")
     package = {"klass": "demucs.htdemucs.HTDemucs", "args": [], "kwargs": {}, "state": state}
     torch.save(package, tmp_path / "package.th")
@@ -158,9 +153,9 @@ def test_demucs_package_with_msst_yaml_uses_the_yaml(shared_dir, tmp_path):
 # --- BandIt v2 -------------------------------------------------------------------------
 
 
-def test_bandit_aliases_load_strictly_and_must_agree(shared_dir):
+def test_bandit_aliases_load_strictly_and_must_agree():
     """MSST's mask heads hold norm/hidden/output twice (also as `combined.K`)."""
-    folder = _folder(shared_dir, "bandit_v2")
+    folder = fixture_folder("bandit_v2_small")
     state = checkpoints.read_state_dict(folder / "model.ckpt")
     config = load_yaml(folder / "config.yaml")
     model = registry.get("bandit_v2").build_function()("bandit_v2", config)
@@ -181,8 +176,8 @@ def test_bandit_aliases_load_strictly_and_must_agree(shared_dir):
         model.load_state_dict({k: v for k, v in state.items() if "freq_weights/3" not in k})
 
 
-def test_bandit_config_errors(shared_dir):
-    config = load_yaml(_folder(shared_dir, "bandit_v2") / "config.yaml")
+def test_bandit_config_errors():
+    config = load_yaml(fixture_folder("bandit_v2_small") / "config.yaml")
     build = registry.get("bandit_v2").build_function()
     for change, message in [({"in_channels": 2}, "mono"), ({"bogus": 1}, "bogus"),
                             ({"hidden_activation": "os"}, "activation"),
@@ -190,6 +185,7 @@ def test_bandit_config_errors(shared_dir):
         broken = {**config, "kwargs": {**config["kwargs"], **change}}
         with pytest.raises(ModelError, match=message):
             build("bandit_v2", broken)
-    broken = {**config, "training": {**config["training"], "instruments": ["a", "b"]}}
+    # three instruments for a network of two stems
+    broken = {**config, "training": {**config["training"], "instruments": ["a", "b", "c"]}}
     with pytest.raises(ModelError, match="kwargs.stems"):
         build("bandit_v2", broken)

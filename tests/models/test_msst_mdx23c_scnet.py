@@ -1,9 +1,10 @@
 """MSST-format MDX23C (TFC-TDF v3) and SCNet against MSST's own outputs (commit ccc011a).
 
-Fixtures: ../shared/fixtures/{mdx23c,scnet} and the held-out ones under
-tests/data/msst/ (one-target vocals with a residual, BatchNorm/GroupNorm, relu/elu,
-mono 22.05 kHz, num_overlap 3 and 4, `inference.normalize`, the masked SCNet; written
-by tools/msst_fixtures_mdx23c_scnet.py from MSST's public code). Each is checked
+Fixtures: the held-out ones under tests/data/msst/ (one-target vocals with a residual,
+BatchNorm/GroupNorm, relu/elu, mono 22.05 kHz, num_overlap 3 and 4,
+`inference.normalize`, the masked SCNet; written by tools/msst_fixtures_mdx23c_scnet.py
+from MSST's public code), and {mdx23c,scnet} when a STEMSPLIT_FIXTURES folder
+(../shared/fixtures) has them. Each is checked
 three ways: the network's forward on the first chunk, demix through the engine, and
 the real CLI (`python -m stemsplit MIX --checkpoint --config`), the architecture
 recognised from the files alone.
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from msst_fixture import check_cli, check_demix, check_forward, fixture_folder, held_out
+from msst_fixture import check_cli, check_demix, check_forward, extra, fixture_folder, held_out
 from msst_fixture import read_meta as _meta
 
 from stemsplit.errors import ModelError
@@ -31,13 +32,8 @@ FORWARD_DB = 90.0
 DEMIX_DB = 90.0
 CLI_DB = 80.0
 
-SHARED = ["mdx23c", "scnet"]
 HELD_OUT = held_out(MODEL_TYPES)
-ALL = SHARED + HELD_OUT
-
-
-def _folder(shared: Path | None, name: str) -> Path:
-    return fixture_folder(shared, name, SHARED)
+ALL = extra(["mdx23c", "scnet"]) + HELD_OUT
 CLI_CASES = ALL  # mono models too: the input is decoded at the model's channel count
 
 
@@ -46,8 +42,8 @@ def _bundle(folder: Path) -> ModelBundle:
 
 
 @pytest.mark.parametrize("name", ALL)
-def test_recognised_from_the_files(shared_or_none: Path | None, name: str) -> None:
-    folder = _folder(shared_or_none, name)
+def test_recognised_from_the_files(name: str) -> None:
+    folder = fixture_folder(name)
     model_type = _meta(folder)["model_type"]
     config = load_yaml(folder / "config.yaml")
     # the masked SCNet shares scnet's yaml keys; its weights tell it apart
@@ -62,20 +58,20 @@ def test_recognised_from_the_files(shared_or_none: Path | None, name: str) -> No
 
 
 @pytest.mark.parametrize("name", ALL)
-def test_forward_matches_msst(shared_or_none: Path | None, name: str) -> None:
-    folder = _folder(shared_or_none, name)
+def test_forward_matches_msst(name: str) -> None:
+    folder = fixture_folder(name)
     check_forward(folder, _bundle(folder).members[0], FORWARD_DB)
 
 
 @pytest.mark.parametrize("name", ALL)
-def test_demix_through_the_engine_matches_msst(shared_or_none: Path | None, name: str) -> None:
-    folder = _folder(shared_or_none, name)
+def test_demix_through_the_engine_matches_msst(name: str) -> None:
+    folder = fixture_folder(name)
     check_demix(folder, _bundle(folder), DEMIX_DB)
 
 
 @pytest.mark.parametrize("name", CLI_CASES)
-def test_cli_reproduces_msst_demix(shared_or_none: Path | None, name: str, tmp_path: Path) -> None:
-    check_cli(_folder(shared_or_none, name), tmp_path, CLI_DB)
+def test_cli_reproduces_msst_demix(name: str, tmp_path: Path) -> None:
+    check_cli(fixture_folder(name), tmp_path, CLI_DB)
 
 
 # ------------------------------------------------------------ configs and cards

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from batch_cli import tiny_demucs_checkpoint
+from carried import fixture
 from pipe_music import real_music
 
 
@@ -16,13 +17,11 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def roformer(shared_dir: Path) -> tuple[Path, Path]:
-    folder = shared_dir / "fixtures" / "bs_roformer"
-    if not (folder / "model.ckpt").is_file():
-        pytest.skip(f"needs the bs_roformer fixture in {folder}")
+def roformer() -> tuple[Path, Path]:
+    folder = fixture("bs_roformer")
     return folder / "model.ckpt", folder / "config.yaml"
 
 
 @pytest.fixture(scope="session")
-def music(shared_dir: Path) -> np.ndarray:
-    return real_music(shared_dir, 6.0, offset=3.0)
+def music() -> np.ndarray:
+    return real_music(6.0, offset=3.0)

@@ -1,24 +1,13 @@
-"""Real music for the pipe tests, cut from the MUSDB sample in ../shared."""
+"""Real music for the pipe tests: the carried MUSDB clip (tests/fixtures/music)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-import pytest
+from carried import music
 
 RATE = 44100
 
 
-def real_music(shared_dir: Path, seconds: float, offset: float = 0.0) -> np.ndarray:
-    """`(frames, 2)` float32 cut from the MUSDB sample (an odd length)."""
-    import soundfile
-
-    path = shared_dir / "data" / "musdb-sample" / "mixture.flac"
-    if not path.is_file():
-        pytest.skip(f"needs the MUSDB sample in {path.parent}")
-    start = int(offset * RATE)
-    mix, rate = soundfile.read(path, dtype="float32", start=start,
-                               frames=int(seconds * RATE) + 37)  # fmt: skip
-    assert rate == RATE
-    return np.ascontiguousarray(mix)
+def real_music(seconds: float, offset: float = 0.0) -> np.ndarray:
+    """`(frames, 2)` float32 of the clip from `offset`, looped past its 3 s (an odd length)."""
+    return music(int(seconds * RATE) + 37, int(offset * RATE))

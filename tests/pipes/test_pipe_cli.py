@@ -167,15 +167,14 @@ def test_file_to_stdout(tiny_model, music, tmp_path: Path) -> None:
     np.testing.assert_array_equal(decode(result.stdout)[0], reference)
 
 
-def test_output_starts_before_the_input_ends(tiny_model, shared_dir, tmp_path: Path) -> None:
+def test_output_starts_before_the_input_ends(tiny_model, tmp_path: Path) -> None:
     """30 s of music written at 4x real time (7.5 s; 4x, not 1x, keeps the test short on
     a loaded 2-core machine; the tiny model runs far faster than either): the first
     output bytes arrive while the producer is still writing. The producer starts once
     stemsplit has loaded its model (its -v log line), as a live source would already be
     running."""
     seconds = 30
-    clip = real_music(shared_dir, 6.0)
-    music = np.concatenate([clip] * 5)[: seconds * RATE]  # the sample is 6.8 s: looped
+    music = real_music(seconds)[: seconds * RATE]  # the 3 s clip, looped
     data = wav_bytes(music, "PCM_16")
     process = subprocess.Popen(
         [sys.executable, "-m", "stemsplit", "-", "--checkpoint", tiny_model, "-s", "vocals",

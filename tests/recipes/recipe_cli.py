@@ -9,10 +9,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import carried
 import numpy as np
-import pytest
-
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
 
 
 @dataclass
@@ -46,10 +44,8 @@ def stemsplit(*args: str | Path, timeout: float = 300, cwd: Path | None = None) 
 
 
 def fixture(name: str) -> tuple[Path, Path]:
-    """(model.ckpt, config.yaml) of a fixture model; skip when ../shared is absent."""
-    folder = FIXTURES / name
-    if not (folder / "model.ckpt").is_file():
-        pytest.skip(f"{folder} is absent (../shared exists only beside the dev/CI checkout)")
+    """(model.ckpt, config.yaml) of a fixture model (tests/fixtures)."""
+    folder = carried.fixture(name)
     return folder / "model.ckpt", folder / "config.yaml"
 
 
@@ -57,9 +53,8 @@ def long_mixture(path: Path, seconds: float) -> Path:
     """The fixtures' real-music mixture, repeated to `seconds` (+ an odd 37 frames)."""
     import soundfile
 
-    fixture("bs_roformer")  # skips when ../shared is absent
-    mix, rate = soundfile.read(str(FIXTURES / "bs_roformer" / "mixture.wav"), dtype="float32",
-                               always_2d=True)  # fmt: skip
+    mix, rate = soundfile.read(str(carried.mixture_of(carried.fixture("bs_roformer"))),
+                               dtype="float32", always_2d=True)  # fmt: skip
     frames = int(seconds * rate) + 37
     reps = -(-frames // len(mix))
     audio = np.concatenate([mix] * reps)[:frames]

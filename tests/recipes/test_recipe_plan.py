@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from recipe_cli import fixture, long_mixture, two_step_recipe
+from recipe_cli import long_mixture, two_step_recipe
 
 from stemsplit.errors import UnknownModel, UnknownStem, UsageError
 from stemsplit.options import EngineSettings, OutputOptions
@@ -127,7 +127,6 @@ def test_the_chain_streams_each_step_behind_the_last(tmp_path: Path, monkeypatch
     from stemsplit import api
     from stemsplit.engine import chain
 
-    fixture("bs_roformer")
     order: list[str] = []
     pump = chain._Node.pump
 
