@@ -352,6 +352,7 @@ class _DownloadBars:
 
 @models_app.command("download")
 def download(
+    ctx: typer.Context,
     names: Annotated[list[str] | None, typer.Argument(metavar="NAME", help="Model names.")] = None,
     all_models: Annotated[bool, typer.Option("--all", help="Every model in the zoo.")] = False,
     json: Json = False,
@@ -361,6 +362,7 @@ def download(
     """Fetch and verify the files of NAME... (or --all) into the cache."""
     from stemsplit.errors import UsageError
     catalog, fetch = _zoo("catalog", "fetch")
+    json = _wants_json(ctx, json)
 
     def work() -> list[dict[str, Any]]:
         if all_models == bool(names):
@@ -400,9 +402,10 @@ def _cards_of(name: str) -> list[Any]:
 
 
 @models_app.command("verify")
-def verify(json: Json = False, model_dir: ModelDir = None) -> None:
+def verify(ctx: typer.Context, json: Json = False, model_dir: ModelDir = None) -> None:
     """Re-hash every cached model file; exit 1 if any does not match its card."""
     catalog, fetch = _zoo("catalog", "fetch")
+    json = _wants_json(ctx, json)
 
     cards = run_guarded(catalog.list_cards)
     results = [
@@ -510,12 +513,14 @@ def _raise(error: Exception) -> None:
 
 @models_app.command("rm")
 def remove(
+    ctx: typer.Context,
     names: Annotated[list[str], typer.Argument(metavar="NAME", help="Model names.")],
     json: Json = False,
     model_dir: ModelDir = None,
 ) -> None:
     """Delete the cached files of NAME...."""
     catalog, fetch = _zoo("catalog", "fetch")
+    json = _wants_json(ctx, json)
 
     cards = [run_guarded(catalog.get_card, name) for name in names]
     removed = [str(p) for card in cards for p in fetch.remove_cached(card, model_dir)]
@@ -529,9 +534,10 @@ def remove(
 
 
 @models_app.command("path")
-def path(json: Json = False, model_dir: ModelDir = None) -> None:
+def path(ctx: typer.Context, json: Json = False, model_dir: ModelDir = None) -> None:
     """Print the model cache folder."""
     fetch = _zoo("fetch")
+    json = _wants_json(ctx, json)
 
     folder = fetch.cache_dir(model_dir)
     if json:

@@ -172,3 +172,11 @@ def test_a_licence_that_allows_the_use_goes_on(dead_primary: dict[str, str],
                        tmp_path / "out", env={**dead_primary, "STEMSPLIT_OFFLINE": "1"})  # fmt: skip
     assert result.returncode == 1
     assert "--require-licence" not in result.stderr and "offline mode is on" in result.stderr
+
+
+def test_models_json_applies_to_every_subcommand(model_dir: Path) -> None:
+    env = {"STEMSPLIT_MODEL_DIR": str(model_dir)}
+    for args in (("path",), ("verify",), ("rm", "htdemucs"), ("info", "htdemucs")):
+        result = _models("--json", *args, env=env)
+        assert result.returncode == 0, (args, result.stderr)
+        json.loads(result.stdout)  # JSON, not the text rendering
