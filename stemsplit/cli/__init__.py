@@ -17,7 +17,8 @@ from stemsplit import __version__
 
 app = typer.Typer(
     name="stemsplit",
-    help="Split songs into stems (vocals, drums, bass, other, ...).",
+    help="Split songs into stems (vocals, drums, bass, other, ...). `stemsplit FILE...` is "
+    "short for `stemsplit separate FILE...` (`stemsplit separate --help` lists its options).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

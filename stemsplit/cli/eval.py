@@ -18,6 +18,7 @@ import typer
 
 from stemsplit.cli import app, common
 from stemsplit.cli.common import print_json, run_guarded
+from stemsplit.cli.help import PlainCommand
 
 _LABELS = {"usdr": "uSDR", "si_sdr": "SI-SDR", "bss_sdr": "SDR (BSSEval v4)",
            "msst_si_sdr": "SI-SDR (MSST)", "k_sdr": "kSDR", "l1_freq": "L1Freq",
@@ -97,7 +98,7 @@ def _write_csv(report, path: Path) -> None:
         raise OutputError(f"cannot write --csv {path}: {err.strerror or err}") from err
 
 
-@app.command("eval", no_args_is_help=True)
+@app.command("eval", no_args_is_help=True, cls=PlainCommand)
 def eval_command(
     paths: Annotated[
         list[Path],

@@ -13,6 +13,7 @@ import typer
 
 from stemsplit.cli import app, common
 from stemsplit.cli.common import Json, print_json, run_guarded
+from stemsplit.cli.help import PlainCommand, PlainGroup
 
 
 def _zoo(*names: str):
@@ -25,6 +26,7 @@ def _zoo(*names: str):
 
 
 models_app = typer.Typer(
+    cls=PlainGroup,
     help="List, inspect, download, verify and remove pretrained models.",
     no_args_is_help=False,
     invoke_without_command=True,
@@ -234,7 +236,7 @@ def _weights_text(weights: dict[str, float]) -> str:
     return "(" + ", ".join(f"{k}={v:g}" for k, v in weights.items()) + ")"
 
 
-@models_app.command("info")
+@models_app.command("info", cls=PlainCommand)
 def info(ctx: typer.Context, name: Annotated[str, typer.Argument(metavar="NAME")],
          json: Json = False, model_dir: ModelDir = None) -> None:  # fmt: skip
     """Everything the card says about NAME, and where its files are cached."""
@@ -350,7 +352,7 @@ class _DownloadBars:
         self.progress.update(task, completed=event.done, total=event.total)
 
 
-@models_app.command("download")
+@models_app.command("download", cls=PlainCommand)
 def download(
     ctx: typer.Context,
     names: Annotated[list[str] | None, typer.Argument(metavar="NAME", help="Model names.")] = None,
@@ -401,7 +403,7 @@ def _cards_of(name: str) -> list[Any]:
     return [catalog.get_card(model) for model in preset.models]
 
 
-@models_app.command("verify")
+@models_app.command("verify", cls=PlainCommand)
 def verify(ctx: typer.Context, json: Json = False, model_dir: ModelDir = None) -> None:
     """Re-hash every cached model file; exit 1 if any does not match its card."""
     catalog, fetch = _zoo("catalog", "fetch")
@@ -429,7 +431,7 @@ def verify(ctx: typer.Context, json: Json = False, model_dir: ModelDir = None) -
         raise typer.Exit(1)
 
 
-@models_app.command("check")
+@models_app.command("check", cls=PlainCommand)
 def check(
     ctx: typer.Context,
     names: Annotated[list[str] | None, typer.Argument(metavar="[NAME]...",
@@ -473,7 +475,7 @@ def check(
         raise typer.Exit(1)
 
 
-@models_app.command("bench")
+@models_app.command("bench", cls=PlainCommand)
 def bench(
     ctx: typer.Context,
     names: Annotated[list[str], typer.Argument(metavar="NAME...", help="Models to measure.")],
@@ -511,14 +513,14 @@ def _raise(error: Exception) -> None:
     raise error
 
 
-@models_app.command("rm")
+@models_app.command("rm", cls=PlainCommand)
 def remove(
     ctx: typer.Context,
     names: Annotated[list[str], typer.Argument(metavar="NAME", help="Model names.")],
     json: Json = False,
     model_dir: ModelDir = None,
 ) -> None:
-    """Delete the cached files of NAME...."""
+    """Delete the cached files of each NAME."""
     catalog, fetch = _zoo("catalog", "fetch")
     json = _wants_json(ctx, json)
 
@@ -533,7 +535,7 @@ def remove(
         common.out_console.print("nothing to remove")
 
 
-@models_app.command("path")
+@models_app.command("path", cls=PlainCommand)
 def path(ctx: typer.Context, json: Json = False, model_dir: ModelDir = None) -> None:
     """Print the model cache folder."""
     fetch = _zoo("fetch")

@@ -12,14 +12,15 @@ import typer
 
 from stemsplit.cli import app, common
 from stemsplit.cli.common import Json, print_json, run_guarded
+from stemsplit.cli.help import PlainCommand, PlainGroup
 
 recipes_app = typer.Typer(
+    cls=PlainGroup,
     help="List the shipped recipes (chained and routed separations); `info NAME` shows one.",
     no_args_is_help=False,
     invoke_without_command=True,
 )
 app.add_typer(recipes_app, name="recipes")
-
 
 
 def _api() -> Any:
@@ -51,7 +52,7 @@ def list_recipes(ctx: typer.Context, json: Json = False) -> None:
                              "`stemsplit song.wav --recipe NAME` runs it.")  # fmt: skip
 
 
-@recipes_app.command("info")
+@recipes_app.command("info", cls=PlainCommand)
 def info(
     name: Annotated[str, typer.Argument(metavar="NAME|FILE", help="A shipped recipe or a file.")],
     json: Json = False,

@@ -13,6 +13,7 @@ import typer
 
 from stemsplit.cli import app, common
 from stemsplit.cli.common import print_json, run_guarded
+from stemsplit.cli.help import PlainCommand
 
 
 def _report(folder: Path, mixture: Path | None, reference: Path | None):
@@ -21,7 +22,7 @@ def _report(folder: Path, mixture: Path | None, reference: Path | None):
     return report_folder(folder, mixture=mixture, reference=reference)
 
 
-@app.command(no_args_is_help=True)
+@app.command(no_args_is_help=True, cls=PlainCommand)
 def report(
     output_dir: Annotated[
         Path,

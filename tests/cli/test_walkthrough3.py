@@ -423,3 +423,21 @@ def test_small_output_options_are_checked(tmp_path, models):
     info = stemsplit("recipes", "info", recipe)
     assert info.returncode == 0, info.stderr
     assert info.stdout.splitlines()[0] == "my"
+
+
+# -- 14. help reads as plain words -----------------------------------------------------
+
+
+@pytest.mark.parametrize("command", [
+    [], ["separate"], ["eval"], ["report"], ["models"], ["models", "info"],
+    ["models", "download"], ["models", "rm"], ["recipes"], ["recipes", "info"],
+])  # fmt: skip
+def test_help_has_no_type_tags_or_braces(command):
+    result = stemsplit(*command, "--help", env={"COLUMNS": "100"})
+    assert result.returncode == 0, result.stderr
+    usage = result.stdout.splitlines()[0]
+    for tag in ("<path>", "<str>", "<int>", "<float>", "<list[", "....", "PATH...}"):
+        assert tag not in result.stdout, (tag, result.stdout)
+    assert "{" not in usage, usage
+    if not command:
+        assert "short for `stemsplit separate FILE...`" in " ".join(result.stdout.split())
