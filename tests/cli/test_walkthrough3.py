@@ -441,3 +441,39 @@ def test_help_has_no_type_tags_or_braces(command):
     assert "{" not in usage, usage
     if not command:
         assert "short for `stemsplit separate FILE...`" in " ".join(result.stdout.split())
+
+
+# -- 20. Conv-TasNet through a pipe: measured, and why it differs ----------------------
+
+
+def test_conv_tasnet_pipe_vs_file_as_docs_pipes_says(tmp_path):
+    """docs/pipes.md's figures: the running-window statistics of a pipe reach a network
+    without an inner normalisation; they equal the whole track's by the end."""
+    import numpy as np
+    from carried import MIXTURE, fixture
+
+    folder = fixture("conv_tasnet")
+    model = ("--checkpoint", folder / "model.th", "--config", folder / "args.json",
+             "--bit-depth", "float32", "--clip", "none", "--json")  # fmt: skip
+    by_file = stemsplit(MIXTURE, *model, "-o", tmp_path / "file")
+    with open(MIXTURE, "rb") as stdin:
+        by_pipe = stemsplit("-", *model, "-o", tmp_path / "pipe", stdin=stdin)
+    stems = []
+    for result in (by_file, by_pipe):
+        assert result.returncode == 0, result.stderr
+        paths = json.loads(result.stdout)["tracks"][0]["stems"]
+        stems.append(np.concatenate([read(Path(paths[s])) for s in sorted(paths)]))
+    file, pipe = (s.astype(np.float64) for s in stems)
+    assert file.shape == pipe.shape
+
+    def snr(a, b):
+        return 10 * np.log10((a**2).sum() / ((a - b) ** 2).sum())
+
+    second = 44100  # the stems are at the input's rate
+    length = file.shape[0] // 4
+    last = np.concatenate([np.arange(i * length + length - second, (i + 1) * length)
+                           for i in range(4)])  # fmt: skip
+    first = np.concatenate([np.arange(i * length, i * length + second) for i in range(4)])
+    assert snr(file, pipe) >= 30
+    assert snr(file[first], pipe[first]) < snr(file[last], pipe[last])
+    assert snr(file[last], pipe[last]) >= 45
