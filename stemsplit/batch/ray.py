@@ -99,6 +99,7 @@ def run_on_ray(
         with contextlib.redirect_stdout(sys.stderr):
             started = _connect(ray, batch)
             try:
+                _check_resources(ray, batch)
                 pool = _Pool(ray, separator, batch, models, bucket_url)
                 for index, result in pool.run(tracks, todo, bucket):
                     results[index] = result
@@ -123,6 +124,16 @@ def _connect(ray: Any, batch: BatchOptions) -> bool:
     cpus = max(1, math.ceil(batch.ray_workers * batch.cpus_per_worker))
     ray.init(num_cpus=cpus, log_to_driver=False, include_dashboard=False)
     return True
+
+
+def _check_resources(ray: Any, batch: BatchOptions) -> None:
+    """A worker no node can hold would wait forever: refuse it at once."""
+    total = ray.cluster_resources()
+    for name, per_worker, flag in (("CPU", batch.cpus_per_worker, "--cpus-per-worker"),
+                                   ("GPU", batch.gpus_per_worker, "--gpus-per-worker")):
+        if per_worker > total.get(name, 0):
+            raise UsageError(f"{flag} {per_worker:g}: the Ray cluster has {total.get(name, 0):g} "
+                             f"{name}s in all, so no worker could start")  # fmt: skip
 
 
 class _Pool:

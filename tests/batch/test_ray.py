@@ -97,3 +97,22 @@ def test_two_stems_keep_writes_only_the_kept_stem_on_ray(cluster, tiny_model, tm
                        "--keep", "vocals")  # fmt: skip
     assert sorted(Path(name).name for name in written if name.endswith(".wav")) == [
         "vocals.wav", "vocals.wav"]
+
+
+def test_a_worker_no_node_can_hold_is_refused_at_once(cluster, tiny_model, tmp_path):
+    source = inputs(tmp_path / "in")
+    result = stemsplit(source, "--checkpoint", tiny_model, "-o", tmp_path / "out",
+                       "--executor", "ray", "--ray-address", cluster,
+                       "--gpus-per-worker", "0.5", timeout=120)  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().endswith("error: --gpus-per-worker 0.5: the Ray cluster has 0 "
+                                          "GPUs in all, so no worker could start")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.wav"))
+
+
+@pytest.mark.parametrize("flag, value", [("--gpus-per-worker", "-1"), ("--cpus-per-worker", "0"),
+                                         ("--retries", "-1")])
+def test_bad_worker_options_are_usage_errors(flag, value, tmp_path):
+    write_audio(tmp_path / "a.wav", music(0.1))
+    result = stemsplit(tmp_path / "a.wav", "--executor", "ray", flag, value)
+    assert result.returncode == 2 and result.stderr.startswith(f"error: {flag} must be")
