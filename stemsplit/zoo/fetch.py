@@ -274,7 +274,7 @@ def _download(
     raise DownloadError(
         f"cannot download {what} from {urlsplit(urls[-1]).netloc} ({problems[-1]}); "
         f"check the network, set {MIRROR_ENV}=URL (a server with the file at "
-        f"URL/{spec.name}), pass --checkpoint FILE, or save {urls[0]} as "
+        f"URL/{spec.name}), pass --checkpoint FILE, or save {spec.url} as "
         f"{part.parent / spec.name}"
     )
 
@@ -321,7 +321,7 @@ def ensure_file(
         what = f"model {model_name!r} file" if model_name else "model file"
         raise DownloadError(
             f"{what} {spec.name} is not in the cache and offline mode is on: "
-            f"download {urls[0]} by hand and save it as {dest}"
+            f"download {spec.url} by hand and save it as {dest}"
         )
     try:
         cache.mkdir(parents=True, exist_ok=True)
@@ -339,10 +339,13 @@ def ensure_file(
         expected, origin = expected_hash(spec, recorded)
         if not check_hash(spec, digest, recorded) or (spec.size is not None and size != spec.size):
             part.unlink(missing_ok=True)
+            advice = "retry later or fix the card"
+            if url not in (spec.url, *spec.mirrors):  # the user's STEMSPLIT_MIRROR served it
+                advice = (f"the copy on {MIRROR_ENV} is not the published file: replace it "
+                          f"with {spec.url}, or unset {MIRROR_ENV}")
             raise ChecksumMismatch(
                 f"{spec.name} from {url} is corrupt (sha256 {digest[:16]}..., {size} bytes; "
-                f"expected {expected} from the {origin}); nothing was cached: retry later "
-                "or fix the card"
+                f"expected {expected} from the {origin}); nothing was cached: {advice}"
             )
         os.replace(part, dest)
         if spec.sha256 is None and spec.name not in recorded:

@@ -477,3 +477,48 @@ def test_conv_tasnet_pipe_vs_file_as_docs_pipes_says(tmp_path):
     assert snr(file, pipe) >= 30
     assert snr(file[first], pipe[first]) < snr(file[last], pipe[last])
     assert snr(file[last], pipe[last]) >= 45
+
+
+# -- 16. a mirror's failures point at the official file --------------------------------
+
+OFFICIAL = "https://dl.fbaipublicfiles.com/demucs/hybrid_transformer/955717e8-8726e21a.th"
+
+
+@pytest.mark.parametrize("served", [None, b"not the model"])
+def test_a_mirrors_failure_names_the_official_url(tmp_path, served):
+    from zoo_server import ZooServer
+
+    song = write_audio(tmp_path / "song.wav", music(0.2))
+    with ZooServer() as server:
+        if served is not None:
+            server.add("955717e8-8726e21a.th", served)
+        result = stemsplit(song, "-o", tmp_path / "out", env={
+            "STEMSPLIT_MIRROR": server.base_url, "STEMSPLIT_MODEL_DIR": str(tmp_path / "c")})
+    lines = _lines(result.stderr)
+    assert result.returncode == 1 and len(lines) == 1, lines
+    assert OFFICIAL in lines[0], lines[0]
+    if served is None:  # 404: save the published file, not the mirror's missing one
+        assert f"save {OFFICIAL} as" in lines[0]
+    else:
+        assert "not the published file: replace it with" in lines[0]
+        assert "fix the card" not in lines[0]
+
+
+# -- 19. extras under the distribution's name ------------------------------------------
+
+
+def test_extras_are_named_by_the_distribution():
+    """`pip install stemsplit[onnx]` installs nothing of ours: the distribution is
+    stemsplit-cli. (CHANGELOG.md is the lead's to fix.)"""
+    import re
+
+    root = Path(__file__).resolve().parents[2]
+    name = re.search(r'^name = "([^"]+)"', (root / "pyproject.toml").read_text(), re.M)
+    assert name is not None and name.group(1) == "stemsplit-cli"
+    wrong = re.compile(r"(?<![\w-])stemsplit\[")
+    files = [root / "README.md", *root.glob("docs/*.md"), *root.glob("stemsplit/**/*.py"),
+             *root.glob("tests/**/*.py")]  # fmt: skip
+    found = [f"{path.relative_to(root)}:{number}" for path in files
+             for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+             if wrong.search(line) and path.name != "test_walkthrough3.py"]  # fmt: skip
+    assert not found, found

@@ -18,7 +18,7 @@ from uvr_fixture import DATA, MIN_SNR_DB, MIXTURE, compare, run_cli, snr_db
 from stemsplit.errors import ModelError
 from stemsplit.zoo import uvr_data
 
-pytest.importorskip("onnxruntime", reason="MDX-Net models need onnxruntime (stemsplit[onnx])")
+pytest.importorskip("onnxruntime", reason="MDX-Net models need onnxruntime (stemsplit-cli[onnx])")
 
 
 @pytest.mark.parametrize("name", ["mdx_denoise", "mdx_reverb"])

@@ -21,8 +21,8 @@ from stemsplit.errors import ModelError
 from stemsplit.models.uvr.vr_nets import CascadedASPPNet, CascadedNet, network_from_state
 from stemsplit.zoo import uvr_data
 
-pytest.importorskip("samplerate", reason="VR models merge bands with libsamplerate (stemsplit[vr])")
-pytest.importorskip("scipy", reason="VR models resample bands with scipy (stemsplit[vr])")
+pytest.importorskip("samplerate", reason="VR models merge bands with libsamplerate (stemsplit-cli[vr])")
+pytest.importorskip("scipy", reason="VR models resample bands with scipy (stemsplit-cli[vr])")
 
 TOOLS = Path(__file__).resolve().parents[2] / "tools"
 
