@@ -41,6 +41,9 @@ FIELDS: dict[str, tuple[str, str, str]] = {
 }
 # libsndfile's string fields of a WAV's LIST INFO chunk, by neutral name.
 _INFO_FIELDS = ("title", "artist", "album", "date", "genre", "comment", "tracknumber")
+# Files whose INFO chunk libsndfile reads (only these are opened for it: libmpg123 would
+# print resync notes to the terminal for an untagged MP3).
+_INFO_SUFFIXES = frozenset({".wav", ".wave", ".w64", ".rf64", ".aif", ".aiff", ".aifc"})
 FRONT_COVER = 3  # the picture type (ID3 APIC / FLAC) DJ software shows
 
 
@@ -76,8 +79,10 @@ class Tags:
 def read_tags(path: str | Path) -> Tags:
     """The tags and pictures of `path`; empty Tags (and a warning) when unreadable."""
     import mutagen
+    from mutagen.aiff import AIFF
     from mutagen.id3 import ID3
     from mutagen.mp4 import MP4Tags
+    from mutagen.wave import WAVE
 
     try:
         audio = mutagen.File(str(path))
@@ -91,7 +96,10 @@ def read_tags(path: str | Path) -> Tags:
     except Exception as err:  # any malformed input: tags are never worth a failed track
         logger.warning("%s: cannot read its tags (%s); the stems get none", path, err)
         return Tags()
-    return _read_info(path)
+    if isinstance(audio, (WAVE, AIFF)) or (audio is None and Path(path).suffix.lower() in
+                                           _INFO_SUFFIXES):  # fmt: skip
+        return _read_info(path)
+    return Tags()
 
 
 def write_tags(path: str | Path, tags: Tags, kind: str) -> None:
