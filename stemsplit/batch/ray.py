@@ -18,6 +18,7 @@ import collections
 import contextlib
 import logging
 import math
+import os
 import shutil
 import sys
 from collections.abc import Callable, Sequence
@@ -114,12 +115,13 @@ def run_on_ray(
 
 
 def _connect(ray: Any, batch: BatchOptions) -> bool:
-    """Join `--ray-address`'s cluster, or start a local one sized for the workers
-    (True: this run started it and shuts it down)."""
+    """Join `--ray-address`'s cluster (else Ray's own `RAY_ADDRESS`), or start a local
+    one sized for the workers (True: this run started it and shuts it down)."""
     if ray.is_initialized():
         return False
-    if batch.ray_address:
-        ray.init(address=batch.ray_address, log_to_driver=False)
+    address = batch.ray_address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, log_to_driver=False)
         return False
     cpus = max(1, math.ceil(batch.ray_workers * batch.cpus_per_worker))
     ray.init(num_cpus=cpus, log_to_driver=False, include_dashboard=False)
