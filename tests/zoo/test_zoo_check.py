@@ -180,3 +180,26 @@ def test_models_json_applies_to_every_subcommand(model_dir: Path) -> None:
         result = _models("--json", *args, env=env)
         assert result.returncode == 0, (args, result.stderr)
         json.loads(result.stdout)  # JSON, not the text rendering
+
+
+def test_info_says_what_a_missing_runtime_needs(model_dir: Path) -> None:
+    """An install without onnxruntime (hidden from the import system): a UVR MDX-Net card
+    is implemented but not runnable here, and says which extra installs it."""
+    import subprocess
+    import sys
+
+    hide = (
+        "import importlib.util as u, sys\n"
+        "real = u.find_spec\n"
+        "u.find_spec = lambda n, *a: None if n.split('.')[0] == 'onnxruntime' else real(n, *a)\n"
+        "sys.argv = ['stemsplit', 'models', '--json', 'info', 'kim_inst']\n"
+        "from stemsplit.cli import entry\n"
+        "entry()\n"
+    )
+    result = subprocess.run([sys.executable, "-c", hide], capture_output=True, text=True,
+                            env={**os.environ, "STEMSPLIT_MODEL_DIR": str(model_dir)},
+                            timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["implemented"] is True and data["runnable"] is False
+    assert data["missing"] == ["onnxruntime"] and data["downloaded"] is False
