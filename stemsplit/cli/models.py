@@ -160,10 +160,14 @@ _FOUR = ["drums", "bass", "other", "vocals"]
 
 
 def _stems_text(stems: list[str]) -> str:
-    """Short: `4 stems` for drums/bass/other/vocals, `4 stems+guitar,piano`, else names."""
-    if stems[:4] == _FOUR:
-        return "4 stems" + (f"+{','.join(stems[4:])}" if stems[4:] else "")
-    return "/".join(stems)
+    """Short: `4 stems` for drums/bass/other/vocals (any order), `4 stems+guitar,piano`,
+    else the names, or their count where the names would not fit 20 columns."""
+    extra = [s for s in stems if s not in _FOUR]
+    if set(_FOUR) <= set(stems):
+        text = "4 stems" + (f"+{','.join(extra)}" if extra else "")
+    else:
+        text = "/".join(stems)
+    return text if len(text) <= 20 else f"{len(stems)} stems"
 
 
 def _print_cards(cards: list[Any], rows: list[dict[str, Any]]) -> None:
@@ -183,13 +187,15 @@ def _print_cards(cards: list[Any], rows: list[dict[str, Any]]) -> None:
         "s/min": [_bench_text(r["bench"]) for r in rows],
     }  # fmt: skip
     shown = [k for k, values in columns.items() if k == "name" or len(set(values)) > 1]
+    if common.out_console.width < 100 and "family" in shown:  # 80 columns: stems, SDR first
+        shown.remove("family")  # (`stemsplit models info NAME` names it)
     table = Table(box=None, header_style="bold", pad_edge=False)
-    widths = {"name": (10, 26), "family": (6, 11), "stems": (7, 18), "size": (8, 8),
-              "SDR": (5, 14), "cached": (6, 6), "runs": (4, 4), "s/min": (5, 12)}  # fmt: skip
+    widths = {"name": (10, 26), "family": (6, 11), "stems": (7, 20), "size": (8, 8),
+              "SDR": (5, 18), "cached": (6, 6), "runs": (4, 4), "s/min": (5, 12)}  # fmt: skip
     for key in shown:
         low, high = widths[key]
-        table.add_column(key, no_wrap=True, overflow="ellipsis", min_width=low,
-                         max_width=high)  # fmt: skip
+        table.add_column(key, no_wrap=key != "name", overflow="fold" if key == "name"
+                         else "ellipsis", min_width=low, max_width=high)  # fmt: skip
     for index in range(len(rows)):
         table.add_row(*(columns[key][index] for key in shown))
     common.out_console.print(table)

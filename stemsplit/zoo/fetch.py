@@ -321,7 +321,7 @@ def ensure_file(
         what = f"model {model_name!r} file" if model_name else "model file"
         raise DownloadError(
             f"{what} {spec.name} is not in the cache and offline mode is on: "
-            f"download {spec.url} by hand and save it as {dest}"
+            f"download {urls[0]} by hand and save it as {dest}"
         )
     try:
         cache.mkdir(parents=True, exist_ok=True)

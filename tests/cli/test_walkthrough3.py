@@ -522,3 +522,16 @@ def test_extras_are_named_by_the_distribution():
              for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
              if wrong.search(line) and path.name != "test_walkthrough3.py"]  # fmt: skip
     assert not found, found
+
+
+# -- 15. `stemsplit models` in 80 columns ----------------------------------------------
+
+
+def test_models_fit_80_columns_without_cutting_stems_or_scores():
+    result = stemsplit("models", env={"COLUMNS": "80"})
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert all(len(line) <= 80 for line in lines), max(lines, key=len)
+    assert "…" not in result.stdout
+    six = next(line for line in lines if line.startswith("htdemucs_6s"))
+    assert "4 stems+guitar,piano" in six
