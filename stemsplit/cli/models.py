@@ -27,7 +27,7 @@ def _zoo(*names: str):
 
 models_app = typer.Typer(
     cls=PlainGroup,
-    help="List, inspect, download, verify and remove pretrained models.",
+    help="List, inspect, download, verify, check, measure and remove pretrained models.",
     no_args_is_help=False,
     invoke_without_command=True,
 )
@@ -444,9 +444,10 @@ def check(
                                                       help="Models (default: every one).")] = None,
     json: Json = False,
 ) -> None:  # fmt: skip
-    """Ask every location of every file of NAME... whether it still serves the file (a
-    1-byte request each; STEMSPLIT_MIRROR alone when set): reachable, dead or size
-    mismatch. Exit 1 when a model has a file that no location serves."""
+    """Whether each location of each file still serves it (default: every model).
+
+    A 1-byte request per location (STEMSPLIT_MIRROR alone when set): reachable, dead or
+    size mismatch. Exit 1 when a model has a file that no location serves."""
     catalog, fetch = _zoo("catalog", "fetch")
     json = _wants_json(ctx, json)
 
@@ -492,9 +493,10 @@ def bench(
     model_dir: ModelDir = None,
     offline: Offline = False,
 ) -> None:
-    """Measure NAME... on this machine (seconds per minute of audio once loaded, load
-    time, peak memory) at the default settings; kept in the model cache and shown by
-    `stemsplit models`. Downloads the models first if needed."""
+    """Time and memory of each NAME on this machine, kept for `models` and --dry-run.
+
+    Seconds per minute of audio once loaded, the load time and the peak memory, at the
+    default settings; downloads the models first if needed."""
     from stemsplit.api import bench_model
     from stemsplit.errors import UsageError
 
