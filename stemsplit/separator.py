@@ -7,7 +7,6 @@ never downloads or loads them.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -269,7 +268,9 @@ def _identity(model: Any, model_dir: Path | None) -> dict[str, Any]:
     spec = model.spec
     if spec.checkpoint is not None:
         files = [spec.checkpoint, *([spec.config] if spec.config else [])]
-        return {"name": model.name, "files": {p.name: _sha256(p) for p in files}}
+        from stemsplit.zoo.local import file_sha256  # hashed once per run (the label did)
+
+        return {"name": model.name, "files": {p.name: file_sha256(p) for p in files}}
     if spec.bundle is not None:
         return {"name": model.name, "files": {}}
     from stemsplit.zoo import catalog, fetch
@@ -278,11 +279,3 @@ def _identity(model: Any, model_dir: Path | None) -> dict[str, Any]:
     recorded = fetch.recorded_hashes(model_dir)
     hashes = {f.name: fetch.expected_hash(f, recorded)[0] for f in card.files}
     return {"name": model.name, "files": hashes}
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
