@@ -3,10 +3,10 @@
 RoFormers: MSST's `demix()` (chunk_size, num_overlap 2, fades, reflect border).
 Conv-TasNet: demucs v2's separate flow (track normalisation, overlap 0.25, shifts 0,
 the model's `segment_length` from its args.json). Float32 output, exact shape and
-length, and SNR >= 50 dB: other CPUs round random-weight networks differently (the
-networks' own fp32 vs fp64 agreement is in each meta.json: 114-135 dB for the carried
-ones, 53-69 dB for the larger RoFormers in ../shared); stemsplit matches the
-references at 130+ dB on the CPU that made them.
+length, and an SNR 30 dB under the network's own fp32 vs fp64 agreement (meta.json:
+114-135 dB for the carried fixtures; 50 dB for the larger RoFormers in ../shared, whose
+agreement is 53-69 dB): other CPUs round random-weight networks differently; stemsplit
+matches the references at 130+ dB on the CPU that made them.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import pytest
 import soundfile
 from carried import fixture, mixture_of
 from e2e_cli import stemsplit
-from parity import FIXTURE_SNR_DB, snr_db
+from parity import fixture_snr_db, snr_db
 
 
 def _separate(folder: Path, out: Path, checkpoint: str, config: str, *extra: str) -> dict:
@@ -34,6 +34,7 @@ def _separate(folder: Path, out: Path, checkpoint: str, config: str, *extra: str
 
 def _assert_reproduces(written: dict[str, Path], references: list[Path], mixture: Path) -> None:
     assert references, "the fixture has no reference stems"
+    bar = fixture_snr_db(mixture.parent)
     for reference in references:
         expected, rate = soundfile.read(str(reference), dtype="float32", always_2d=True)
         path = written[reference.stem]
@@ -43,7 +44,7 @@ def _assert_reproduces(written: dict[str, Path], references: list[Path], mixture
         assert actual.shape == expected.shape == (soundfile.info(str(mixture)).frames, 2)
         assert np.abs(expected).max() > 1e-2  # a real signal, not silence against silence
         snr = snr_db(expected, actual)
-        assert snr >= FIXTURE_SNR_DB, f"{reference.stem}: {snr:.1f} dB"
+        assert snr >= bar, f"{reference.stem}: {snr:.1f} dB"
 
 
 @pytest.mark.parametrize("name", ["bs_roformer", "mel_roformer"])
@@ -67,7 +68,7 @@ def test_vocals_model_gives_instrumental_by_that_name(tmp_path):
     vocals = soundfile.read(str(folder / "demix" / "vocals.wav"), dtype="float32")[0]
     instrumental = soundfile.read(str(written["instrumental"]), dtype="float32")[0]
     assert instrumental.shape == mix.shape
-    assert snr_db(mix - vocals, instrumental) >= FIXTURE_SNR_DB
+    assert snr_db(mix - vocals, instrumental) >= fixture_snr_db(folder)
 
 
 def test_conv_tasnet_cli_reproduces_demucs_v2_separate(tmp_path):
