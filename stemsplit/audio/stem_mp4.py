@@ -30,6 +30,7 @@ import os
 import re
 import struct
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -385,7 +386,11 @@ class _StemSpool:
 
 
 class Mp4Encoder:
-    """Five stereo tracks into one MP4 with FFmpeg's encoders and muxer (moov at the end)."""
+    """Five stereo tracks into one MP4 with FFmpeg's encoders and muxer (moov at the end).
+
+    Each track's encoder runs in its own thread (PyAV releases the GIL while FFmpeg
+    encodes), so AAC's five encoders use five cores; packets are muxed in track order
+    by the calling thread, so the file does not depend on the threads' timing."""
 
     def __init__(self, path: Path, samplerate: int, codec: str, bit_depth: int = 16,
                  tracks: int = 5, clamp: bool = True) -> None:  # fmt: skip
@@ -400,6 +405,7 @@ class Mp4Encoder:
         self._container = av.open(str(path), "w", format="mp4",
                                   options={"movie_timescale": str(samplerate)})  # fmt: skip
         self._streams: list[Any] = []
+        self._pool = ThreadPoolExecutor(tracks, thread_name_prefix="stemsplit-mp4")
         for _ in range(tracks):
             stream: Any = self._container.add_stream(codec, rate=samplerate)
             stream.layout = "stereo"
@@ -411,14 +417,9 @@ class Mp4Encoder:
 
     def write(self, block: np.ndarray) -> None:
         """Append `[tracks, 2, n]` float32 frames."""
-        import av
-
-        for index, (stream, audio) in enumerate(zip(self._streams, block)):
-            data, layout = self._samples(index, audio)
-            frame = av.AudioFrame.from_ndarray(data, format=layout, layout="stereo")
-            frame.sample_rate = self.samplerate
-            frame.pts = self.frames
-            self._mux(index, stream.encode(frame))
+        encoded = list(self._pool.map(self._encode, range(len(self._streams)), block))
+        for index, packets in enumerate(encoded):
+            self._mux(index, packets)
         self.frames += block.shape[-1]
 
     def close(self) -> tuple[int, int]:
@@ -427,9 +428,20 @@ class Mp4Encoder:
             for index, stream in enumerate(self._streams):
                 self._mux(index, stream.encode(None))
         finally:
+            self._pool.shutdown()
             self._container.close()
         frame_size = 1024 if self.codec == "aac" else 0
         return self.priming, self.packets * frame_size or self.frames
+
+    def _encode(self, index: int, audio: np.ndarray) -> list[Any]:
+        """One track's block through its encoder (in a pool thread): its packets."""
+        import av
+
+        data, layout = self._samples(index, audio)
+        frame = av.AudioFrame.from_ndarray(data, format=layout, layout="stereo")
+        frame.sample_rate = self.samplerate
+        frame.pts = self.frames
+        return list(self._streams[index].encode(frame))
 
     def _samples(self, index: int, audio: np.ndarray) -> tuple[np.ndarray, str]:
         if self.codec == "aac":
