@@ -212,7 +212,8 @@ def separate(
     """Split files (or folders) into stems; returns one `TrackResult` per track.
 
     Options by name: model (a zoo name or preset, or a list for an ensemble),
-    checkpoint/config (local files; lists pair up), model_type, ensemble, weights,
+    checkpoint/config (local files; configs pair, in order, with the checkpoints that
+    need one: `stemsplit.zoo.local.pair_configs`), model_type, ensemble, weights,
     model_dir, offline; recipe (a shipped recipe's name or a TOML file: chained and
     routed steps instead of model and stems, `stemsplit.recipes`); stems, two_stems, other_method; device, precision, batch_size,
     segment, overlap, shifts, seed, tta; out, filename, format, bit_depth, mp3_bitrate,
