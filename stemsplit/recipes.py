@@ -1,7 +1,8 @@
 """Recipes: chained and routed separations, declared in TOML and planned once.
 
 A recipe is a list of named steps. Each step runs a model (a zoo name, a preset, a list
-of models for an ensemble, or a local `checkpoint` + `config`) on the mixture or on a
+of models for an ensemble, local `checkpoint` files, one or a list, with a `config` for
+each that needs one, or names and files together) on the mixture or on a
 stem of an earlier step (`input = "vocals.vocals"`: step `vocals`, its stem `vocals`),
 and keeps some of its stems under output names (`keep = { vocals = "lead_vocals" }`).
 An optional `residual` writes the mixture minus chosen outputs (`other` = mixture -
