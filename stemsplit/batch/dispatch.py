@@ -86,7 +86,8 @@ def run_here(
                     progress(Progress(index, len(tracks), path, fraction))
 
             results[index] = run_whole(separator, tracks[index], bucket, batch.jobs, on_progress)
-            on_progress(1.0)
+            if progress is not None:
+                progress(Progress(index, len(tracks), path, 1.0, results[index].status))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return [results[i] for i in range(len(tracks))]
