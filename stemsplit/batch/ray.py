@@ -91,6 +91,10 @@ def run_on_ray(
     from stemsplit.batch.dispatch import triage
     from stemsplit.batch.storage import Bucket
 
+    device = separator.plan.engine.device
+    if device.startswith("cuda") and not batch.gpus_per_worker:  # Ray hides GPUs from it
+        raise UsageError(f"--device {device}: a Ray worker sees a GPU only when it holds one: "
+                         "add --gpus-per-worker 1 (0.5: two workers per GPU)")  # fmt: skip
     bucket = Bucket(bucket_url, Path(separator.plan.output.out)) if bucket_url else None
     results, todo = triage(separator, tracks, batch.skip_existing, bucket)
     workers, nodes = 0, set()

@@ -110,6 +110,16 @@ def test_a_worker_no_node_can_hold_is_refused_at_once(cluster, tiny_model, tmp_p
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.wav"))
 
 
+def test_cuda_without_a_gpu_per_worker_is_a_usage_error(tiny_model, tmp_path):
+    write_audio(tmp_path / "a.wav", music(0.1))
+    result = stemsplit(tmp_path / "a.wav", "--checkpoint", tiny_model, "--executor", "ray",
+                       "--device", "cuda", "-o", tmp_path / "out")  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == ("error: --device cuda: a Ray worker sees a GPU only when it "
+                                     "holds one: add --gpus-per-worker 1 (0.5: two workers per "
+                                     "GPU)")
+
+
 @pytest.mark.parametrize("flag, value", [("--gpus-per-worker", "-1"), ("--cpus-per-worker", "0"),
                                          ("--retries", "-1")])
 def test_bad_worker_options_are_usage_errors(flag, value, tmp_path):
