@@ -70,7 +70,8 @@ def test_the_record_describes_the_chain(runs: dict) -> None:
     assert steps[0]["input"] == "mixture" and steps[1]["input"] == "first.vocals"
     assert steps[0]["feeds"] == {"vocals": ["second"]}
     assert steps[1]["keep"] == {"vocals": "lead", "other": "backing"}
-    assert record["settings"]["chain"][1].startswith("second: model on first.vocals")
+    assert record["settings"]["chain"][1].startswith(f"second: {runs['labels'][1]} on "
+                                                     "first.vocals")  # fmt: skip
     assert len(record["model_files"]) == 2
 
 
@@ -124,7 +125,8 @@ keep = {{ other = "rest" }}
     total = sum(read(out / f"{s}.wav") for s in ("vocals", "rest", "remainder"))
     assert np.abs(total - read(mix)).max() < 1e-5
     page = (out / "report.html").read_text()  # the report shows the chain, a row per step
-    assert "model on mixture -> other as rest" in page and "mixture - vocals - rest" in page
+    assert f"{label(mel, mel_config)} on mixture -> other as rest" in page
+    assert "mixture - vocals - rest" in page
 
 
 @pytest.mark.parametrize(
