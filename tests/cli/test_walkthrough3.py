@@ -107,6 +107,25 @@ def test_two_model_ckpt_files_write_beside_each_other(tmp_path, models):
     assert json.loads(again.stdout)["tracks"][0]["status"] == "skipped"
 
 
+def test_a_zoo_file_given_as_a_checkpoint_is_called_by_its_card(tmp_path, models):
+    import hashlib
+
+    import zoo_checkpoints as zc
+
+    digest = hashlib.sha256(models["tiny"].read_bytes()).hexdigest()
+    zoo = zc.write_zoo(tmp_path / "zoo.toml", {"my-tiny": {
+        "architecture": "demucs", "sources": zc.SOURCES, "samplerate": 44100,
+        "files": [{"name": "tiny.th", "url": "https://example.invalid/tiny.th",
+                   "sha256": digest}]}})  # fmt: skip
+    song = write_audio(tmp_path / "song.wav", music(0.2))
+    result = stemsplit(song, "--checkpoint", models["tiny"], "-o", tmp_path / "out", "--json",
+                       env={"STEMSPLIT_ZOO": str(zoo)})  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    vocals = Path(json.loads(result.stdout)["tracks"][0]["stems"]["vocals"])
+    assert vocals.parent.parent.name == "my-tiny"
+    assert _record(vocals.parent)["models"] == ["my-tiny"]
+
+
 # -- 3, 8, 9. reports: never a silent no-report; reruns own their folder ----------------
 
 
