@@ -29,6 +29,7 @@ from stemsplit.options import (
     StemOptions,
     TrackResult,
 )
+from stemsplit.startup import early_input  # for the CLI: decodes while torch imports
 
 
 class BatchResults(list[TrackResult]):
@@ -218,7 +219,9 @@ def separate(
     routed steps instead of model and stems, `stemsplit.recipes`); stems, two_stems, other_method; device, precision, batch_size,
     segment, overlap, shifts, seed, tta; out, filename, format, bit_depth, mp3_bitrate,
     clip, samplerate, report, reference; recursive, skip_existing (or overwrite), jobs,
-    executor, ray_address, ray_workers, threads. See `stemsplit.options` for each.
+    executor, ray_address, ray_workers, cpus_per_worker, gpus_per_worker, retries, shard,
+    threads. Inputs and `out` may be fsspec URLs (`s3://bucket/prefix`, docs/scale-out.md).
+    See `stemsplit.options` for each.
     """
     request = build_request(**options)
     return run_request([inputs] if isinstance(inputs, (str, Path)) else list(inputs),
@@ -483,6 +486,7 @@ __all__ = [
     "StemsplitError",
     "TrackResult",
     "build_request",
+    "early_input",
     "evaluate_folders",
     "evaluate_model",
     "keep_large_blocks_on_heap",
