@@ -16,7 +16,6 @@ carry their own.
 from __future__ import annotations
 
 import hashlib
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,8 +24,6 @@ from stemsplit.errors import StemsplitError, UsageError
 
 if TYPE_CHECKING:
     from stemsplit.zoo.catalog import ModelCard
-
-log = logging.getLogger(__name__)
 
 # File stems that say nothing about the model (trainers' default names).
 GENERIC_STEMS = frozenset({
