@@ -87,13 +87,17 @@ _PACKED: dict[tuple[int, ...], tuple[tuple[int, int], Any]] = {}
 
 @contextmanager
 def int8_matmuls() -> Iterator[None]:
-    """Within it, the shared matmuls run as dynamic int8 on CPU (`--precision int8`):
-    weights quantized once per output channel, activations per call (per tensor, from
-    their range), accumulated in int32 and returned in fp32 (FBGEMM/oneDNN, VNNI where
-    the CPU has it). Attention, norms and element-wise work stay fp32."""
+    """Within it, matmuls and convolutions with fp32 weights run as dynamic int8 on CPU
+    (`--precision int8`): weights quantized per output channel (once for a parameter),
+    activations per call (per tensor, from their range), accumulated in int32, out in
+    fp32 (FBGEMM/oneDNN; VNNI where the CPU has it). `fast_linear` checks the flag;
+    `F.linear`, `F.conv1d` and `F.conv2d` calls (nn.Linear, nn.Conv*) are caught by a
+    torch function mode. Attention, norms, transposed convolutions and element-wise
+    work stay fp32."""
     token = _INT8_MATMULS.set(True)
     try:
-        yield
+        with _Int8Functions():
+            yield
     finally:
         _INT8_MATMULS.reset(token)
 
@@ -106,48 +110,110 @@ def _stored(tensor: torch.Tensor | None) -> torch.nn.Parameter | None:
     return base if isinstance(base, torch.nn.Parameter) else None
 
 
-def _int8_weight(weight: torch.Tensor, bias: torch.Tensor | None) -> Any:
-    """`weight` (and `bias`) prepacked for `quantized.linear_dynamic`, kept until the
-    parameters change or are freed; None for a weight computed per call (not worth
-    quantizing each time) or while tracing."""
+def _pack_int8(weight: torch.Tensor, bias: torch.Tensor | None, conv: tuple[Any, ...]) -> Any:
+    """`weight` quantized per output channel (symmetric, 8 bits) and prepacked with
+    `bias`: for `quantized.linear_dynamic`, or with `conv` = (stride, padding, dilation,
+    groups) for `quantized.conv{1,2}d_dynamic`."""
+    tensor = weight.detach().float()
+    scales = (tensor.abs().flatten(1).amax(1).clamp_min(1e-12) / 127).double()
+    zeros = torch.zeros(tensor.shape[0], dtype=torch.long)
+    with warnings.catch_warnings():
+        # torch deprecates its quantized tensor dtypes (pytorch#184982) for torchao; 2.13
+        # still runs FBGEMM's dynamic kernels, which is what this mode measures.
+        warnings.simplefilter("ignore", UserWarning)
+        quantized = torch.quantize_per_channel(tensor, scales, zeros, 0, torch.qint8)
+    bias = None if bias is None else bias.detach().float()
+    if not conv:
+        return torch.ops.quantized.linear_prepack(quantized, bias)
+    prepack = {3: torch.ops.quantized.conv1d_prepack, 4: torch.ops.quantized.conv2d_prepack}
+    return prepack[tensor.dim()](quantized, bias, *conv)
+
+
+def _int8_weight(weight: torch.Tensor, bias: torch.Tensor | None,
+                 conv: tuple[Any, ...] = ()) -> Any:  # fmt: skip
+    """`weight` (and `bias`) packed for int8: a parameter (or a view of one) once, kept
+    until it changes or is freed; a weight computed per call (a folded LayerScale)
+    per call, which costs one pass over the weight against the matmul's many."""
     base, bias_base = _stored(weight), _stored(bias)
-    if base is None or (bias is not None and bias_base is None) or tracing():
-        return None
+    if base is None or (bias is not None and bias_base is None):
+        return _pack_int8(weight, bias, conv)
     key = (id(base), weight.storage_offset(), *weight.shape, *weight.stride(),
-           id(bias_base), -1 if bias is None else bias.storage_offset())  # fmt: skip
+           id(bias_base), -1 if bias is None else bias.storage_offset(),
+           hash(conv))  # fmt: skip
     version = (base._version, 0 if bias_base is None else bias_base._version)
     cached = _PACKED.get(key)
     if cached is not None and cached[0] == version:
         return cached[1]
     if cached is None:
         weakref.finalize(base, _PACKED.pop, key, None)
-    matrix = weight.detach().float()
-    scales = (matrix.abs().amax(1).clamp_min(1e-12) / 127).double()
-    zeros = torch.zeros(matrix.shape[0], dtype=torch.long)
-    with warnings.catch_warnings():
-        # torch deprecates its quantized tensor dtypes (pytorch#184982) for torchao; 2.13
-        # still runs FBGEMM's dynamic kernel, which is what this mode measures.
-        warnings.simplefilter("ignore", UserWarning)
-        quantized = torch.quantize_per_channel(matrix, scales, zeros, 0, torch.qint8)
-    packed = torch.ops.quantized.linear_prepack(
-        quantized, None if bias is None else bias.detach().float()
-    )
+    packed = _pack_int8(weight, bias, conv)
     _PACKED[key] = (version, packed)
     return packed
 
 
-def _int8_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
+# Largest crest factor (peak / RMS) of an input quantized to 8 bits per tensor: the
+# rounding then stays ~20 dB under the signal (20 log10(127 sqrt(12) / 40) = 21 dB).
+# Spectrogram-side inputs of HTDemucs' outer layers reach 50-80 and stay fp32; with them
+# in int8 a segment fell from 27 to 19 dB to fp32 (docs/performance.md).
+_MAX_CREST = 40.0
+
+
+def _int8_applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    if not (_INT8_MATMULS.get() and x.dtype == weight.dtype == torch.float32
+            and x.device.type == "cpu" and not tracing()):  # fmt: skip
+        return False
+    low, high = torch.aminmax(x)
+    peak = torch.maximum(-low, high)
+    return bool(peak * peak * x.numel() <= _MAX_CREST**2 * torch.linalg.vector_norm(x) ** 2)
+
+
+def _reduce_range() -> bool:
+    """Without VNNI, FBGEMM's u8*s8 pairs add up in int16 and can saturate: 7-bit
+    activations there, full 8-bit where VNNI sums in int32."""
+    return not cpu().vnni
+
+
+def _int8_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
                  ) -> torch.Tensor | None:  # fmt: skip
     """`F.linear` as dynamic int8 inside `int8_matmuls()`; None where it does not apply."""
-    if not _INT8_MATMULS.get() or x.dtype != torch.float32 or x.device.type != "cpu":
+    if not _int8_applies(x, weight):
         return None
     packed = _int8_weight(weight, bias)
-    if packed is None:
+    return torch.ops.quantized.linear_dynamic(x, packed, _reduce_range())
+
+
+def _int8_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+               stride: Any = 1, padding: Any = 0, dilation: Any = 1, groups: int = 1
+               ) -> torch.Tensor | None:  # fmt: skip
+    """`F.conv1d`/`F.conv2d` as dynamic int8; None where it does not apply (string
+    padding, unbatched input)."""
+    dims = weight.dim() - 2
+    if not _int8_applies(x, weight) or isinstance(padding, str) or x.dim() != dims + 2:
         return None
-    # Without VNNI, FBGEMM's u8*s8 pairs add up in int16 and can saturate: 7-bit
-    # activations there (reduce_range), full 8-bit where VNNI sums in int32.
-    reduce_range = not cpu().vnni
-    return torch.ops.quantized.linear_dynamic(x, packed, reduce_range)
+
+    def each(value: Any) -> tuple[int, ...]:
+        return tuple(map(int, value)) if isinstance(value, (tuple, list)) else (int(value),) * dims
+
+    packed = _int8_weight(weight, bias, (each(stride), each(padding), each(dilation), groups))
+    run = torch.ops.quantized.conv1d_dynamic if dims == 1 else torch.ops.quantized.conv2d_dynamic
+    return run(x, packed, _reduce_range())
+
+
+_INT8_FORMS: dict[Any, Any] = {F.linear: _int8_linear, F.conv1d: _int8_conv,
+                               F.conv2d: _int8_conv}  # fmt: skip
+
+
+class _Int8Functions(torch.overrides.TorchFunctionMode):
+    """Sends `F.linear`, `F.conv1d` and `F.conv2d` to their int8 forms."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        int8 = _INT8_FORMS.get(func)
+        if int8 is not None:
+            y = int8(*args, **kwargs)
+            if y is not None:
+                return y
+        return func(*args, **kwargs)
 
 
 def fast_linear(

@@ -35,13 +35,14 @@ def test_int8_linear_is_quantized_and_close() -> None:
         gelu = fast_linear(x, weight, bias, gelu=True)
         # a view of a fused weight (the two halves of a GLU) is quantized as its own matrix
         half = fast_linear_add(x, weight[:48], bias[:48], residual)
-        computed = fast_linear(x, weight * 1.0, bias)  # a per-call weight stays fp32
+        computed = fast_linear(x, weight * 0.5, bias)  # a weight computed per call
     assert got.shape == exact.shape and got.dtype == torch.float32
     # 8-bit weights per channel and activations per tensor: ~35-40 dB on a random layer
     assert 30 < _snr_db(got, exact) < 80
     assert _snr_db(gelu, F.gelu(exact)) > 30
     assert 30 < _snr_db(half, residual + exact[..., :48]) < 80
-    assert torch.equal(computed, fast_linear(x, weight * 1.0, bias))
+    with torch.no_grad():
+        assert 30 < _snr_db(computed, F.linear(x, weight * 0.5, bias)) < 80
 
 
 def test_int8_weights_follow_a_reload() -> None:
