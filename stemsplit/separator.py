@@ -119,6 +119,17 @@ class Separator:
         rates = recipe.mixture_rates if recipe else [m.samplerate for m in self.plan.models]
         return prepare_input(track, rates, spool_dir, model_channels(self.bundles))
 
+    def track_batcher(self) -> Any:
+        """An `engine.multi.TrackBatcher` pooling the chunks of several tracks into each
+        forward pass (`--batch-size` chunks), or None where tracks run one at a time:
+        a recipe (chained steps), a network that chunks the track itself (UVR), or
+        batches of one chunk."""
+        if self.plan.recipe is not None or self.plan.output.stdout:
+            return None
+        from stemsplit.engine.multi import TrackBatcher
+
+        return TrackBatcher.for_models(self.bundles, self.plan.engine, self._runners)
+
     def separate_track(
         self,
         track: Path,
@@ -128,8 +139,11 @@ class Separator:
         prepared: Any = None,
         writer_factory: Callable[..., Any] | None = None,
         spool_dir: Path | None = None,
+        batcher: Any = None,
     ) -> Any:
-        """Separate one file into `outputs` (stem -> path); returns the TrackOutcome."""
+        """Separate one file into `outputs` (stem -> path); returns the TrackOutcome.
+        With `batcher` (a `track_batcher()`), its chunks share forward passes with the
+        other tracks in flight."""
         from stemsplit.engine.pipeline import TrackJob, run_track
 
         output = self.plan.output
@@ -155,7 +169,8 @@ class Separator:
             from stemsplit.engine.chain import run_chain
 
             return run_chain(job, self.bundles, self.plan.recipe, self._runners, on_progress)
-        return run_track(job, self.bundles, self.plan.layout, self.plan.stems, self._runners,
+        runners = batcher.runners if batcher is not None else self._runners
+        return run_track(job, self.bundles, self.plan.layout, self.plan.stems, runners,
                          on_progress)  # fmt: skip
 
 

@@ -77,18 +77,35 @@ def run_batch(
         return separator.prepare(track, spool_dir)
 
     writer_factory = BackgroundWriter if jobs >= 1 else None
+    batcher = separator.track_batcher() if len(todo) > 1 else None
     try:
         with Prefetcher(prepare, [tracks[i].path for i in todo], jobs) as prefetch:
-            for position, index in enumerate(todo):
-                path = tracks[index].path
+            if batcher is not None:  # several tracks in flight, their chunks pooled
+                from stemsplit.batch.pooled import run_pooled, serialized
 
-                def prepared(position: int = position) -> Any:
-                    return prefetch.get(position) if jobs >= 1 else None
+                report = serialized(progress)
 
-                results[index] = _one_track(
-                    separator, path, outputs[path], index, len(tracks), progress, prepared,
-                    writer_factory, spool_dir,
-                )  # fmt: skip
+                def take(position: int) -> Any:
+                    return prefetch.get(position) if jobs >= 1 else prepare(tracks[todo[position]].path)
+
+                def run_one(position: int, prepared: Callable[[], Any]) -> TrackResult:
+                    index, path = todo[position], tracks[todo[position]].path
+                    return _one_track(separator, path, outputs[path], index, len(tracks),
+                                      report, prepared, writer_factory,
+                                      spool_dir, batcher)  # fmt: skip
+
+                results.update(zip(todo, run_pooled(batcher, len(todo), take, run_one)))
+            else:
+                for position, index in enumerate(todo):
+                    path = tracks[index].path
+
+                    def prepared(position: int = position) -> Any:
+                        return prefetch.get(position) if jobs >= 1 else None
+
+                    results[index] = _one_track(
+                        separator, path, outputs[path], index, len(tracks), progress,
+                        prepared, writer_factory, spool_dir,
+                    )  # fmt: skip
     finally:
         shutil.rmtree(spool_dir, ignore_errors=True)
     ordered = [results[i] for i in range(len(tracks))]
@@ -108,6 +125,7 @@ def _one_track(
     prepared: Callable[[], Any],
     writer_factory: Any,
     spool_dir: Path,
+    batcher: Any = None,
 ) -> TrackResult:
     started = time.perf_counter()
     created = _missing_folders(outputs)
@@ -120,7 +138,7 @@ def _one_track(
     try:
         outcome = separator.separate_track(
             track, outputs, on_progress, prepared=prepared(), writer_factory=writer_factory,
-            spool_dir=spool_dir,
+            spool_dir=spool_dir, batcher=batcher,
         )  # fmt: skip
     except BaseException as err:
         if isinstance(err, (StemsplitError, OSError, ValueError, RuntimeError)):

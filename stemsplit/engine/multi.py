@@ -1,0 +1,217 @@
+"""Cross-track batching: the chunks of several tracks fill one forward pass.
+
+A short clip (a speech corpus' utterance, a sample) is one or two chunks, so a batch
+loop that separates one track at a time calls the network with nearly empty batches.
+Here each track still runs the one-track pipeline (`pipeline.run_track`: its own chunk
+plan, normalisation, shifts, overlap-add and writers), in a thread of its own; only its
+model calls go through a `TrackBatcher`, which stacks the chunks several tracks are
+waiting on into one call of the network (at most the batch size, counted in chunks)
+and hands each track back its own rows.
+
+So a track's numbers are a one-track run's: the same chunks, the same windows, its own
+chunks grouped into the same batches (MSST's fades are decided per batch of the track's
+chunks, `chunking.batch_windows`); a network in eval mode computes each row of a batch
+on its own, so only the rows beside it differ. Chunks of different lengths (the last
+chunk of a model whose input length follows the chunk's, as HDemucs') cannot be
+stacked: they queue apart, by shape.
+
+A pass runs as soon as a queue holds a full batch, or when every track in flight is
+waiting for the network (no more chunks can come before one is answered). One pass
+runs at a time, in the thread of one of the waiting tracks.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from stemsplit.engine.chunking import plan_chunks
+from stemsplit.engine.runner import effective_recipe
+from stemsplit.options import EngineSettings
+
+log = logging.getLogger(__name__)
+
+Runner = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass(eq=False)
+class _Request:
+    """One model call of one track: its chunks, then its outputs or the pass's error."""
+
+    order: int
+    inputs: np.ndarray
+    output: np.ndarray | None = None
+    error: BaseException | None = None
+
+
+@dataclass(frozen=True)
+class _Member:
+    """What sizes a track's model calls to one network: its rate, chunking and batch."""
+
+    samplerate: int
+    recipe: Any
+    segment: int
+    valid_length: Callable[[int], int] | None
+    capacity: int
+
+
+class TrackBatcher:
+    """Pools the model calls of several tracks' threads into forward passes.
+
+    `runners` (network id -> runner, as the Separator builds them) become `self.runners`:
+    the same keys, each a callable with the runner's signature that waits for its rows
+    of a pooled pass. A thread separating a track declares itself with `track()`.
+    """
+
+    def __init__(self, runners: Mapping[int, Runner], members: Mapping[int, _Member],
+                 tta: bool = False) -> None:  # fmt: skip
+        self._inner = dict(runners)
+        self._members = dict(members)
+        self._factor = 3 if tta else 1  # TTA: each chunk runs three times (runner.py)
+        # rows per forward pass at most (`--batch-size` chunks, each thrice with TTA)
+        self.capacity = max(m.capacity for m in self._members.values()) * self._factor
+        self._cond = threading.Condition()
+        self._queues: dict[tuple[int, tuple[int, ...]], list[_Request]] = {}
+        self._orders = itertools.count()
+        self._active = 0  # tracks in flight
+        self._waiting = 0  # of them, those waiting for the network
+        self._busy = False  # a pass is running
+        self._stopped: BaseException | None = None
+        self.passes = 0
+        self.chunks = 0
+        self.shared_passes = 0  # passes holding the chunks of more than one track
+        self.runners: dict[int, Runner] = {key: self._caller(key) for key in self._inner}
+
+    @classmethod
+    def for_models(cls, bundles: Sequence[Any], settings: EngineSettings,
+                   runners: Mapping[int, Runner]) -> TrackBatcher | None:  # fmt: skip
+        """A batcher over the networks of `bundles`, or None where pooling cannot apply:
+        a network that chunks the track itself (UVR's MDX/VR), or batches of one chunk."""
+        members: dict[int, _Member] = {}
+        for bundle in bundles:
+            for member in bundle.members:
+                if hasattr(member, "apply_engine_settings"):
+                    return None
+                recipe, segment = effective_recipe(member, settings)
+                members[id(member)] = _Member(member.samplerate, recipe, segment,
+                                              getattr(member, "valid_length", None),
+                                              recipe.batch_size)  # fmt: skip
+        if not members or max(m.capacity for m in members.values()) <= 1:
+            return None
+        return cls({key: runners[key] for key in members}, members, settings.tta)
+
+    def rows(self, lengths: Mapping[int, int]) -> int:
+        """The rows a track brings to forward passes in all (its chunks, three times over
+        with TTA; by the network that takes most), from its lengths in samples by model
+        rate: how much of the passes it can fill."""
+        most = 1
+        for member in self._members.values():
+            length = lengths.get(member.samplerate)
+            if length:
+                plan = plan_chunks(length, member.recipe, member.segment, member.valid_length)
+                most = max(most, len(plan.chunks) * self._factor)
+        return most
+
+    @contextmanager
+    def track(self) -> Iterator[None]:
+        """Around one track's separation: while it runs, passes wait for its chunks."""
+        with self._cond:
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._active -= 1
+                self._cond.notify_all()
+
+    def stop(self, error: BaseException) -> None:
+        """Every model call waiting now or made later raises `error` (Ctrl-C: the tracks
+        in flight abort their writers); a pass already running finishes."""
+        with self._cond:
+            self._stopped = error
+            self._cond.notify_all()
+
+    def _caller(self, key: int) -> Runner:
+        def call(inputs: np.ndarray) -> np.ndarray:
+            return self._submit(key, inputs)
+
+        return call
+
+    def _submit(self, key: int, inputs: np.ndarray) -> np.ndarray:
+        queue_key = (key, tuple(inputs.shape[1:]))
+        with self._cond:
+            if self._stopped is not None:
+                raise self._stopped
+            request = _Request(next(self._orders), inputs)
+            self._queues.setdefault(queue_key, []).append(request)
+            self._waiting += 1
+            try:
+                while request.output is None and request.error is None:
+                    if self._stopped is not None and request in self._queues[queue_key]:
+                        self._queues[queue_key].remove(request)
+                        raise self._stopped
+                    due = None if self._busy else self._due()
+                    if due is not None:
+                        self._run(due)
+                    else:
+                        self._cond.wait()
+            finally:
+                self._waiting -= 1
+        if request.error is not None:
+            raise request.error
+        assert request.output is not None
+        return request.output
+
+    def _due(self) -> tuple[int, tuple[int, ...]] | None:
+        """The queue to run now: the oldest full one, else (every track waiting) the one
+        with the oldest request; None to wait for more chunks."""
+        queued = [(q[0].order, k) for k, q in self._queues.items() if q]
+        if not queued:
+            return None
+        full = [(order, k) for order, k in queued
+                if sum(r.inputs.shape[0] for r in self._queues[k]) >= self._capacity(k)]
+        if full:
+            return min(full)[1]
+        if self._waiting >= self._active:
+            return min(queued)[1]
+        return None
+
+    def _capacity(self, queue_key: tuple[int, tuple[int, ...]]) -> int:
+        return self._members[queue_key[0]].capacity * self._factor
+
+    def _run(self, queue_key: tuple[int, tuple[int, ...]]) -> None:
+        """Run one pass of `queue_key`'s oldest requests (whole ones, at least one) with
+        the lock released; called with it held."""
+        queue = self._queues[queue_key]
+        taken = [queue.pop(0)]
+        total = taken[0].inputs.shape[0]
+        while queue and total + queue[0].inputs.shape[0] <= self._capacity(queue_key):
+            total += queue[0].inputs.shape[0]
+            taken.append(queue.pop(0))
+        self._busy = True
+        self._cond.release()
+        try:
+            stacked = np.concatenate([r.inputs for r in taken])
+            outputs = self._inner[queue_key[0]](stacked)
+            start = 0
+            for request in taken:
+                stop = start + request.inputs.shape[0]
+                request.output = outputs[start:stop]
+                start = stop
+        except BaseException as err:  # every track of the pass gets the error
+            for request in taken:
+                request.error = err
+        finally:
+            self._cond.acquire()
+            self._busy = False
+            self.passes += 1
+            self.chunks += total
+            self.shared_passes += len(taken) > 1
+            self._cond.notify_all()
