@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import soundfile
 from e2e_cli import stemsplit
-from uvr_fixture import DATA, MIN_SNR_DB, MIXTURE, compare, run_cli, snr_db
+from uvr_fixture import DATA, MIN_SNR_DB, MIXTURE, compare, expected_stem, run_cli, snr_db
 
 from stemsplit.errors import ModelError
 from stemsplit.zoo import uvr_data
@@ -40,7 +40,7 @@ def test_md5_keyed_config_and_two_stems(tmp_path):
     keyed.write_text(json.dumps({uvr_data.uvr_hash(model): record, "0" * 32: {}, **settings}))
     written = run_cli(model, tmp_path / "out", "--config", keyed, "--two-stems", "reverb")
     assert list(written) == ["reverb", "no_reverb"]
-    expected = soundfile.read(str(folder / "reverb.flac"), dtype="float32")[0]
+    expected = expected_stem(folder, "reverb")
     reverb = soundfile.read(str(written["reverb"]), dtype="float32")[0]
     assert snr_db(expected, reverb) >= MIN_SNR_DB
     mix = soundfile.read(str(MIXTURE), dtype="float32")[0]

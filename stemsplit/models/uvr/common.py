@@ -1,4 +1,4 @@
-"""What MDX-Net and VR models share: stem names, whole-track recipe, settings.
+"""What MDX-Net and VR models share: stem names, whole-track recipe, peak normalisation.
 
 UVR's models are separated as audio-separator 0.47.1 does it, which works on the
 whole track at once (peak normalisation of the mix before the network, the VR
@@ -17,6 +17,7 @@ from typing import Any
 from stemsplit.models.base import Recipe
 
 WHOLE_TRACK_SECONDS = 600
+SAMPLERATE = 44100  # audio-separator reads every input at (and writes every stem in) 44.1 kHz
 
 # audio-separator's CommonSeparator.STEM_PAIR_MAPPER; other stems pair "X" <-> "No X".
 _PAIRS = {
@@ -75,3 +76,11 @@ def peak_normalize(wave, max_peak: float, min_peak: float | None):
     elif min_peak is not None and 0 < peak < min_peak:
         wave *= min_peak / peak
     return wave
+
+
+def normalize_stems(stems, max_peak: float, min_peak: float | None):
+    """[stems, C, T] float32, each stem peak-normalised in place as audio-separator's
+    writer does (`normalization_threshold`, `amplification_threshold`) before it saves."""
+    for stem in stems:
+        peak_normalize(stem, max_peak, min_peak)
+    return stems

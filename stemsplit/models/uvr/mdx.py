@@ -13,7 +13,8 @@ the primary stem's spectrogram. Around it, per track:
 - in each chunk the three lowest bins are zeroed; with `enable_denoise` the network
   runs on the negated spectrogram too (`-0.5 * net(-X) + 0.5 * net(X)`);
 - the primary stem is the result times the mix's original peak; the secondary is
-  `normalised mix - compensate * primary`.
+  `normalised mix - compensate * primary`;
+- each stem is peak-normalised again as audio-separator writes it (same thresholds).
 
 `forward` takes whole tracks (the recipe is one long chunk) and returns
 [B, 2, C, T]: primary and secondary. The network runs through onnxruntime (see
@@ -32,9 +33,14 @@ import torch
 from torch import nn
 
 from stemsplit.errors import ModelError
-from stemsplit.models.uvr.common import peak_normalize, stem_name, stem_pair, whole_track_recipe
-
-SAMPLERATE = 44100
+from stemsplit.models.uvr.common import (
+    SAMPLERATE,
+    normalize_stems,
+    peak_normalize,
+    stem_name,
+    stem_pair,
+    whole_track_recipe,
+)
 
 
 @dataclass(frozen=True)
@@ -239,7 +245,8 @@ class MDXNet(nn.Module):
         mix = peak_normalize(mix, s.normalization_threshold, s.amplification_threshold)
         primary = self._demix(mix, device) * peak
         secondary = -primary * s.compensate + mix
-        return np.stack([primary, secondary]).astype(np.float32, copy=False)
+        stems = np.stack([primary, secondary]).astype(np.float32, copy=False)
+        return normalize_stems(stems, s.normalization_threshold, s.amplification_threshold)
 
     def forward(self, mix: torch.Tensor) -> torch.Tensor:
         if mix.shape[1] == 1:

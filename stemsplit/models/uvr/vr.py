@@ -1,15 +1,19 @@
 """UVR's VR Architecture models, separated exactly as audio-separator 0.47.1's VRSeparator.
 
-Per track: the multi-band spectrogram of the modelparams (vr_spec), its magnitude
-zero-padded by the network's `offset` and to whole `roi = window_size - 2 * offset`
-frames, divided by its global maximum, cut into `window_size`-frame patches every
-`roi` frames, masked by the network in batches; with `enable_tta` a second pass
-shifted by `roi // 2` is averaged in. The mask is raised to the aggression's power
-(`1 + aggr / 3` below the first band's crop_stop, `1 + aggr` above; inverted for
-non-accompaniment primaries), optionally post-processed (merge_artifacts), applied to
-the mixture's magnitude with its phase (primary: `mask`, secondary: `1 - mask`), and
-inverted band by band; `high_end_process` mirrors the network's top bins into the
-input's cut-off high end.
+Per track (read at 44.1 kHz, as audio-separator reads files): the multi-band
+spectrogram of the modelparams (vr_spec; the top band resampled from 44.1 kHz with
+its `res_type`), its magnitude zero-padded by the network's `offset` and to whole
+`roi = window_size - 2 * offset` frames, divided by its global maximum, cut into
+`window_size`-frame patches every `roi` frames, masked by the network in batches; with
+`enable_tta` a second pass shifted by `roi // 2` is averaged in. The mask is raised to
+the aggression's power (`1 + aggr / 3` below the first band's crop_stop, `1 + aggr`
+above; inverted for non-accompaniment primaries), optionally post-processed
+(merge_artifacts), applied to the mixture's magnitude with its phase (primary: `mask`,
+secondary: `1 - mask`), and inverted band by band; `high_end_process` mirrors the
+network's top bins into the input's cut-off high end. Models whose modelparams run at
+another rate are resampled back to 44.1 kHz (librosa's default, soxr_hq). Each stem is
+then peak-normalised as audio-separator writes it (`normalization_threshold`,
+`amplification_threshold`).
 
 `forward` takes whole tracks and returns [B, 2, C, T] (primary, secondary), padded
 with zeros where the inverse STFT is shorter than the input.
@@ -29,6 +33,8 @@ from stemsplit.errors import ModelError
 from stemsplit.models.uvr import vr_spec
 from stemsplit.models.uvr.common import (
     NON_ACCOMPANIMENT,
+    SAMPLERATE,
+    normalize_stems,
     stem_name,
     stem_pair,
     whole_track_recipe,
@@ -41,7 +47,7 @@ _VR_PARAMS = ("batch_size", "window_size", "aggression", "enable_tta", "enable_p
 
 @dataclass(frozen=True)
 class VRSettings:
-    """audio-separator's `vr_params` (its defaults)."""
+    """audio-separator's `vr_params` and its output peak thresholds (its defaults)."""
 
     batch_size: int = 1
     window_size: int = 512
@@ -50,6 +56,8 @@ class VRSettings:
     enable_post_process: bool = False
     post_process_threshold: float = 0.2
     high_end_process: bool = False
+    normalization_threshold: float = 0.9
+    amplification_threshold: float = 0.0
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> VRSettings:
@@ -57,6 +65,9 @@ class VRSettings:
         unknown = set(given) - set(_VR_PARAMS)
         if unknown:
             raise ModelError(f"unknown vr_params: {', '.join(sorted(unknown))}")
+        for key in ("normalization_threshold", "amplification_threshold"):
+            if key in params:
+                given[key] = params[key]
         base = cls()
         return replace(base, **{k: type(getattr(base, k))(v) for k, v in given.items()})
 
@@ -103,19 +114,22 @@ class VRNet(nn.Module):
         self.v51 = v51
         self.uvr_stems = (primary, secondary)
         self.sources = [stem_name(primary), stem_name(secondary)]
-        self.samplerate = int(self.mp["sr"])
+        self.samplerate = SAMPLERATE
         self.audio_channels = 2
         self.residual: str | None = None
         self.recipe = whole_track_recipe(self.samplerate)
 
     def apply_engine_settings(self, overlap: float | None = None, batch_size: int | None = None,
                               tta: bool | None = None) -> None:
-        """--batch-size sets vr_params batch_size, --tta enable_tta (overlap: none)."""
+        """--batch-size sets vr_params batch_size, --tta turns enable_tta on (overlap: none).
+
+        `tta=False` is the flag's default, not a request: the config's enable_tta stays.
+        """
         changes: dict[str, Any] = {}
         if batch_size is not None:
             changes["batch_size"] = int(batch_size)
-        if tta is not None:
-            changes["enable_tta"] = bool(tta)
+        if tta:
+            changes["enable_tta"] = True
         if changes:
             self.settings = replace(self.settings, **changes)
 
@@ -131,7 +145,7 @@ class VRNet(nn.Module):
         for d in range(bands, 0, -1):
             bp = mp["band"][d]
             if d == bands:
-                waves[d] = vr_spec.resample(mix, self.samplerate, bp["sr"], bp["res_type"])
+                waves[d] = vr_spec.resample(mix, SAMPLERATE, bp["sr"], bp["res_type"])
             else:
                 waves[d] = vr_spec.resample(waves[d + 1], mp["band"][d + 1]["sr"], bp["sr"],
                                             bp["res_type"])  # fmt: skip
@@ -215,9 +229,12 @@ class VRNet(nn.Module):
                 wave = vr_spec.to_wave(part, self.mp, self.v51, high_h, mirrored)
             else:
                 wave = vr_spec.to_wave(part, self.mp, self.v51)
+            if self.mp["sr"] != SAMPLERATE:
+                wave = vr_spec.resample(wave, self.mp["sr"], SAMPLERATE, "soxr_hq")
             n = min(length, wave.shape[-1])
             out[index, :, :n] = wave[:, :n]
-        return out
+        return normalize_stems(out, self.settings.normalization_threshold,
+                               self.settings.amplification_threshold)
 
     def forward(self, mix: torch.Tensor) -> torch.Tensor:
         if mix.shape[1] == 1:
