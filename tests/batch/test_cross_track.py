@@ -9,7 +9,12 @@ has), written as float32 WAV so the comparison sees the engine's numbers.
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -105,3 +110,40 @@ def test_msst_fades_pooled_equal_one_track_runs(clips: Path, tmp_path: Path) -> 
     stems = len(list((tmp_path / "single").rglob("*.wav")))
     assert stems >= 7
     _assert_same_stems(tmp_path / "pooled", tmp_path / "single", stems)
+
+
+@pytest.mark.slow  # two runs of the command (~30 s on a loaded 2-core machine)
+def test_ctrl_c_stops_every_track_in_flight(clips: Path, tmp_path: Path) -> None:
+    """SIGINT while several tracks are in flight: exit 130, one line, no temporary file;
+    a track is either complete (its four stems and record) or absent; a rerun finishes."""
+    from rel_cli import leftovers
+
+    model = tiny_demucs_checkpoint(tmp_path / "tiny.th")
+    out = tmp_path / "out"
+    args = [clips, "--checkpoint", model, "-o", out, "--batch-size", "4", "-q"]
+    process = subprocess.Popen([sys.executable, "-m", "stemsplit", *map(str, args)],
+                               stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "COLUMNS": "200", "OMP_NUM_THREADS": "1"})
+    try:
+        deadline = time.monotonic() + 120
+        while not list(out.rglob(".*.partial-*")):  # writers open: tracks in flight
+            assert process.poll() is None, process.stderr.read() if process.stderr else ""
+            assert time.monotonic() < deadline, "the run never started writing"
+            time.sleep(0.01)
+        process.send_signal(signal.SIGINT)
+        code = process.wait(timeout=60)
+        stderr = process.stderr.read() if process.stderr else ""
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert code == 130, stderr
+    assert [line for line in stderr.splitlines() if line.strip()] == [
+        "interrupted: partial files removed; rerun to finish"]
+    assert not leftovers(out)
+    for folder in [p for p in out.rglob("clip*") if p.is_dir()]:
+        assert sorted(p.stem for p in folder.glob("*.wav")) == ["bass", "drums", "other",
+                                                                 "vocals"], folder
+    rerun = stemsplit(*args)
+    assert rerun.returncode == 0, rerun.stderr
+    assert len(list(out.rglob("*.wav"))) == 7 * 4
