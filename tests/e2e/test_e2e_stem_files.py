@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
+from carried import MIXTURE
 from e2e_cli import stemsplit
 from stem_readers import decode_tracks, ffprobe_audio, png_cover, snr_db, stem_box, track_flags
 
@@ -24,25 +25,12 @@ NI_STEMS = [{"name": "Drums", "color": "#009E73"}, {"name": "Bass", "color": "#D
 FRAMES = 2 * 44100 + 12345  # an odd length: no AAC or ALAC frame boundary
 
 
-def _music() -> Path:
-    """MUSDB18's "Music Delta - 80s Rock" mixture: the repository's copy, else ../shared's."""
-    try:
-        from carried import MIXTURE
-    except ImportError:
-        MIXTURE = None
-    shared = Path(__file__).resolve().parents[3] / "shared" / "data" / "musdb-sample"
-    for path in (MIXTURE, shared / "mixture.flac"):
-        if path is not None and path.is_file():
-            return path
-    pytest.skip("needs the MUSDB sample mixture")
-
-
 @pytest.fixture(scope="module")
 def tagged(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Real music as a tagged 24-bit FLAC with a PNG cover."""
     from mutagen.flac import FLAC, Picture
 
-    mix, rate = soundfile.read(_music(), dtype="float32", frames=FRAMES)
+    mix, rate = soundfile.read(MIXTURE, dtype="float32", frames=FRAMES)  # the MUSDB18 clip
     path = tmp_path_factory.mktemp("tagged") / "song.flac"
     soundfile.write(str(path), mix, rate, subtype="PCM_24")
     tags = FLAC(str(path))
