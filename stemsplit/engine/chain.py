@@ -22,12 +22,14 @@ import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from stemsplit.engine.ensemble import append_residual, ensemble_stems
+from stemsplit.engine.bundle import Bundle, OnChunk, Runners
+from stemsplit.engine.ensemble import Layout, append_residual, ensemble_stems
 from stemsplit.engine.pipeline import (
+    StemPlan,
     TrackJob,
     TrackOutcome,
     _stem_block,
@@ -40,8 +42,51 @@ from stemsplit.engine.pipeline import (
 )
 from stemsplit.engine.source import TrackSource
 from stemsplit.engine.streams import align, fit_length
+from stemsplit.options import EngineSettings
 
 BLOCK = 1 << 16  # samples per block when a spool is read in order
+
+
+class StepPlan(Protocol):
+    """What a step's own plan gives the chain: how its models' stems combine."""
+
+    @property
+    def layout(self) -> Layout: ...
+    @property
+    def stems(self) -> StemPlan: ...
+
+
+class ChainStep(Protocol):
+    """One planned step (`recipes.PlannedStep`): its models are `bundles[first:first +
+    count]`, it reads `input` (a (step, stem) or the mixture), keeps and feeds stems."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def input(self) -> tuple[str, str] | None: ...
+    @property
+    def plan(self) -> StepPlan: ...
+    @property
+    def first(self) -> int: ...
+    @property
+    def count(self) -> int: ...
+    @property
+    def keep(self) -> Mapping[str, str]: ...
+    @property
+    def feeds(self) -> tuple[str, ...]: ...
+
+
+class Chain(Protocol):
+    """A recipe planned once (`recipes.RecipePlan`), as the chain runs it."""
+
+    @property
+    def steps(self) -> Sequence[ChainStep]: ...
+    @property
+    def residual(self) -> tuple[str, tuple[str, ...]] | None: ...
+    @property
+    def outputs(self) -> tuple[str, ...]: ...
+    @property
+    def mixture_rates(self) -> list[int]: ...
 
 
 class ChainSpool(TrackSource):
@@ -162,15 +207,15 @@ def read_in_order(source: TrackSource, length: int) -> Iterator[np.ndarray]:
 
 
 def step_stream(
-    plan: Any,
-    bundles: Sequence[Any],
+    plan: StepPlan,
+    bundles: Sequence[Bundle],
     sources: Mapping[int, TrackSource],
     mixture: Callable[[], Iterable[np.ndarray]],
     out_rate: int,
     out_length: int,
-    settings: Any,
-    runners: dict,
-    on_chunk: Callable[[int, int], None] | None = None,
+    settings: EngineSettings,
+    runners: Runners,
+    on_chunk: OnChunk | None = None,
 ) -> Iterator[np.ndarray]:
     """One step's written stems (`plan.stems.written`) as `[stems, channels, n]` blocks at
     `out_rate`, exactly `out_length` long: what `run_track` writes for `plan` when
@@ -228,12 +273,12 @@ class _Progress:
 
 def run_chain(
     job: TrackJob,
-    bundles: Sequence[Any],
-    recipe: Any,
-    runners: dict | None = None,
+    bundles: Sequence[Bundle],
+    recipe: Chain,
+    runners: Runners | None = None,
     on_progress: Callable[[float], None] | None = None,
 ) -> TrackOutcome:
-    """Run `recipe` (a `recipes.RecipePlan`; `bundles` are its models in step order) on
+    """Run `recipe` (a planned recipe; `bundles` are its models in step order) on
     one track and write its outputs to `job.outputs`; only the kept stems are written
     there, intermediate stems live in temporary spool files in `job.spool_dir`."""
     runners = runners or {}

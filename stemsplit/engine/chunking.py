@@ -29,7 +29,7 @@ Everything here is numpy and pure: the engine reads, runs and writes around it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -81,7 +81,8 @@ def stride_for(recipe: Recipe, segment: int) -> int:
     return max(1, segment // num_overlap)
 
 
-def plan_chunks(length: int, recipe: Recipe, segment: int, valid_length=None) -> Plan:
+def plan_chunks(length: int, recipe: Recipe, segment: int,
+                valid_length: Callable[[int], int] | None = None) -> Plan:  # fmt: skip
     """Plan the chunks of a `length`-sample track under `recipe`.
 
     `valid_length(n)` gives the model's input length for `n` samples (Demucs pads

@@ -43,6 +43,8 @@ from stemsplit.engine.chunking import (
     plan_chunks,
 )
 from stemsplit.engine.source import TrackSource
+from stemsplit.models.base import Recipe, SeparationModel
+from stemsplit.options import EngineSettings
 
 _INFINITE = 1 << 62
 
@@ -295,13 +297,14 @@ class _Planner:
     length, and the chunks already run are checked against that plan.
     """
 
-    def __init__(self, recipe, segment: int, valid_length) -> None:
+    def __init__(self, recipe: Recipe, segment: int, valid_length: Callable[[int], int]
+                 ) -> None:  # fmt: skip
         from stemsplit.engine.chunking import stride_for
 
         self.recipe, self.segment, self.valid_length = recipe, segment, valid_length
         self.stride = stride_for(recipe, segment)
         self.reflect = recipe.padding == "reflect-border"
-        target = valid_length(segment) if valid_length and recipe.padding == "context" else segment
+        target = valid_length(segment) if recipe.padding == "context" else segment
         self.delta = target - segment
         border = segment - self.stride if self.reflect else 0
         self.border = max(border, 0)
@@ -340,9 +343,9 @@ class _Planner:
 
 def live_pass(
     runner: Callable[[np.ndarray], np.ndarray],
-    model,
+    model: SeparationModel,
     source: LiveSource | _Delayed,
-    recipe,
+    recipe: Recipe,
     segment: int,
     tta: bool = False,
     normalize: bool = False,
@@ -352,7 +355,7 @@ def live_pass(
     order, each as soon as no later chunk can touch it."""
     from stemsplit.engine.runner import _apply_tta
 
-    planner = _Planner(recipe, segment, getattr(model, "valid_length", None))
+    planner = _Planner(recipe, segment, model.valid_length)
     cursor = source.cursor()
     ola = OverlapAdd(len(model.sources), source.channels, _INFINITE)
     emitted = 0  # released samples, in the plan's (border-padded) coordinates
@@ -421,7 +424,8 @@ def live_pass(
         cursor.close()
 
 
-def _chunk_input(source: LiveSource | _Delayed, plan: Plan, chunk, normalize: bool, scales: list):
+def _chunk_input(source: LiveSource | _Delayed, plan: Plan, chunk: Chunk, normalize: bool,
+                 scales: list[tuple[float, float]]) -> np.ndarray:  # fmt: skip
     """A chunk's model input; with `normalize`, scaled by the running statistics."""
     if not normalize:
         scales.append((0.0, 1.0))
@@ -433,7 +437,7 @@ def _chunk_input(source: LiveSource | _Delayed, plan: Plan, chunk, normalize: bo
     return _read_from(_Scaled(source, mean, std), plan, chunk)
 
 
-def _read_from(source: TrackSource, plan: Plan, chunk) -> np.ndarray:
+def _read_from(source: TrackSource, plan: Plan, chunk: Chunk) -> np.ndarray:
     from stemsplit.engine.runner import _read_chunk
 
     return _read_chunk(source, plan, chunk)
@@ -494,9 +498,9 @@ class _DelayedCursor:
 
 
 def live_stream(
-    model,
+    model: SeparationModel,
     source: LiveSource,
-    settings,
+    settings: EngineSettings,
     runner: Callable[[np.ndarray], np.ndarray] | None,
     normalize: bool,
     on_chunk: Callable[[int, int], None] | None = None,

@@ -17,13 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from stemsplit.engine.bundle import Bundle, OnChunk, Runners
 from stemsplit.engine.ensemble import Layout, combine_blocks, member_needed, stem_weights
 from stemsplit.engine.live import CursorView, LiveInput, LiveSource, fit_length_later, live_stream
 from stemsplit.engine.runner import separate_stream
 from stemsplit.engine.source import ArraySource, NormalizedSource, SpoolSource, TrackSource
 from stemsplit.engine.streams import align, fit_length
 from stemsplit.errors import UnknownStem, UsageError
-from stemsplit.models.base import residual_alias
+from stemsplit.models.base import as_separation_model, residual_alias
 from stemsplit.options import EngineSettings
 
 if TYPE_CHECKING:
@@ -120,11 +121,11 @@ class TrackJob:
     spool_dir: Path
     settings: EngineSettings
     output_rate: int | str = "input"  # "input", "model" or an int
-    writer_options: dict = field(default_factory=dict)
+    writer_options: dict[str, Any] = field(default_factory=dict)
     prepared: PreparedInput | None = None  # decoded ahead of time (batch prefetch)
-    writer_factory: Callable | None = None  # StemWriter's signature; StemWriter if None
+    writer_factory: Callable[..., Any] | None = None  # StemWriter's signature, else StemWriter
     # per-stem writer options on top of writer_options (a stem's tags; its stem-file slot)
-    stem_options: dict[str, dict] = field(default_factory=dict)
+    stem_options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def open_writer(self, stem: str, samplerate: int, channels: int) -> Any:
         """The writer of `stem`'s output, from the job's factory and options."""
@@ -213,11 +214,11 @@ class _StemResampler:
 
 
 def bundle_stream(
-    bundle,
+    bundle: Bundle,
     source: TrackSource,
     needed: set[str],
     settings: EngineSettings,
-    runners: dict,
+    runners: Runners,
     on_chunk: Callable[[int, int], None] | None = None,
 ) -> Iterator[np.ndarray]:
     """One model or bag: [len(bundle.sources), channels, n] blocks at the model rate.
@@ -231,7 +232,8 @@ def bundle_stream(
     ]
     streams = []
     views: list[NormalizedSource | None] = []
-    for member, _ in members:
+    for module, _ in members:
+        member = as_separation_model(module)
         normalize = member.recipe.normalization == "track-mean-std"
         runner = runners.get(id(member))
         if isinstance(source, LiveSource):  # input still arriving: running statistics
@@ -249,7 +251,7 @@ def bundle_stream(
         yield combine_blocks(blocks, matrix)
 
 
-def model_channels(bundles: Sequence[Any]) -> int:
+def model_channels(bundles: Sequence[Bundle]) -> int:
     """The audio channels every model of a run takes (stereo, or mono for mono models);
     the input is decoded (and the stems written) with that many."""
     counts = {int(getattr(m, "audio_channels", 2)) for b in bundles for m in b.members}
@@ -272,10 +274,10 @@ def member_settings(member: Any, settings: EngineSettings) -> EngineSettings:
 
 def run_track(
     job: TrackJob,
-    bundles: Sequence,
+    bundles: Sequence[Bundle],
     layout: Layout,
     plan: StemPlan,
-    runners: dict | None = None,
+    runners: Runners | None = None,
     on_progress: Callable[[float], None] | None = None,
 ) -> TrackOutcome:
     """Separate one track and write its stems, as `layout` (how the models' streams
@@ -311,7 +313,7 @@ def run_track(
 
 
 def output_clock(
-    job: TrackJob, prepared: PreparedInput, bundles: Sequence[Any], channels: int
+    job: TrackJob, prepared: PreparedInput, bundles: Sequence[Bundle], channels: int
 ) -> tuple[int, int, Callable[[], Iterator[np.ndarray]]]:
     """A track's output rate, its exact output length, and the input re-read at that
     rate (for stems derived against the mixture): shared by single runs and chains."""
@@ -353,11 +355,11 @@ def finish_writers(writers: Mapping[str, Any], job: TrackJob, seconds: float) ->
 
 def stem_blocks(
     sources: Mapping[int, TrackSource],
-    bundles: Sequence,
+    bundles: Sequence[Bundle],
     layout: Layout,
     plan: StemPlan,
     settings: EngineSettings,
-    runners: dict,
+    runners: Runners,
     out_rate: int,
     out_length: int | Callable[[], int],
     mixture: Callable[[], Iterator[np.ndarray]],
@@ -403,11 +405,11 @@ def stem_blocks(
 def live_stems(
     blocks: Iterable[np.ndarray],
     samplerate: int,
-    bundles: Sequence,
+    bundles: Sequence[Bundle],
     layout: Layout,
     plan: StemPlan,
     settings: EngineSettings,
-    runners: dict | None = None,
+    runners: Runners | None = None,
     output_rate: int | str = "input",
     on_progress: Callable[[float], None] | None = None,
 ) -> Iterator[dict[str, np.ndarray]]:
@@ -434,11 +436,11 @@ def live_stems(
 def array_stems(
     audio: np.ndarray,
     samplerate: int,
-    bundles: Sequence,
+    bundles: Sequence[Bundle],
     layout: Layout,
     plan: StemPlan,
     settings: EngineSettings,
-    runners: dict | None = None,
+    runners: Runners | None = None,
     output_rate: int | str = "input",
     on_progress: Callable[[float], None] | None = None,
 ) -> Iterator[dict[str, np.ndarray]]:
@@ -480,7 +482,7 @@ def conform_channels(block: np.ndarray, channels: int) -> np.ndarray:
                                 @ block)  # fmt: skip
 
 
-def _output_rate(output_rate: int | str, input_rate: int, bundles: Sequence) -> int:
+def _output_rate(output_rate: int | str, input_rate: int, bundles: Sequence[Bundle]) -> int:
     if output_rate == "input":
         return input_rate
     if output_rate == "model":
@@ -495,18 +497,24 @@ def _fixed_rate(format_name: str | None) -> int | None:
     return fmt.fixed_samplerate if fmt else None
 
 
-def _stem_block(stem: str, by_name: dict, mixture, plan: StemPlan) -> np.ndarray:
-    """The block of `stem`: a model output, or derived from them (and the mixture)."""
+def _stem_block(stem: str, by_name: dict[str, np.ndarray], mixture: np.ndarray | None,
+                plan: StemPlan) -> np.ndarray:  # fmt: skip
+    """The block of `stem`: a model output, or derived from them (and the mixture, which
+    is there when `plan.needs_mixture`)."""
     rule = plan.derived.get(stem)
     if rule is None:
         return by_name[stem]
     total = by_name[rule.parts[0]].copy()
     for part in rule.parts[1:]:
         total += by_name[part]
-    return mixture - total if rule.kind == "minus" else total
+    if rule.kind != "minus":
+        return total
+    assert mixture is not None
+    return mixture - total
 
 
-def _progress_counter(on_progress, passes: int):
+def _progress_counter(on_progress: Callable[[float], None] | None, passes: int
+                      ) -> OnChunk | None:  # fmt: skip
     if on_progress is None:
         return None
 

@@ -16,6 +16,7 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
@@ -24,9 +25,12 @@ from stemsplit.engine.chunking import Chunk, OverlapAdd, Plan, batch_windows, pl
 from stemsplit.engine.source import TrackSource
 from stemsplit.engine.streams import align, skip
 from stemsplit.errors import UsageError
-from stemsplit.models.base import Recipe
+from stemsplit.models.base import Recipe, SeparationModel
 from stemsplit.models.ops import int8_matmuls
 from stemsplit.options import PRECISIONS, EngineSettings
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +58,8 @@ def resolve_device(name: str) -> str:
 class ModelRunner:
     """Calls the network on batches of chunks: device moves, autocast, no grad."""
 
-    def __init__(self, model, device: str = "cpu", precision: str = "fp32") -> None:
+    def __init__(self, model: SeparationModel, device: str = "cpu", precision: str = "fp32"
+                 ) -> None:  # fmt: skip
         import torch
 
         if precision not in PRECISIONS:
@@ -76,7 +81,7 @@ class ModelRunner:
                 "runs through plain torch ops, far slower than fp32; use --precision fp32 "
                 "on this machine", precision, precision,
             )
-        model.to(self.device).eval()
+        cast("torch.nn.Module", model).to(self.device).eval()
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         """[batch, channels, time] float32 -> [batch, stems, channels, time] float32."""
@@ -140,7 +145,7 @@ def choose_precision(device_type: str, probe: PrecisionProbe) -> tuple[str, str]
     )
 
 
-def probe_precision(device) -> PrecisionProbe:
+def probe_precision(device: str | torch.device) -> PrecisionProbe:
     """Ask torch whether `device` runs bf16 natively; on a CPU that does, time a
     [256, 512] x [512, 2048] matmul (HTDemucs' feed-forward width) in both dtypes."""
     import torch
@@ -176,7 +181,7 @@ def _probe_cpu() -> PrecisionProbe:
     return PrecisionProbe(native_bf16=True, bf16_speedup=fp32 / max(bf16, 1e-9))
 
 
-def effective_recipe(model, settings: EngineSettings) -> tuple[Recipe, int]:
+def effective_recipe(model: SeparationModel, settings: EngineSettings) -> tuple[Recipe, int]:
     """The model's recipe with the user's overrides, and the segment in samples."""
     recipe: Recipe = model.recipe
     if settings.overlap is not None:
@@ -218,7 +223,7 @@ def _apply_tta(runner: Callable[[np.ndarray], np.ndarray], batch: np.ndarray) ->
 
 def run_pass(
     runner: Callable[[np.ndarray], np.ndarray],
-    model,
+    model: SeparationModel,
     source: TrackSource,
     recipe: Recipe,
     segment: int,
@@ -226,7 +231,7 @@ def run_pass(
     on_chunk: Callable[[int, int], None] | None = None,
 ) -> Iterator[np.ndarray]:
     """One pass over `source`: yield [stems, channels, n] blocks covering it in order."""
-    plan = plan_chunks(source.length, recipe, segment, getattr(model, "valid_length", None))
+    plan = plan_chunks(source.length, recipe, segment, model.valid_length)
     num_stems = len(model.sources)
     ola = OverlapAdd(num_stems, source.channels, plan.padded_length)
     chunks = list(plan.chunks)
@@ -258,7 +263,8 @@ def run_pass(
             yield block
 
 
-def _crop_border(block: np.ndarray, emitted: int, plan: Plan, length: int):
+def _crop_border(block: np.ndarray, emitted: int, plan: Plan, length: int
+                 ) -> tuple[int, np.ndarray]:  # fmt: skip
     """Keep the part of a released block inside [border, border + length)."""
     start, stop = emitted, emitted + block.shape[-1]
     lo, hi = max(start, plan.border), min(stop, plan.border + length)
@@ -279,7 +285,7 @@ class _ShiftedSource(TrackSource):
 
 
 def separate_stream(
-    model,
+    model: SeparationModel,
     source: TrackSource,
     settings: EngineSettings,
     runner: Callable[[np.ndarray], np.ndarray] | None = None,

@@ -44,4 +44,4 @@ def test_fp32_never_warns(caplog) -> None:
 
 def test_unknown_precision_is_a_usage_error() -> None:
     with pytest.raises(UsageError, match="unknown precision"):
-        ModelRunner(PositionalToy(8000, RECIPE), "cpu", "int8")
+        ModelRunner(PositionalToy(8000, RECIPE), "cpu", "int4")

@@ -93,7 +93,7 @@ def test_cli_weights_syntax():
         "htdemucs_ft": {"vocals": 2.0, "drums": 0.0}}  # fmt: skip
     assert _parse_weights(["2,1", "mel-roformer-kj:vocals=3"], models) == {
         "htdemucs_ft": {"*": 2.0}, "mel-roformer-kj": {"*": 1.0, "vocals": 3.0}}  # fmt: skip
-    with pytest.raises(UsageError, match="one weight per -m model"):
+    with pytest.raises(UsageError, match="one weight per model"):
         _parse_weights(["2"], models)
     with pytest.raises(UsageError, match="use numbers"):
         _parse_weights(["htdemucs_ft:vocals=lots"], models)

@@ -1,0 +1,45 @@
+"""What the engine reads of a loaded model: the `Bundle` protocol.
+
+The zoo builds bundles (`zoo.loader.ModelBundle`); the engine runs them without
+importing the zoo, so it names here the attributes it reads, and the runners it keeps
+per network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Protocol, TypeAlias
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from stemsplit.engine.runner import ModelRunner
+
+
+class Bundle(Protocol):
+    """One model or a bag of networks: `weights[i][j]` is member i's weight for
+    `sources[j]`; `residual` names mixture minus the sum of the outputs."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def sources(self) -> Sequence[str]: ...
+    @property
+    def members(self) -> Sequence[nn.Module]: ...
+    @property
+    def weights(self) -> Sequence[Sequence[float]]: ...
+    @property
+    def residual(self) -> str | None: ...
+    @property
+    def samplerate(self) -> int: ...
+
+
+# Each network's runner for a run, by `id(network)` (built once, `separator`).
+Runners: TypeAlias = "dict[int, ModelRunner]"
+# `[batch, channels, time] -> [batch, stems, channels, time]`: a runner, or one that
+# pools several tracks' chunks (`engine.multi`).
+RunBatch: TypeAlias = Callable[[np.ndarray], np.ndarray]
+# (chunks done, chunks in all) after each forward pass.
+OnChunk: TypeAlias = Callable[[int, int], None]
