@@ -11,7 +11,8 @@ and, optionally, audio-separator's settings under its own names: `mdx_params`
 (hop_length, segment_size, overlap, batch_size, enable_denoise), `vr_params`
 (batch_size, window_size, aggression, enable_tta, enable_post_process,
 post_process_threshold, high_end_process), `normalization_threshold`,
-`amplification_threshold`. A VR config may give the layout inline as `modelparams`.
+`amplification_threshold` (the peak limits audio-separator applies to the MDX input and
+to every stem it writes). A VR config may give the layout inline as `modelparams`.
 """
 
 from __future__ import annotations
