@@ -328,10 +328,11 @@ def _quiet_stdout() -> None:
 
 
 def _run(inputs: list[str], request: dict[str, Any], silent: bool) -> Any:
-    from stemsplit.api import run_request
+    """Run the request, the input decoding beside `import torch` (`stemsplit.startup`)."""
+    from stemsplit.api import early_input, run_request
     from stemsplit.cli.progress import progress_reporter
 
-    with progress_reporter(enabled=not silent) as progress:
+    with early_input(inputs, request), progress_reporter(enabled=not silent) as progress:
         return run_request(inputs, request, progress)
 
 
