@@ -134,6 +134,8 @@ def main() -> None:
                 wall[name].append(time.perf_counter() - started)
                 cpu[name].append(time.process_time() - cpu_started)
                 assert all(r.status == "done" for r in results), results
+                print(f"round {round_index + 1}, {name}: {wall[name][-1]:.1f} s wall, "
+                      f"{cpu[name][-1]:.1f} s CPU", flush=True)  # fmt: skip
                 batcher = getattr(separator, "last_batcher", None)
                 if batcher is not None:
                     passes[name] = f"{batcher.passes} passes of {batcher.chunks / batcher.passes:.1f}"

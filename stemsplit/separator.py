@@ -122,8 +122,8 @@ class Separator:
     def track_batcher(self) -> Any:
         """An `engine.multi.TrackBatcher` pooling the chunks of several tracks into each
         forward pass (`--batch-size` chunks), or None where tracks run one at a time:
-        a recipe (chained steps), a network that chunks the track itself (UVR), or
-        batches of one chunk."""
+        a recipe (chained steps), a network that chunks the track itself (UVR),
+        batches of one chunk, or `--precision int8` (activation scales per batch)."""
         if self.plan.recipe is not None or self.plan.output.stdout:
             return None
         from stemsplit.engine.multi import TrackBatcher

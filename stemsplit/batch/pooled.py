@@ -66,9 +66,9 @@ def run_pooled(
 
     def work(position: int, prepared: Callable[[], Any], share: int) -> None:
         try:
-            with batcher.track():
-                results[position] = run_one(position, prepared)
+            results[position] = run_one(position, prepared)
         finally:
+            batcher.leave()
             budget.give(share)
 
     futures: list[Future] = []
@@ -78,6 +78,7 @@ def run_pooled(
                 prepared, rows = _prepared(batcher, take, position)
                 share = limit if rows > limit else min(rows, batcher.capacity)  # long: alone
                 budget.take(share)
+                batcher.admit()  # counted from now: passes wait for its first chunks
                 futures.append(pool.submit(work, position, prepared, share))
             for future in futures:
                 future.result()  # a track's unexpected error (a bug) surfaces here

@@ -93,7 +93,11 @@ class TrackBatcher:
     def for_models(cls, bundles: Sequence[Any], settings: EngineSettings,
                    runners: Mapping[int, Runner]) -> TrackBatcher | None:  # fmt: skip
         """A batcher over the networks of `bundles`, or None where pooling cannot apply:
-        a network that chunks the track itself (UVR's MDX/VR), or batches of one chunk."""
+        a network that chunks the track itself (UVR's MDX/VR), batches of one chunk, or
+        `--precision int8`, whose activation scales are taken over the whole batch (a
+        track's stems would then depend on the tracks beside it)."""
+        if settings.precision == "int8":
+            return None
         members: dict[int, _Member] = {}
         for bundle in bundles:
             for member in bundle.members:
@@ -122,14 +126,22 @@ class TrackBatcher:
     @contextmanager
     def track(self) -> Iterator[None]:
         """Around one track's separation: while it runs, passes wait for its chunks."""
-        with self._cond:
-            self._active += 1
+        self.admit()
         try:
             yield
         finally:
-            with self._cond:
-                self._active -= 1
-                self._cond.notify_all()
+            self.leave()
+
+    def admit(self) -> None:
+        """A track is in flight from now (a loop may admit it before its thread starts)."""
+        with self._cond:
+            self._active += 1
+
+    def leave(self) -> None:
+        """A track admitted is done: passes no longer wait for it."""
+        with self._cond:
+            self._active -= 1
+            self._cond.notify_all()
 
     def stop(self, error: BaseException) -> None:
         """Every model call waiting now or made later raises `error` (Ctrl-C: the tracks
@@ -187,14 +199,16 @@ class TrackBatcher:
         return self._members[queue_key[0]].capacity * self._factor
 
     def _run(self, queue_key: tuple[int, tuple[int, ...]]) -> None:
-        """Run one pass of `queue_key`'s oldest requests (whole ones, at least one) with
-        the lock released; called with it held."""
+        """Run one pass of `queue_key`'s requests with the lock released (called with it
+        held): the oldest, then, oldest first, each whole request that still fits."""
         queue = self._queues[queue_key]
-        taken = [queue.pop(0)]
-        total = taken[0].inputs.shape[0]
-        while queue and total + queue[0].inputs.shape[0] <= self._capacity(queue_key):
-            total += queue[0].inputs.shape[0]
-            taken.append(queue.pop(0))
+        taken = [queue[0]]
+        total = queue[0].inputs.shape[0]
+        for request in queue[1:]:
+            if total + request.inputs.shape[0] <= self._capacity(queue_key):
+                total += request.inputs.shape[0]
+                taken.append(request)
+        self._queues[queue_key] = [r for r in queue if r not in taken]
         self._busy = True
         self._cond.release()
         try:

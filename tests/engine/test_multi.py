@@ -1,0 +1,149 @@
+"""TrackBatcher: several tracks' model calls pooled into forward passes give each track
+exactly its one-track stems, passes never exceed the batch size nor stack chunks of
+different lengths, and an error reaches every track of its pass."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from toy_models import PositionalToy
+
+from stemsplit.engine.multi import TrackBatcher
+from stemsplit.engine.runner import ModelRunner, separate_stream
+from stemsplit.engine.source import ArraySource
+from stemsplit.models.base import Recipe
+from stemsplit.options import EngineSettings
+
+RATE = 1000
+
+
+class _Bundle:
+    """What `TrackBatcher.for_models` reads of a loaded model: its networks."""
+
+    def __init__(self, *members: PositionalToy) -> None:
+        self.members = list(members)
+
+
+class Recording:
+    """A real runner that remembers the batch shape of each pass."""
+
+    def __init__(self, runner: ModelRunner) -> None:
+        self.runner = runner
+        self.shapes: list[tuple[int, ...]] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        with self.lock:
+            self.shapes.append(batch.shape)
+        return self.runner(batch)
+
+
+def _tracks(count: int, seed: int) -> list[np.ndarray]:
+    """Noise tracks: half short (one or two chunks), half up to seven segments long."""
+    rng = np.random.default_rng(seed)
+    lengths = [int(rng.integers(30, 120 if i % 2 else 700)) for i in range(count)]
+    return [rng.standard_normal((2, n)).astype(np.float32) for n in lengths]
+
+
+def _stems(model, audio: np.ndarray, settings: EngineSettings, runner) -> np.ndarray:
+    source = ArraySource(audio, RATE)
+    return np.concatenate(list(separate_stream(model, source, settings, runner)), axis=-1)
+
+
+def _pooled(model, tracks, settings, runner) -> tuple[list, TrackBatcher]:
+    """Every track in its own thread, all in flight together, calls pooled."""
+    batcher = TrackBatcher.for_models([_Bundle(model)], settings, {id(model): runner})
+    assert batcher is not None
+
+    started = threading.Barrier(len(tracks))
+
+    def one(audio: np.ndarray) -> np.ndarray:
+        with batcher.track():
+            started.wait()  # every track in flight before the first call
+            return _stems(model, audio, settings, batcher.runners[id(model)])
+
+    with ThreadPoolExecutor(len(tracks)) as pool:
+        return list(pool.map(one, tracks)), batcher
+
+
+@pytest.mark.parametrize("recipe, pad_to, shifts", [
+    # fixed input length; shifts delay the track by up to 500 samples (0.5 s)
+    (Recipe(1000, 0.25, "triangle", "context", "none", 3), 1000, 2),
+    (Recipe(100, 0.25, "triangle", "context", "none", 3), None, 0),  # length follows chunk
+    (Recipe(120, 0.5, "fade", "reflect-border", "none", 3), None, 0),  # fades per batch
+    (Recipe(80, 0.5, "uniform", "zeros", "none", 4), None, 0),
+])  # fmt: skip
+def test_pooled_tracks_equal_one_track_runs(recipe: Recipe, pad_to: int | None,
+                                            shifts: int) -> None:  # fmt: skip
+    model = PositionalToy(RATE, recipe, pad_to)
+    settings = EngineSettings(device="cpu", shifts=shifts, seed=5)
+    runner = ModelRunner(model, "cpu")
+    tracks = _tracks(12, seed=recipe.segment_samples)
+    alone = [_stems(model, audio, settings, runner) for audio in tracks]
+    recording = Recording(runner)
+    pooled, batcher = _pooled(model, tracks, settings, recording)
+    for mine, reference in zip(pooled, alone):
+        assert mine.shape == reference.shape
+        np.testing.assert_array_equal(mine, reference)
+    assert max(shape[0] for shape in recording.shapes) <= recipe.batch_size
+    assert batcher.shared_passes > 0  # chunks of several tracks did share passes
+    assert batcher.passes == len(recording.shapes)
+
+
+def test_tta_passes_hold_three_rows_per_chunk() -> None:
+    recipe = Recipe(120, 0.5, "fade", "reflect-border", "none", 2)
+    model = PositionalToy(RATE, recipe)
+    settings = EngineSettings(device="cpu", tta=True)
+    runner = ModelRunner(model, "cpu")
+    tracks = _tracks(6, seed=1)
+    alone = [_stems(model, audio, settings, runner) for audio in tracks]
+    recording = Recording(runner)
+    pooled, batcher = _pooled(model, tracks, settings, recording)
+    for mine, reference in zip(pooled, alone):
+        np.testing.assert_array_equal(mine, reference)
+    assert batcher.capacity == 6
+    assert max(shape[0] for shape in recording.shapes) <= 6
+
+
+def test_no_pooling_where_it_cannot_apply() -> None:
+    model = PositionalToy(RATE, Recipe(100, 0.25, "triangle", "context", "none", 1))
+    runners = {id(model): ModelRunner(model, "cpu")}
+    assert TrackBatcher.for_models([_Bundle(model)], EngineSettings(device="cpu"), runners) is None
+    four = EngineSettings(device="cpu", batch_size=4)
+    assert TrackBatcher.for_models([_Bundle(model)], four, runners) is not None
+    int8 = EngineSettings(device="cpu", batch_size=4, precision="int8")
+    assert TrackBatcher.for_models([_Bundle(model)], int8, runners) is None
+
+
+def test_a_failed_pass_fails_each_of_its_tracks_and_stop_ends_the_rest() -> None:
+    model = PositionalToy(RATE, Recipe(100, 0.25, "triangle", "context", "none", 4), 100)
+    settings = EngineSettings(device="cpu")
+
+    def broken(batch: np.ndarray) -> np.ndarray:
+        raise RuntimeError("out of memory")
+
+    batcher = TrackBatcher.for_models([_Bundle(model)], settings, {id(model): broken})
+    assert batcher is not None
+    call = batcher.runners[id(model)]
+    errors: list[str] = []
+
+    def track() -> None:
+        with batcher.track():
+            try:
+                call(np.zeros((1, 2, 100), np.float32))
+            except RuntimeError as err:
+                errors.append(str(err))
+
+    threads = [threading.Thread(target=track) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert errors == ["out of memory"] * 3
+
+    batcher.stop(KeyboardInterrupt())
+    with batcher.track(), pytest.raises(KeyboardInterrupt):
+        call(np.zeros((1, 2, 100), np.float32))
