@@ -191,11 +191,6 @@ def plan_run(request: Mapping[str, Any], download_progress: Callable[..., Any] |
     from stemsplit.zoo.catalog import require_licence
 
     require_licence([m.spec.name for m in plan.models if m.spec.name], models.require_licence)
-    keep = request["stems"].keep
-    if keep is not None:  # `--two-stems X --keep no_X`: the pair is planned, one written
-        from dataclasses import replace
-
-        plan = replace(plan, stems=replace(plan.stems, written=(keep,)))
     if plan.output.stem_file:  # a --stem-map naming a stem the run lacks: refused now
         from stemsplit.audio.stem_mp4 import resolve_slots
 
@@ -235,9 +230,9 @@ def run_request(
 ) -> BatchResults:
     """Plan, expand the inputs, check the output layout, then run (locally or on Ray)."""
     from stemsplit.batch.inputs import expand_inputs
-    from stemsplit.batch.layout import check_clashes, output_paths
     from stemsplit.batch.run import run_batch, write_batch_index
     from stemsplit.batch.storage import is_url
+    from stemsplit.layout import check_clashes, output_paths
 
     batch: BatchOptions = request["batch"]
     pipe = request.get("pipe")
@@ -419,10 +414,11 @@ def recipe_info(ref: str | Path) -> dict[str, Any]:
     from stemsplit.recipes import load_recipe, plan_recipe
 
     recipe = load_recipe(ref)
-    plan = plan_recipe(recipe, EngineSettings(), OutputOptions())
+    chain = plan_recipe(recipe, EngineSettings(), OutputOptions()).recipe
+    assert chain is not None  # a recipe's plan always carries its steps
     info = recipe.as_dict()
-    info["chain"] = plan.recipe.chain()
-    for step, planned in zip(info["steps"], plan.recipe.steps):
+    info["chain"] = chain.chain()
+    for step, planned in zip(info["steps"], chain.steps):
         step["models"] = [m.name for m in planned.plan.models]
         step["stems"] = list(planned.plan.stems.written)
     return info

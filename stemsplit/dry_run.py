@@ -51,11 +51,10 @@ def dry_run(inputs: list[str | Path], request: Mapping[str, Any], separator: Any
     """The plan of a run of `request` over `inputs` (`separator` from `api.plan_run`)."""
     from stemsplit.audio.reader import probe
     from stemsplit.batch.inputs import expand_inputs, shard
-    from stemsplit.batch.layout import record_path
     from stemsplit.batch.resume import redo_reason
     from stemsplit.engine.runner import resolve_device
     from stemsplit.errors import StemsplitError
-    from stemsplit.plan import outputs_for
+    from stemsplit.layout import outputs_for, record_path
 
     batch = request["batch"]
     engine = request["engine"]

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from stemsplit.engine.ensemble import Layout, plan_ensemble, single_layout
@@ -58,7 +57,7 @@ class RunPlan:
     output: OutputOptions
     # A recipe run (`stemsplit.recipes.plan_recipe`): its `RecipePlan` of per-step plans;
     # `models` then lists every step's models in step order, `stems` the recipe's outputs.
-    recipe: Any = None
+    recipe: RecipePlan | None = None
 
     def describe(self) -> dict[str, Any]:
         """Everything that decides the written audio, as `stemsplit.json` records it:
@@ -77,6 +76,110 @@ class RunPlan:
                 **self.output.record(),
             },
         }
+
+
+# -- recipes: the steps of a chained run, each planned as a run of its own ----------
+
+MIXTURE = "mixture"  # a step's input when it reads the track itself
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    """A step planned: its own `RunPlan` (models, ensemble, stems written by it: the kept
+    ones and those later steps read), where its models sit in the run's model list
+    (`first`), and what it reads."""
+
+    name: str
+    input: tuple[str, str] | None
+    plan: RunPlan
+    first: int
+    keep: Mapping[str, str]
+    feeds: tuple[str, ...]
+
+    @property
+    def source(self) -> str:
+        return MIXTURE if self.input is None else ".".join(self.input)
+
+    @property
+    def count(self) -> int:
+        return len(self.plan.models)
+
+
+@dataclass(frozen=True)
+class RecipePlan:
+    """A recipe planned once: per-step plans in order, the residual and the outputs."""
+
+    name: str
+    steps: tuple[PlannedStep, ...]
+    residual: tuple[str, tuple[str, ...]] | None
+    outputs: tuple[str, ...]
+
+    @property
+    def mixture_rates(self) -> list[int]:
+        """The sample rates the input is decoded at (those of the steps on the mixture)."""
+        return sorted({m.samplerate for s in self.steps if s.input is None
+                       for m in s.plan.models})  # fmt: skip
+
+    def chain(self) -> list[str]:
+        """One line per step: `lead: uvr_mdxnet_kara_2 on vocals.vocals -> vocals as
+        lead_vocals, ...`, then the residual."""
+        lines = []
+        for step in self.steps:
+            models = "+".join(m.name for m in step.plan.models)
+            kept = [f"{stem} as {out}" if stem != out else stem for stem, out in step.keep.items()]
+            fed = [f"{stem} to {', '.join(s.name for s in self.steps if s.input == (step.name, stem))}"
+                   for stem in step.feeds]  # fmt: skip
+            if len(step.plan.models) > 1:
+                weights = " ".join(f"{m.name}={_weights(m.weights)}" for m in step.plan.models)
+                models += f" ({step.plan.ensemble}; weights {weights})"
+            lines.append(f"{step.name}: {models} on {step.source} -> "
+                         f"{'; '.join(kept + fed)}")  # fmt: skip
+        if self.residual:
+            lines.append(f"{self.residual[0]}: mixture - {' - '.join(self.residual[1])}")
+        return lines
+
+    def describe(self, run: RunPlan) -> dict[str, Any]:
+        """The record of a recipe run (`stemsplit.json`): the chain, each step's models,
+        ensemble and weights, and the settings shared by every step."""
+        output = run.output
+        steps = []
+        for step in self.steps:
+            multi = len(step.plan.models) > 1
+            steps.append({
+                "name": step.name,
+                "input": step.source,
+                "models": [m.name for m in step.plan.models],
+                "ensemble": step.plan.ensemble if multi else None,
+                "weights": [dict(m.weights) for m in step.plan.models] if multi else None,
+                "stems": list(step.plan.stems.written),
+                "keep": dict(step.keep),
+                "feeds": {stem: [s.name for s in self.steps if s.input == (step.name, stem)]
+                          for stem in step.feeds},
+            })  # fmt: skip
+        return {
+            "models": [m.name for m in run.models],
+            "recipe": {
+                "name": self.name,
+                "steps": steps,
+                "residual": {"name": self.residual[0], "of": list(self.residual[1])}
+                if self.residual else None,
+            },
+            "settings": {
+                **asdict(run.engine),
+                "stems": list(self.outputs),
+                "chain": self.chain(),  # a changed chain redoes the track
+                **output.record(),
+            },
+        }  # fmt: skip
+
+
+def _weights(table: Mapping[str, float]) -> str:
+    if not table:
+        return "1"
+    if set(table) == {"*"}:
+        return f"{table['*']:g}"
+    return ",".join(f"{stem}:{w:g}" for stem, w in table.items())
+
 
 
 def make_plan(
@@ -106,9 +209,14 @@ def make_plan(
     for item, weights in zip(expanded.names, expanded.weights):
         spec = item if isinstance(item, ModelSpec) else ModelSpec(name=item)
         planned.append(_head(spec, weights, wanted, loader, get_card))
-    if len(planned) > 1:
-        planned = _prune(planned, stem_options, expanded.ensemble)
     layout, stem_plan = _layout(planned, stem_options, expanded.ensemble)
+    if len(planned) > 1:
+        kept = _needed(planned, layout, stem_plan)
+        if len(kept) < len(planned):  # the layout of the models that remain
+            planned = kept
+            layout, stem_plan = _layout(planned, stem_options, expanded.ensemble)
+    # `--two-stems X --keep no_X`: the pair is planned (the residual needs X), one written
+    stem_plan = replace(stem_plan, written=stems.written(stem_plan.written))
     if len(planned) > 1:
         planned = [_with_needs(m, layout.needs(i, stem_plan.needed))
                    for i, m in enumerate(planned)]  # fmt: skip
@@ -157,11 +265,8 @@ def _layout(
     return layout, plan
 
 
-def _prune(
-    planned: list[PlannedModel], stems: StemOptions, ensemble: str
-) -> list[PlannedModel]:
-    """Drop the models no written stem needs: they are neither downloaded nor run."""
-    layout, plan = _layout(planned, stems, ensemble)
+def _needed(planned: list[PlannedModel], layout: Layout, plan: StemPlan) -> list[PlannedModel]:
+    """The models some written stem needs: the others are neither downloaded nor run."""
     kept = []
     for index, model in enumerate(planned):
         if layout.needs(index, plan.needed):
@@ -174,17 +279,7 @@ def _prune(
 
 
 def _with_needs(model: PlannedModel, need: set[str]) -> PlannedModel:
-    from dataclasses import replace
-
     needs = None if not need or need >= set(model.sources) else tuple(
         s for s in model.sources if s in need
     )
     return replace(model, needs=needs)
-
-
-def outputs_for(plan: RunPlan, track: Path, reldir: str = "", number: int = 1
-                ) -> dict[str, Path]:  # fmt: skip
-    """The stem files `track` (the batch's `number`th) will produce (OUT/<label>/<template>)."""
-    from stemsplit.batch.layout import output_paths
-
-    return output_paths(track, plan.label, plan.stems.written, plan.output, reldir, number)

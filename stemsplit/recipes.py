@@ -35,13 +35,13 @@ from stemsplit.options import (
     OutputOptions,
     StemOptions,
 )
+from stemsplit.plan import MIXTURE, PlannedStep, RecipePlan, RunPlan
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-MIXTURE = "mixture"
 RECIPES_FILE = "recipes.toml"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_+-]*$")
 _OUTPUT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
@@ -370,104 +370,12 @@ def _parse_residual(value: Any, where: str, steps: list[Step], outputs: Mapping[
 # -- planning --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class PlannedStep:
-    """A step planned: its own `RunPlan` (models, ensemble, stems written by it: the kept
-    ones and those later steps read), where its models sit in the run's model list
-    (`first`), and what it reads."""
-
-    name: str
-    input: tuple[str, str] | None
-    plan: Any  # RunPlan
-    first: int
-    keep: Mapping[str, str]
-    feeds: tuple[str, ...]
-
-    @property
-    def source(self) -> str:
-        return MIXTURE if self.input is None else ".".join(self.input)
-
-    @property
-    def count(self) -> int:
-        return len(self.plan.models)
-
-
-@dataclass(frozen=True)
-class RecipePlan:
-    """A recipe planned once: per-step plans in order, the residual and the outputs."""
-
-    name: str
-    steps: tuple[PlannedStep, ...]
-    residual: tuple[str, tuple[str, ...]] | None
-    outputs: tuple[str, ...]
-
-    @property
-    def mixture_rates(self) -> list[int]:
-        """The sample rates the input is decoded at (those of the steps on the mixture)."""
-        return sorted({m.samplerate for s in self.steps if s.input is None
-                       for m in s.plan.models})  # fmt: skip
-
-    def chain(self) -> list[str]:
-        """One line per step: `lead: uvr_mdxnet_kara_2 on vocals.vocals -> vocals as
-        lead_vocals, ...`, then the residual."""
-        lines = []
-        for step in self.steps:
-            models = "+".join(m.name for m in step.plan.models)
-            kept = [f"{stem} as {out}" if stem != out else stem for stem, out in step.keep.items()]
-            fed = [f"{stem} to {', '.join(s.name for s in self.steps if s.input == (step.name, stem))}"
-                   for stem in step.feeds]  # fmt: skip
-            if len(step.plan.models) > 1:
-                weights = " ".join(f"{m.name}={_weights(m.weights)}" for m in step.plan.models)
-                models += f" ({step.plan.ensemble}; weights {weights})"
-            lines.append(f"{step.name}: {models} on {step.source} -> "
-                         f"{'; '.join(kept + fed)}")  # fmt: skip
-        if self.residual:
-            lines.append(f"{self.residual[0]}: mixture - {' - '.join(self.residual[1])}")
-        return lines
-
-    def describe(self, run: Any) -> dict[str, Any]:
-        """The record of a recipe run (`stemsplit.json`): the chain, each step's models,
-        ensemble and weights, and the settings shared by every step."""
-        output = run.output
-        steps = []
-        for step in self.steps:
-            multi = len(step.plan.models) > 1
-            steps.append({
-                "name": step.name,
-                "input": step.source,
-                "models": [m.name for m in step.plan.models],
-                "ensemble": step.plan.ensemble if multi else None,
-                "weights": [dict(m.weights) for m in step.plan.models] if multi else None,
-                "stems": list(step.plan.stems.written),
-                "keep": dict(step.keep),
-                "feeds": {stem: [s.name for s in self.steps if s.input == (step.name, stem)]
-                          for stem in step.feeds},
-            })  # fmt: skip
-        from dataclasses import asdict
-
-        return {
-            "models": [m.name for m in run.models],
-            "recipe": {
-                "name": self.name,
-                "steps": steps,
-                "residual": {"name": self.residual[0], "of": list(self.residual[1])}
-                if self.residual else None,
-            },
-            "settings": {
-                **asdict(run.engine),
-                "stems": list(self.outputs),
-                "chain": self.chain(),  # a changed chain redoes the track
-                **output.record(),
-            },
-        }  # fmt: skip
-
-
 def plan_recipe(
     recipe: Recipe,
     engine: EngineSettings,
     output: OutputOptions,
     load_checkpoint: Callable[[ModelSpec, list[str] | None], Any] | None = None,
-) -> Any:
+) -> RunPlan:
     """The run's `RunPlan` for `recipe`: every step planned (models known, the stems it
     keeps and feeds exist) before any work; its `recipe` field holds the `RecipePlan`."""
     from stemsplit.engine.ensemble import single_layout
@@ -534,14 +442,6 @@ def _unknown_stem(err: UnknownStem, recipe: Recipe, step: Step, options: ModelOp
             return _in_step(UnknownStem(f"input {reader.source!r}: step {step.name!r} has no "
                                         f"such stem ({missing})"), recipe.name, reader.name)
     return _in_step(err, recipe.name, step.name)
-
-
-def _weights(table: Mapping[str, float]) -> str:
-    if not table:
-        return "1"
-    if set(table) == {"*"}:
-        return f"{table['*']:g}"
-    return ",".join(f"{stem}:{w:g}" for stem, w in table.items())
 
 
 def _in_step(err: StemsplitError, recipe: str, step: str) -> StemsplitError:

@@ -25,8 +25,8 @@ from urllib.parse import quote
 import numpy as np
 
 from stemsplit.atomic import write_atomic
-from stemsplit.batch.layout import METADATA_NAME
 from stemsplit.errors import InputError, OutputError, StemsplitError, UsageError
+from stemsplit.layout import METADATA_NAME
 from stemsplit.stem_folders import MIXTURE, split_mixture, stems_in
 
 logger = logging.getLogger(__name__)

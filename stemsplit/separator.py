@@ -248,7 +248,7 @@ def _file_writers(track: Path, outputs: dict[str, Path], output: Any,
                                   output.clip, tags)  # fmt: skip
     if not tags:
         return writer_factory, {}
-    from stemsplit.batch.layout import stem_title
+    from stemsplit.layout import stem_title
 
     return writer_factory, {stem: {"tags": tags.for_stem(stem_title(stem))} for stem in outputs}
 

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from stemsplit.errors import UsageError
+from stemsplit.layout import outputs_for
 from stemsplit.options import OutputOptions, PipeInput, Progress, TrackResult
-from stemsplit.plan import outputs_for
 from stemsplit.separator import Separator
 
 log = logging.getLogger(__name__)

@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from stemsplit.batch.inputs import Track
-from stemsplit.batch.layout import check_clashes, record_path
 from stemsplit.batch.resume import redo_reason
 from stemsplit.batch.storage import Bucket, ObjectPath, fetch
 from stemsplit.errors import StemsplitError
+from stemsplit.layout import check_clashes, outputs_for, record_path
 from stemsplit.options import BatchOptions, ModelOptions, Progress, TrackResult
-from stemsplit.plan import RunPlan, outputs_for
+from stemsplit.plan import RunPlan
 from stemsplit.separator import Separator
 
 log = logging.getLogger(__name__)

@@ -17,11 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from stemsplit.batch.inputs import Track, check_input
-from stemsplit.batch.layout import check_clashes, per_track_folder, record_path
 from stemsplit.batch.resume import read_record, redo_reason, write_record
 from stemsplit.errors import StemsplitError, describe_os_error
+from stemsplit.layout import check_clashes, outputs_for, per_track_folder, record_path
 from stemsplit.options import Progress, TrackResult
-from stemsplit.plan import outputs_for
 
 log = logging.getLogger(__name__)
 
@@ -258,7 +257,7 @@ def _remove_dropped(record: Path, stems: dict[str, Path]) -> None:
 
 def _track_report(track: Path, stems: dict[str, Path], reference: Path | None) -> Path:
     """report.html beside `stems`: the input as the mixture, SDR if references exist."""
-    from stemsplit.batch.layout import track_name
+    from stemsplit.layout import track_name
     from stemsplit.report import find_stems, read_metadata, write_report
 
     folder = next(iter(stems.values())).parent

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from stemsplit.errors import UsageError
 from stemsplit.options import OutputOptions, check_template, per_track_folder
 
-__all__ = ["check_clashes", "output_paths", "per_track_folder", "record_path", "track_name"]
+if TYPE_CHECKING:
+    from stemsplit.plan import RunPlan
+
+__all__ = ["check_clashes", "output_paths", "outputs_for", "per_track_folder", "record_path", "track_name"]
 
 METADATA_NAME = "stemsplit.json"
 
@@ -70,3 +74,9 @@ def check_clashes(outputs: Mapping[Path, Mapping[str, Path]]) -> None:
                     "use --filename with {reldir} or {trackext}, or separate output folders"
                 )
             owners[key] = track
+
+
+def outputs_for(plan: RunPlan, track: Path, reldir: str = "", number: int = 1
+                ) -> dict[str, Path]:  # fmt: skip
+    """The stem files `track` (the batch's `number`th) will produce (OUT/<label>/<template>)."""
+    return output_paths(track, plan.label, plan.stems.written, plan.output, reldir, number)
