@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stemsplit.allocator import keep_large_blocks_on_heap
 from stemsplit.errors import StemsplitError, UsageError
@@ -29,7 +29,11 @@ from stemsplit.options import (
     StemOptions,
     TrackResult,
 )
+from stemsplit.request import Request
 from stemsplit.startup import early_input  # for the CLI: decodes while torch imports
+
+if TYPE_CHECKING:
+    from stemsplit.separator import Separator as PlanSeparator
 
 
 class BatchResults(list[TrackResult]):
@@ -62,7 +66,7 @@ def build_request(
     recipe: str | Path | Any = None,
     require_licence: str | None = None,
     **options: Any,
-) -> dict[str, Any]:
+) -> Request:
     """The checked option groups for `options` (UsageError names a bad value).
 
     `recipe` (a shipped recipe's name, a recipe file, or a `recipes.Recipe`) replaces the
@@ -114,9 +118,9 @@ def build_request(
             raise UsageError(f"--recipe and {', '.join(given)} contradict each other: a "
                              "recipe's steps choose the models and stems")  # fmt: skip
         chain = load_recipe(recipe)
-    return {
-        "recipe": chain,
-        "models": ModelOptions(
+    return Request(
+        recipe=chain,
+        models=ModelOptions(
             models=_model_specs(model, checkpoint, config, model_type),
             ensemble=ensemble,
             weights=weights,
@@ -124,12 +128,12 @@ def build_request(
             offline=offline,
             require_licence=require_licence,
         ),
-        "stems": StemOptions(**stems),
-        "engine": EngineSettings(**grouped[EngineSettings]),
-        "output": OutputOptions(**output),
-        "batch": BatchOptions(**batch),
-        "pipe": PipeInput(**grouped[PipeInput]),
-    }
+        stems=StemOptions(**stems),
+        engine=EngineSettings(**grouped[EngineSettings]),
+        output=OutputOptions(**output),
+        batch=BatchOptions(**batch),
+        pipe=PipeInput(**grouped[PipeInput]),
+    )
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -170,32 +174,33 @@ def _model_specs(model: Any, checkpoint: Any, config: Any, model_type: str | Non
     return tuple(specs) or (ModelSpec(name=DEFAULT_MODEL),)
 
 
-def plan_run(request: Mapping[str, Any], download_progress: Callable[..., Any] | None = None
-             ) -> Any:  # fmt: skip
+def plan_run(request: Request, download_progress: Callable[..., Any] | None = None
+             ) -> PlanSeparator:  # fmt: skip
     """The `RunPlan` and a `Separator` for a request from `build_request`."""
     from stemsplit.plan import make_plan
-    from stemsplit.separator import Separator
+    from stemsplit.separator import Separator as PlanSeparator
 
-    models = request["models"]
-    threads = request["batch"].threads
+    models = request.models
+    threads = request.batch.threads
     if threads is not None:
         import torch
 
         torch.set_num_threads(threads)
-    if request.get("recipe") is not None:
+    if request.recipe is not None:
         from stemsplit.recipes import plan_recipe
 
-        plan = plan_recipe(request["recipe"], request["engine"], request["output"])
+        plan = plan_recipe(request.recipe, request.engine, request.output)
     else:
-        plan = make_plan(models, request["stems"], request["engine"], request["output"])
+        plan = make_plan(models, request.stems, request.engine, request.output)
     from stemsplit.zoo.catalog import require_licence
 
-    require_licence([m.spec.name for m in plan.models if m.spec.name], models.require_licence)
+    # ModelOptions resolves `require_licence` (flag, environment or "any") when built
+    require_licence([m.spec.name for m in plan.models if m.spec.name], str(models.require_licence))
     if plan.output.stem_file:  # a --stem-map naming a stem the run lacks: refused now
         from stemsplit.audio.stem_mp4 import resolve_slots
 
         resolve_slots(plan.stems.written, plan.output.stem_map)
-    return Separator(plan, model_dir=models.model_dir, offline=models.offline,
+    return PlanSeparator(plan, model_dir=models.model_dir, offline=models.offline,
                      download_progress=download_progress)  # fmt: skip
 
 
@@ -225,7 +230,7 @@ def separate(
 
 def run_request(
     inputs: Sequence[str | Path],
-    request: Mapping[str, Any],
+    request: Request,
     progress: Callable[[Progress], None] | None = None,
 ) -> BatchResults:
     """Plan, expand the inputs, check the output layout, then run (locally or on Ray)."""
@@ -234,9 +239,9 @@ def run_request(
     from stemsplit.batch.storage import is_url
     from stemsplit.layout import check_clashes, output_paths
 
-    batch: BatchOptions = request["batch"]
-    pipe = request.get("pipe")
-    if any(str(i) == "-" for i in inputs) or request["output"].stdout:
+    batch: BatchOptions = request.batch
+    pipe = request.pipe
+    if any(str(i) == "-" for i in inputs) or request.output.stdout:
         if len(inputs) != 1 and any(str(i) == "-" for i in inputs):
             raise UsageError("stdin (-) is the only input of its run: give no other input")
         if len(inputs) != 1:
@@ -245,7 +250,7 @@ def run_request(
         return BatchResults([run_pipe(inputs[0], request, progress=progress)])
     if pipe is not None and pipe.given:
         raise UsageError("--input-format describes stdin: give - as the input")
-    if request["output"].report:  # a report that cannot be drawn fails before any work
+    if request.output.report:  # a report that cannot be drawn fails before any work
         from stemsplit.report import require_pillow
 
         require_pillow()
@@ -260,37 +265,34 @@ def run_request(
         from stemsplit.batch.ray import import_ray
 
         import_ray()  # a missing Ray is a usage error before anything is read
-    label = "+".join(spec.label for spec in request["models"].models)
-    if request.get("recipe") is not None:
-        label = request["recipe"].name
-    check_clashes({t.path: output_paths(t.path, label, ["stem"], request["output"], t.reldir,
+    check_clashes({t.path: output_paths(t.path, request.label, ["stem"], request.output, t.reldir,
                                         number) for number, t in enumerate(tracks, 1)})  # fmt: skip
     if progress:  # planning may read a checkpoint (and import torch): say so at once
-        progress(Progress(-1, len(tracks), Path(label), 0.0, "loading"))
+        progress(Progress(-1, len(tracks), Path(request.label), 0.0, "loading"))
     separator = plan_run(request)
-    out_url = request["output"].out_url
+    out_url = request.output.out_url
     if batch.executor == "ray":  # the driver's plan runs on every worker
         from stemsplit.batch.ray import run_on_ray
 
         remote = [type(t)(t.path.absolute(), t.reldir) for t in tracks]  # may run elsewhere
-        results, workers, nodes = run_on_ray(separator, remote, batch, request["models"],
+        results, workers, nodes = run_on_ray(separator, remote, batch, request.models,
                                              out_url, progress)  # fmt: skip
     elif out_url or any(is_url(t.path) for t in tracks):  # whole tracks, one at a time
         from stemsplit.batch.dispatch import run_here
 
-        results = run_here(separator, tracks, batch, request["models"], out_url, progress)
+        results = run_here(separator, tracks, batch, request.models, out_url, progress)
     else:
         results = run_batch(separator, tracks, skip_existing=batch.skip_existing,
                             progress=progress, jobs=batch.jobs)  # fmt: skip
     out = BatchResults(results)
     if batch.executor == "ray":
         out.workers, out.nodes = workers, nodes
-    if request["output"].report and len(tracks) > 1 and not out_url:
+    if request.output.report and len(tracks) > 1 and not out_url:
         out.report_index = write_batch_index(results)
     return out
 
 
-def dry_run(inputs: Sequence[str | Path], request: Mapping[str, Any]) -> Any:
+def dry_run(inputs: Sequence[str | Path], request: Request) -> Any:
     """What `run_request(inputs, request)` would do and cost, touching nothing
     (`stemsplit.dry_run`): a `DryRun`."""
     from stemsplit.dry_run import dry_run as plan_only
@@ -300,7 +302,7 @@ def dry_run(inputs: Sequence[str | Path], request: Mapping[str, Any]) -> Any:
 
 def run_pipe(
     source: str | Path,
-    request: Mapping[str, Any],
+    request: Request,
     stdin: Any = None,
     stdout: Any = None,
     progress: Callable[[Progress], None] | None = None,
@@ -375,7 +377,7 @@ class Separator:
         from stemsplit.batch.inputs import expand_inputs
         from stemsplit.batch.run import run_batch
 
-        batch: BatchOptions = self._request["batch"]
+        batch: BatchOptions = self._request.batch
         (result,) = run_batch(self._separator, expand_inputs([path]), progress=progress,
                               skip_existing=batch.skip_existing, jobs=batch.jobs)  # fmt: skip
         if result.status == "failed":

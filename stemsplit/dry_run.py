@@ -12,10 +12,13 @@ and says which command measures it. No folder is made, no file written or remove
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from stemsplit.request import Request
+    from stemsplit.separator import Separator
 
 
 @dataclass(frozen=True)
@@ -47,7 +50,7 @@ class DryRun:
         return asdict(self)
 
 
-def dry_run(inputs: list[str | Path], request: Mapping[str, Any], separator: Any) -> DryRun:
+def dry_run(inputs: list[str | Path], request: Request, separator: Separator) -> DryRun:
     """The plan of a run of `request` over `inputs` (`separator` from `api.plan_run`)."""
     from stemsplit.audio.reader import probe
     from stemsplit.batch.inputs import expand_inputs, shard
@@ -56,8 +59,8 @@ def dry_run(inputs: list[str | Path], request: Mapping[str, Any], separator: Any
     from stemsplit.errors import StemsplitError
     from stemsplit.layout import outputs_for, record_path
 
-    batch = request["batch"]
-    engine = request["engine"]
+    batch = request.batch
+    engine = request.engine
     plan = separator.plan
     tracks = expand_inputs(inputs, recursive=batch.recursive)
     if batch.shard_of is not None:
@@ -79,7 +82,7 @@ def dry_run(inputs: list[str | Path], request: Mapping[str, Any], separator: Any
             reason or "done with the same models and settings", seconds,
             {stem: str(path) for stem, path in outputs.items()},
         ))  # fmt: skip
-    _estimate(report, request["models"].model_dir)
+    _estimate(report, request.models.model_dir)
     return report
 
 

@@ -35,7 +35,10 @@ import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from stemsplit.request import Request
 
 log = logging.getLogger(__name__)
 
@@ -183,12 +186,12 @@ def pending() -> bool:
 
 
 @contextlib.contextmanager
-def early_input(inputs: Sequence[str], request: dict[str, Any]) -> Iterator[None]:
+def early_input(inputs: Sequence[str], request: Request) -> Iterator[None]:
     """Decode the run's one local input file beside the run (see the module's
     docstring); what nobody took is deleted when the block ends."""
     global _current
     _current = _start(inputs, request)  # forks: before any thread starts
-    hashing = _hash_checkpoints(request["models"])
+    hashing = _hash_checkpoints(request.models)
     try:
         yield
     finally:
@@ -199,29 +202,29 @@ def early_input(inputs: Sequence[str], request: dict[str, Any]) -> Iterator[None
             hashing.join()
 
 
-def _start(inputs: Sequence[str], request: dict[str, Any]) -> EarlyDecode | None:
+def _start(inputs: Sequence[str], request: Request) -> EarlyDecode | None:
     """An `EarlyDecode` for runs where it will most likely be taken, else None."""
     if (os.environ.get(ENV, "1") == "0" or sys.platform != "linux" or len(inputs) != 1
-            or request.get("recipe") or request["output"].out_url
-            or request["batch"].executor != "local" or "://" in inputs[0]):
+            or request.recipe or request.output.out_url
+            or request.batch.executor != "local" or "://" in inputs[0]):
         return None  # fmt: skip
     path = Path(inputs[0]).expanduser()
     try:
         if not path.is_file():
             return None
-        rates = _guess_rates(request["models"])
+        rates = _guess_rates(request.models)
         from stemsplit.audio.reader import probe
 
         info = probe(path)  # here: a warning it gives is said once, as before
     except Exception:  # e.g. an unknown model or a bad file: the run itself says so
         log.debug("no start-up decode", exc_info=True)
         return None
-    if request["output"].stdout:  # as the pipe's own spool: in the temporary folder
+    if request.output.stdout:  # as the pipe's own spool: in the temporary folder
         folder = Path(tempfile.gettempdir()) / f"stemsplit-startup-{os.getpid()}"
     else:  # the batch's spool folder: a killed run's is swept by the next run
         from stemsplit.batch.io import SPOOL_PREFIX
 
-        folder = Path(request["output"].out) / f"{SPOOL_PREFIX}{os.getpid()}"
+        folder = Path(request.output.out) / f"{SPOOL_PREFIX}{os.getpid()}"
     return EarlyDecode(path, info, rates, folder)
 
 

@@ -11,27 +11,28 @@ import logging
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from stemsplit.errors import UsageError
 from stemsplit.layout import outputs_for
-from stemsplit.options import OutputOptions, PipeInput, Progress, TrackResult
+from stemsplit.options import OutputOptions, Progress, TrackResult
+from stemsplit.request import Request
 from stemsplit.separator import Separator
 
 log = logging.getLogger(__name__)
 
 
-def check_pipe(source: str | Path, request: Mapping[str, Any]) -> None:
+def check_pipe(source: str | Path, request: Request) -> None:
     """Usage errors of a pipe run, before anything loads."""
-    pipe: PipeInput = request.get("pipe") or PipeInput()
+    pipe = request.pipe
     from_stdin = str(source) == "-"
     if pipe.given and not from_stdin:
         raise UsageError("--input-format describes stdin: give - as the input")
     if not from_stdin and Path(source).is_dir():
         raise UsageError(f"-o - takes one file, not the folder {source}")
-    if from_stdin and request["output"].stem_file:
+    if from_stdin and request.output.stem_file:
         raise UsageError("-f stem.mp4 needs an input file (its first track is the input): "
                          "not stdin")  # fmt: skip
 
@@ -39,7 +40,7 @@ def check_pipe(source: str | Path, request: Mapping[str, Any]) -> None:
 def run_pipe(
     source: str | Path,
     separator: Separator,
-    request: Mapping[str, Any],
+    request: Request,
     stdin: Any = None,
     stdout: Any = None,
     progress: Callable[[Progress], None] | None = None,
@@ -50,8 +51,8 @@ def run_pipe(
     separated as in file mode, its stem streamed."""
     from stemsplit.audio.pipe import StreamWriter, read_stream
 
-    output: OutputOptions = request["output"]
-    pipe: PipeInput = request.get("pipe") or PipeInput()
+    output: OutputOptions = request.output
+    pipe = request.pipe
     stdin = stdin if stdin is not None else sys.stdin.buffer
     stdout = stdout if stdout is not None else sys.stdout.buffer
     from_stdin = str(source) == "-"

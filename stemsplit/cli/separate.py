@@ -11,7 +11,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import TYPE_CHECKING, Any, List, Optional
 
 import typer
 from typing_extensions import Annotated
@@ -19,6 +19,9 @@ from typing_extensions import Annotated
 from stemsplit.cli import app, common
 from stemsplit.cli.common import fail, print_json
 from stemsplit.cli.help import SectionedCommand, section
+
+if TYPE_CHECKING:
+    from stemsplit.api import Request
 
 log = logging.getLogger("stemsplit")
 
@@ -282,11 +285,11 @@ def separate(
             report=report or reference is not None, reference=reference,
             **_given(mp3_bitrate=mp3_bitrate),
         )  # fmt: skip
-        if json_output and request["output"].stdout:
+        if json_output and request.output.stdout:
             from stemsplit.errors import UsageError
 
             raise UsageError("--json prints to stdout, which -o - fills with audio")
-        if request["output"].stdout and sys.stdout.isatty():  # as gzip and zstd refuse
+        if request.output.stdout and sys.stdout.isatty():  # as gzip and zstd refuse
             from stemsplit.errors import UsageError
 
             raise UsageError("-o - writes binary audio to stdout, which is a terminal: pipe "
@@ -327,7 +330,7 @@ def _quiet_stdout() -> None:
     os.close(devnull)
 
 
-def _run(inputs: list[str], request: dict[str, Any], silent: bool) -> Any:
+def _run(inputs: list[str], request: Request, silent: bool) -> Any:
     """Run the request, the input decoding beside `import torch` (`stemsplit.startup`)."""
     from stemsplit.api import early_input, run_request
     from stemsplit.cli.progress import progress_reporter
