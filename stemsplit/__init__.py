@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+from stemsplit.version import __version__
 
 __all__ = [
     "BatchResults",

@@ -15,6 +15,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 PARTIAL_MARKER = ".partial-"
+# OUT/.stemsplit-tmp-<pid>/: a batch's decoded inputs (spool files), swept when its
+# process is gone (`batch.io.remove_stale`).
+SPOOL_PREFIX = ".stemsplit-tmp-"
 
 
 def partial_path(path: Path, pid: int | None = None) -> Path:

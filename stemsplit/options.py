@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from stemsplit.audio.formats import (
+    SLOTS,
+    STEM_CODECS,
     STEM_FILE_FORMAT,
     check_clip,
     check_mp3_bitrate,
@@ -39,6 +41,10 @@ NAMING_SCHEMES = {
     "msst": ("{reldir}{track}/{stem}.{ext}", "{reldir}{track}.{ext}"),
 }
 PRECISIONS = ("fp32", "bf16", "fp16", "int8", "auto")
+# `--ensemble`: per sample on the waveforms, or per STFT bin (`engine.spectral`).
+WAVEFORM_ALGORITHMS = ("avg", "median", "min-mag", "max-mag")
+SPECTRAL_ALGORITHMS = ("avg-spec", "max-spec", "min-spec")
+ALGORITHMS = WAVEFORM_ALGORITHMS + SPECTRAL_ALGORITHMS
 OTHER_METHODS = ("minus", "add")
 EXECUTORS = ("local", "ray")
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -177,10 +183,77 @@ def check_not_stem_file(format: str) -> None:
         raise UsageError("-f stem.mp4 writes a file per track, not a stream: not with -o -")
 
 
+# -- stem files (`-f stem.mp4`): slot map, labels, colours, codec -----------------------
+
+_COLOR = re.compile(r"^#[0-9A-Fa-f]{6}$")
+
+def parse_stem_map(value: str | Mapping[str, Any] | None) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """`drums=drums,other=other+guitar+piano` (or a mapping) -> ((slot, stems), ...)."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        pairs = _pairs(value, "--stem-map")
+        items: list[tuple[str, Any]] = [(slot, stems.split("+")) for slot, stems in pairs]
+    elif isinstance(value, Mapping):
+        items = [(str(k), [v] if isinstance(v, str) else list(v)) for k, v in value.items()]
+    else:  # already parsed (a tuple of pairs)
+        items = [(str(k), list(v)) for k, v in value]
+    parsed = []
+    for slot, stems in items:
+        _check_slot(slot, "--stem-map")
+        names = tuple(s.strip() for s in stems if s.strip())
+        parsed.append((slot, names))
+    return tuple(parsed)
+
+
+def parse_slot_values(value: str | Mapping[str, str] | Any, flag: str
+                      ) -> tuple[tuple[str, str], ...]:  # fmt: skip
+    """`--stem-label other=Melody,vocals=Vox` / `--stem-color vocals=#FF0000`."""
+    if not value:
+        return ()
+    if isinstance(value, str):
+        pairs = _pairs(value, flag)
+    elif isinstance(value, Mapping):
+        pairs = [(str(k), str(v)) for k, v in value.items()]
+    else:
+        pairs = [(str(k), str(v)) for k, v in value]
+    for slot, text in pairs:
+        _check_slot(slot, flag)
+        if flag == "--stem-color" and not _COLOR.match(text):
+            raise UsageError(f"--stem-color {slot}={text}: use #RRGGBB, e.g. #56B4E9")
+        if not text.strip():
+            raise UsageError(f"{flag} {slot}= is empty")
+    return tuple(pairs)
+
+
+def _pairs(text: str, flag: str) -> list[tuple[str, str]]:
+    pairs = []
+    for item in (i.strip() for i in text.split(",")):
+        if not item:
+            continue
+        slot, sep, rest = item.partition("=")
+        if not sep:
+            raise UsageError(f"{flag} {item!r}: use SLOT=VALUE, e.g. other=other+guitar+piano")
+        pairs.append((slot.strip(), rest.strip()))
+    return pairs
+
+
+def _check_slot(slot: str, flag: str) -> None:
+    if slot not in SLOTS:
+        raise UsageError(f"{flag}: unknown slot {slot!r}: a stem file has {', '.join(SLOTS)}")
+
+
+def check_stem_codec(codec: str, bit_depth: Any) -> None:
+    """UsageError for a codec other than aac/alac, or a bit depth AAC has not."""
+    if codec not in STEM_CODECS:
+        raise UsageError(f"unknown --stem-codec {codec!r}: use aac or alac")
+    if codec == "aac" and bit_depth is not None:
+        raise UsageError(f"--bit-depth {bit_depth}: AAC is lossy and has none; "
+                         "use --stem-codec alac for 16 or 24 bits")  # fmt: skip
+
+
 def _check_stem_file(options: OutputOptions) -> None:
     """`-f stem.mp4`: the codec and its bit depth, the slot map, labels and colours."""
-    from stemsplit.audio.stem_mp4 import check_stem_codec, parse_slot_values, parse_stem_map
-
     depth = normalize_bit_depth(options.bit_depth)
     check_stem_codec(options.stem_codec, depth)
     if options.stem_codec == "alac":
@@ -390,22 +463,18 @@ class ModelSpec:
                 f"{self.name!r} (zoo models bring their own config)"
             )
 
-    @property
-    def label(self) -> str:
-        """The model's name in output folders and records (a checkpoint's is distinct
-        per file: `stemsplit.zoo.local.checkpoint_label`)."""
-        if self.bundle is not None:
-            return str(self.bundle.name)
-        if self.name is not None:
-            return self.name
-        from stemsplit.zoo.local import checkpoint_label
-
-        return checkpoint_label(Path(str(self.checkpoint)), self.config)
-
 
 # What `--require-licence` may ask of the weights (zoo.catalog.LICENCE_USES says which
 # licences meet which).
 LICENCE_REQUIREMENTS = ("any", "open", "commercial")
+
+
+def check_algorithm(algorithm: str) -> None:
+    """UsageError for an unknown `--ensemble` value."""
+    if algorithm not in ALGORITHMS:
+        raise UsageError(
+            f"unknown ensemble algorithm {algorithm!r}: use one of {', '.join(ALGORITHMS)}"
+        )
 
 
 @dataclass(frozen=True)
@@ -433,8 +502,6 @@ class ModelOptions:
             raise UsageError(f"--require-licence {self.require_licence!r}: use one of "
                              f"{', '.join(LICENCE_REQUIREMENTS)}")  # fmt: skip
         if self.ensemble is not None:
-            from stemsplit.engine.ensemble import check_algorithm
-
             check_algorithm(self.ensemble)
 
 

@@ -193,9 +193,10 @@ def make_plan(
     a checkpoint is loaded through `load_checkpoint(spec, stems)` (the zoo loader by
     default) because only its file says what it outputs."""
     from stemsplit.zoo.catalog import expand_models, get_card
+    from stemsplit.zoo.local import spec_label
 
     specs = list(models.models)
-    label = "+".join(spec.label for spec in specs)
+    label = "+".join(spec_label(spec) for spec in specs)
     requested_names: list[Any] = [s.name if s.name is not None else s for s in specs]
     expanded = expand_models(requested_names, models.weights, models.ensemble)
     stem_options = stems

@@ -281,7 +281,7 @@ def _parse_step(raw: Any, number: int, where: str, base: Path, earlier: list[Ste
         raise UsageError(f"{here}: `model_type` names the architecture of one `checkpoint`")
     ensemble = raw.get("ensemble")
     if ensemble is not None:
-        from stemsplit.engine.ensemble import check_algorithm
+        from stemsplit.options import check_algorithm
 
         if not isinstance(ensemble, str):
             raise UsageError(f"{here}: `ensemble` is an algorithm name")

@@ -42,4 +42,6 @@ class Request:
         models' labels joined): what the batch's clash check needs up front."""
         if self.recipe is not None:
             return self.recipe.name
-        return "+".join(spec.label for spec in self.models.models)
+        from stemsplit.zoo.local import spec_label
+
+        return "+".join(spec_label(spec) for spec in self.models.models)

@@ -106,18 +106,22 @@ class Separator:
 
     def describe(self) -> dict[str, Any]:
         """The plan's record with the models' checksums: what a rerun compares."""
-        from stemsplit import __version__
+        from stemsplit.version import __version__
 
         record = self.plan.describe()
         return {"stemsplit": __version__, **record, "model_files": self.model_identity()}
 
     def prepare(self, track: Path, spool_dir: Path) -> Any:
-        """Decode `track` into spool files at the models' rates (a batch does this ahead)."""
+        """Decode `track` into spool files at the models' rates (a batch does this ahead;
+        the CLI may have done it during start-up: `stemsplit.startup`)."""
+        from stemsplit import startup
         from stemsplit.engine.pipeline import model_channels, prepare_input
 
         recipe = self.plan.recipe  # a recipe decodes the input only for its first steps
         rates = recipe.mixture_rates if recipe else [m.samplerate for m in self.plan.models]
-        return prepare_input(track, rates, spool_dir, model_channels(self.bundles))
+        channels = model_channels(self.bundles)
+        early = startup.take(track, rates, channels)
+        return early if early is not None else prepare_input(track, rates, spool_dir, channels)
 
     def track_batcher(self) -> Any:
         """An `engine.multi.TrackBatcher` pooling the chunks of several tracks into each
@@ -144,8 +148,11 @@ class Separator:
         """Separate one file into `outputs` (stem -> path); returns the TrackOutcome.
         With `batcher` (a `track_batcher()`), its chunks share forward passes with the
         other tracks in flight."""
+        from stemsplit import startup
         from stemsplit.engine.pipeline import TrackJob, run_track
 
+        if prepared is None and startup.pending():  # `-o -` and --jobs 0 decode here
+            prepared = self.prepare(track, spool_dir or next(iter(outputs.values())).parent)
         output = self.plan.output
         job = TrackJob(
             input=track,

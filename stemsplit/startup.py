@@ -222,7 +222,7 @@ def _start(inputs: Sequence[str], request: Request) -> EarlyDecode | None:
     if request.output.stdout:  # as the pipe's own spool: in the temporary folder
         folder = Path(tempfile.gettempdir()) / f"stemsplit-startup-{os.getpid()}"
     else:  # the batch's spool folder: a killed run's is swept by the next run
-        from stemsplit.batch.io import SPOOL_PREFIX
+        from stemsplit.atomic import SPOOL_PREFIX
 
         folder = Path(request.output.out) / f"{SPOOL_PREFIX}{os.getpid()}"
     return EarlyDecode(path, info, rates, folder)

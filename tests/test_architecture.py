@@ -1,5 +1,7 @@
 """The layering rules of docs/architecture.md, checked on the source: no import cycle
-in stemsplit/, and the CLI reaches the library only through `api` and `errors`."""
+in stemsplit/, every import goes down the layers (or stays in its own), and the CLI
+reaches the library only through `api` and `errors`. Lazy imports and typing-only
+imports count: a function-level import is still a dependency."""
 
 from __future__ import annotations
 
@@ -22,7 +24,10 @@ def _imports() -> dict[str, set[str]]:
         found: set[str] = set()
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                targets = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+                submodules = [f"{node.module}.{a.name}" for a in node.names]
+                # `from pkg import module` imports the module; `from pkg import name`, pkg
+                names_only = [m for m in submodules if m not in modules]
+                targets = submodules + ([node.module] if names_only else [])
             elif isinstance(node, ast.Import):
                 targets = [a.name for a in node.names]
             else:
@@ -79,3 +84,51 @@ def test_models_import_nothing_above_them() -> None:
                                                               "stemsplit.errors",
                                                               "stemsplit.capability"))}  # fmt: skip
             assert not above, f"{module} imports {sorted(above)}"
+
+
+# Layers, bottom first: a module may import its own layer and those below, never above.
+LAYERS: list[tuple[str, ...]] = [
+    # leaves: facts, errors, options and the tables they check against
+    ("stemsplit.errors", "stemsplit.capability", "stemsplit.atomic", "stemsplit.version",
+     "stemsplit.allocator", "stemsplit.audio.formats", "stemsplit.options"),
+    ("stemsplit.models",),  # networks: pure tensor code
+    ("stemsplit.audio",),  # decode, encode, blocks, tags, stem files
+    ("stemsplit.zoo",),  # cards, downloads, checkpoints -> loaded models
+    ("stemsplit.engine",),  # chunks, runners, ensembles, pipelines
+    # one run decided: plan, request, paths; and the readers of finished stems
+    ("stemsplit.plan", "stemsplit.recipes", "stemsplit.request", "stemsplit.layout",
+     "stemsplit.metrics", "stemsplit.community_metrics", "stemsplit.stem_folders",
+     "stemsplit.evaluate", "stemsplit.report", "stemsplit.bench"),
+    ("stemsplit.separator", "stemsplit.startup", "stemsplit.streaming"),  # one plan, run
+    ("stemsplit.batch", "stemsplit.dry_run"),  # many tracks, executors, object storage
+    ("stemsplit.api",),
+    ("stemsplit.cli", "stemsplit.__main__", "stemsplit"),
+]
+
+
+def _layer(module: str) -> int:
+    """The layer of `module`: its longest listed prefix (a package or the module)."""
+    best = (-1, -1)
+    for index, names in enumerate(LAYERS):
+        for name in names:
+            if module == name or module.startswith(name + "."):
+                best = max(best, (len(name), index))
+    assert best[1] >= 0, f"{module} is in no layer: add it to LAYERS"
+    return best[1]
+
+
+def test_every_module_has_a_layer() -> None:
+    for module in _imports():
+        _layer(module)
+
+
+def test_no_import_runs_back_up() -> None:
+    upward = [f"{module} -> {target}" for module, targets in sorted(_imports().items())
+              for target in sorted(targets) if _layer(target) > _layer(module)]  # fmt: skip
+    assert not upward, "imports running back up the layers:\n" + "\n".join(upward)
+
+
+def test_the_layer_rule_catches_an_upward_import() -> None:
+    assert _layer("stemsplit.models.ops") < _layer("stemsplit.engine.runner")
+    assert _layer("stemsplit.audio.formats") < _layer("stemsplit.audio.reader")
+    assert _layer("stemsplit.options") < _layer("stemsplit.audio.stem_mp4")

@@ -122,3 +122,8 @@ def resolve_output(name: str, bit_depth: BitDepth | None) -> tuple[OutputFormat,
         allowed = ", ".join(str(d) for d in fmt.subtypes)
         raise UsageError(f"{fmt.name} cannot store bit depth {bit_depth}: use one of {allowed}")
     return fmt, depth
+
+
+# NI Stems files (`-f stem.mp4`, audio.stem_mp4): NI's order of tracks 1-4, and codecs.
+SLOTS = ("drums", "bass", "other", "vocals")
+STEM_CODECS = ("aac", "alac")

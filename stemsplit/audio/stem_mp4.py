@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import struct
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -38,14 +37,13 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from stemsplit.atomic import partial_path
-from stemsplit.audio.formats import STEM_FILE_FORMAT
+from stemsplit.audio.formats import SLOTS, STEM_FILE_FORMAT
 from stemsplit.audio.tags import Tags, write_tags
 from stemsplit.errors import OutputError, UsageError, describe_os_error
 
 logger = logging.getLogger(__name__)
 
 STEM_FORMAT = STEM_FILE_FORMAT
-SLOTS = ("drums", "bass", "other", "vocals")  # NI's order of tracks 1-4
 DEFAULT_LABELS = {"drums": "Drums", "bass": "Bass", "other": "Other", "vocals": "Vocals"}
 DEFAULT_COLORS = {"drums": "#009E73", "bass": "#D55E00", "other": "#CC79A7",
                   "vocals": "#56B4E9"}  # fmt: skip
@@ -56,10 +54,8 @@ MASTERING_DSP = {
                    "dry_wet": 50},  # fmt: skip
     "limiter": {"enabled": False, "release": 0.05, "threshold": 0, "ceiling": -0.35},
 }
-STEM_CODECS = ("aac", "alac")
 AAC_BITRATE = 256_000
 STEM_RATES = (44100, 48000)
-_COLOR = re.compile(r"^#[0-9A-Fa-f]{6}$")
 _BLOCK = 2**16  # frames per encoded block
 
 
@@ -72,74 +68,6 @@ class StemSlot:
     label: str
     color: str
     sources: tuple[str, ...]
-
-
-# -- options --------------------------------------------------------------------------
-
-
-def parse_stem_map(value: str | Mapping[str, Any] | None) -> tuple[tuple[str, tuple[str, ...]], ...]:
-    """`drums=drums,other=other+guitar+piano` (or a mapping) -> ((slot, stems), ...)."""
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        pairs = _pairs(value, "--stem-map")
-        items: list[tuple[str, Any]] = [(slot, stems.split("+")) for slot, stems in pairs]
-    elif isinstance(value, Mapping):
-        items = [(str(k), [v] if isinstance(v, str) else list(v)) for k, v in value.items()]
-    else:  # already parsed (a tuple of pairs)
-        items = [(str(k), list(v)) for k, v in value]
-    parsed = []
-    for slot, stems in items:
-        _check_slot(slot, "--stem-map")
-        names = tuple(s.strip() for s in stems if s.strip())
-        parsed.append((slot, names))
-    return tuple(parsed)
-
-
-def parse_slot_values(value: str | Mapping[str, str] | Any, flag: str
-                      ) -> tuple[tuple[str, str], ...]:  # fmt: skip
-    """`--stem-label other=Melody,vocals=Vox` / `--stem-color vocals=#FF0000`."""
-    if not value:
-        return ()
-    if isinstance(value, str):
-        pairs = _pairs(value, flag)
-    elif isinstance(value, Mapping):
-        pairs = [(str(k), str(v)) for k, v in value.items()]
-    else:
-        pairs = [(str(k), str(v)) for k, v in value]
-    for slot, text in pairs:
-        _check_slot(slot, flag)
-        if flag == "--stem-color" and not _COLOR.match(text):
-            raise UsageError(f"--stem-color {slot}={text}: use #RRGGBB, e.g. #56B4E9")
-        if not text.strip():
-            raise UsageError(f"{flag} {slot}= is empty")
-    return tuple(pairs)
-
-
-def _pairs(text: str, flag: str) -> list[tuple[str, str]]:
-    pairs = []
-    for item in (i.strip() for i in text.split(",")):
-        if not item:
-            continue
-        slot, sep, rest = item.partition("=")
-        if not sep:
-            raise UsageError(f"{flag} {item!r}: use SLOT=VALUE, e.g. other=other+guitar+piano")
-        pairs.append((slot.strip(), rest.strip()))
-    return pairs
-
-
-def _check_slot(slot: str, flag: str) -> None:
-    if slot not in SLOTS:
-        raise UsageError(f"{flag}: unknown slot {slot!r}: a stem file has {', '.join(SLOTS)}")
-
-
-def check_stem_codec(codec: str, bit_depth: Any) -> None:
-    """UsageError for a codec other than aac/alac, or a bit depth AAC has not."""
-    if codec not in STEM_CODECS:
-        raise UsageError(f"unknown --stem-codec {codec!r}: use aac or alac")
-    if codec == "aac" and bit_depth is not None:
-        raise UsageError(f"--bit-depth {bit_depth}: AAC is lossy and has none; "
-                         "use --stem-codec alac for 16 or 24 bits")  # fmt: skip
 
 
 def resolve_slots(
@@ -295,8 +223,8 @@ class StemFile:
 
     def _tracks(self, rate: int, length: int) -> Iterator[np.ndarray]:
         """`[5, 2, n]` float32 blocks: the input, then each slot's sum, at `rate`."""
+        from stemsplit.audio.blocks import align, fit_length
         from stemsplit.audio.reader import read_blocks
-        from stemsplit.engine.streams import align, fit_length
 
         mix = fit_length(read_blocks(self.input_path, samplerate=rate,
                                      channels=self.channels), length)  # fmt: skip

@@ -21,11 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from stemsplit.atomic import PARTIAL_MARKER, partial_pid
+from stemsplit.atomic import PARTIAL_MARKER, SPOOL_PREFIX, partial_pid
 
 log = logging.getLogger(__name__)
 
-SPOOL_PREFIX = ".stemsplit-tmp-"  # OUT/.stemsplit-tmp-<pid>/: a batch's decoded inputs
 _QUEUE_BLOCKS = 8  # blocks a stem's encoder may lag behind inference (bounded memory)
 
 

@@ -37,7 +37,8 @@ def run_batch(
     With `jobs` >= 1, `jobs` threads decode the next tracks while the model runs and
     every stem is encoded in its own thread; `jobs=0` does everything in this thread.
     """
-    from stemsplit.batch.io import SPOOL_PREFIX, BackgroundWriter, Prefetcher, remove_stale
+    from stemsplit.atomic import SPOOL_PREFIX
+    from stemsplit.batch.io import BackgroundWriter, Prefetcher, remove_stale
 
     plan = separator.plan
     outputs = {t.path: outputs_for(plan, t.path, t.reldir, number)

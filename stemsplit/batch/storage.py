@@ -165,8 +165,7 @@ class Bucket:
 
 def _files(folder: Path) -> Iterator[Path]:
     """Finished files under `folder` (no temporaries, no decode spools)."""
-    from stemsplit.atomic import PARTIAL_MARKER
-    from stemsplit.batch.io import SPOOL_PREFIX
+    from stemsplit.atomic import PARTIAL_MARKER, SPOOL_PREFIX
 
     for path in sorted(folder.rglob("*")):
         relative = path.relative_to(folder).as_posix()

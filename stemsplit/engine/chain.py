@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from stemsplit.audio.blocks import align, fit_length
 from stemsplit.engine.bundle import Bundle, OnChunk, Runners
 from stemsplit.engine.ensemble import Layout, append_residual, ensemble_stems
 from stemsplit.engine.pipeline import (
@@ -41,7 +42,6 @@ from stemsplit.engine.pipeline import (
     prepare_input,
 )
 from stemsplit.engine.source import TrackSource
-from stemsplit.engine.streams import align, fit_length
 from stemsplit.options import EngineSettings
 
 BLOCK = 1 << 16  # samples per block when a spool is read in order

@@ -24,13 +24,12 @@ from typing import Protocol
 
 import numpy as np
 
-from stemsplit.engine.spectral import SPECTRAL_ALGORITHMS, SpectralCombiner
-from stemsplit.engine.streams import align
+from stemsplit.audio.blocks import align
+from stemsplit.engine.spectral import SpectralCombiner
 from stemsplit.errors import UsageError
 from stemsplit.models.base import INSTRUMENTAL  # everything but vocals; written when asked
+from stemsplit.options import SPECTRAL_ALGORITHMS, check_algorithm
 
-WAVEFORM_ALGORITHMS = ("avg", "median", "min-mag", "max-mag")
-ALGORITHMS = WAVEFORM_ALGORITHMS + SPECTRAL_ALGORITHMS
 # 6-stem models split `other` further; a 4-stem ensemble folds them back.
 FOLDED_INTO_OTHER = ("guitar", "piano")
 CATCH_ALL = "other"
@@ -58,14 +57,6 @@ def combine_blocks(blocks: Sequence[np.ndarray], matrix: np.ndarray) -> np.ndarr
     for block, weights in zip(blocks, matrix):
         out += block * weights[:, None, None]
     return out
-
-
-def check_algorithm(algorithm: str) -> None:
-    """UsageError for an unknown `--ensemble` value."""
-    if algorithm not in ALGORITHMS:
-        raise UsageError(
-            f"unknown ensemble algorithm {algorithm!r}: use one of {', '.join(ALGORITHMS)}"
-        )
 
 
 def combine(values: Sequence[np.ndarray], weights: Sequence[float], algorithm: str) -> np.ndarray:

@@ -508,8 +508,8 @@ def live_stream(
     """`runner.separate_stream` for a live source: all passes (shifts) of one model."""
     import random
 
+    from stemsplit.audio.blocks import align, skip
     from stemsplit.engine.runner import ModelRunner, effective_recipe
-    from stemsplit.engine.streams import align, skip
 
     runner = runner or ModelRunner(model, settings.device, settings.precision)
     recipe, segment = effective_recipe(model, settings)

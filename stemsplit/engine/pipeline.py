@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from stemsplit.audio.blocks import align, fit_length
 from stemsplit.engine.bundle import Bundle, OnChunk, Runners
 from stemsplit.engine.ensemble import Layout, combine_blocks, member_needed, stem_weights
 from stemsplit.engine.live import CursorView, LiveInput, LiveSource, fit_length_later, live_stream
 from stemsplit.engine.runner import separate_stream
 from stemsplit.engine.source import ArraySource, NormalizedSource, SpoolSource, TrackSource
-from stemsplit.engine.streams import align, fit_length
 from stemsplit.errors import UnknownStem, UsageError
 from stemsplit.models.base import as_separation_model, residual_alias
 from stemsplit.options import EngineSettings

@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
+from stemsplit.audio.blocks import align, skip
 from stemsplit.capability import cpu, device_native
 from stemsplit.engine.chunking import Chunk, OverlapAdd, Plan, batch_windows, plan_chunks
 from stemsplit.engine.source import TrackSource
-from stemsplit.engine.streams import align, skip
 from stemsplit.errors import UsageError
 from stemsplit.models.base import Recipe, SeparationModel
 from stemsplit.models.ops import int8_matmuls

@@ -20,9 +20,10 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 
+from stemsplit.options import SPECTRAL_ALGORITHMS
+
 N_FFT = 2048
 HOP = 512
-SPECTRAL_ALGORITHMS = ("avg-spec", "max-spec", "min-spec")
 
 
 def _window() -> np.ndarray:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from stemsplit.errors import StemsplitError, UsageError
 
 if TYPE_CHECKING:
+    from stemsplit.options import ModelSpec
     from stemsplit.zoo.catalog import ModelCard
 
 # File stems that say nothing about the model (trainers' default names).
@@ -64,6 +65,16 @@ def zoo_name(digest: str) -> str | None:
         if expected and digest.startswith(expected.lower()):
             return card.name
     return None
+
+
+def spec_label(spec: ModelSpec) -> str:
+    """A model's name in output folders and records: a ready bundle's, a zoo name, or
+    a checkpoint's (distinct per file: `checkpoint_label`)."""
+    if spec.bundle is not None:
+        return str(spec.bundle.name)
+    if spec.name is not None:
+        return spec.name
+    return checkpoint_label(Path(str(spec.checkpoint)), spec.config)
 
 
 def checkpoint_label(checkpoint: Path, config: Path | None = None) -> str:

@@ -11,17 +11,10 @@ import pytest
 import soundfile
 from stem_readers import boxes, decode_tracks, ffprobe_audio, png_cover, snr_db, stem_box
 
-from stemsplit.audio.stem_mp4 import (
-    StemFile,
-    add_movie_box,
-    file_samplerate,
-    parse_slot_values,
-    parse_stem_map,
-    resolve_slots,
-)
+from stemsplit.audio.stem_mp4 import StemFile, add_movie_box, file_samplerate, resolve_slots
 from stemsplit.audio.tags import Picture, Tags
 from stemsplit.errors import UsageError
-from stemsplit.options import OutputOptions
+from stemsplit.options import OutputOptions, parse_slot_values, parse_stem_map
 
 SIX = ("drums", "bass", "other", "vocals", "guitar", "piano")
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from stemsplit.audio.blocks import rechunk
 from stemsplit.engine.ensemble import combine, combine_blocks, stem_weights
 from stemsplit.engine.spectral import HOP, N_FFT, spectral_stream
-from stemsplit.engine.streams import rechunk
 
 
 def test_waveform_algorithms_by_hand():

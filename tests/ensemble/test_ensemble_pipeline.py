@@ -9,7 +9,7 @@ import torch
 from band_model import BandSplit, Bundle
 
 import stemsplit.api as api
-from stemsplit.engine.ensemble import ALGORITHMS
+from stemsplit.options import ALGORITHMS
 
 FOUR = ["drums", "bass", "other", "vocals"]
 

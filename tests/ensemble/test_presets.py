@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from stemsplit.engine.ensemble import ALGORITHMS, plan_ensemble
+from stemsplit.engine.ensemble import plan_ensemble
 from stemsplit.errors import ModelError, UnknownModel, UsageError
+from stemsplit.options import ALGORITHMS
 from stemsplit.zoo import catalog
 
 
