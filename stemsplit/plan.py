@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stemsplit.engine.ensemble import Layout, plan_ensemble, single_layout
 from stemsplit.engine.pipeline import StemPlan, plan_stems
@@ -24,6 +24,10 @@ from stemsplit.options import (
     OutputOptions,
     StemOptions,
 )
+
+if TYPE_CHECKING:
+    from stemsplit.zoo.catalog import ModelCard
+    from stemsplit.zoo.loader import ModelBundle
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +45,7 @@ class PlannedModel:
     samplerate: int
     weights: Mapping[str, float] = field(default_factory=dict)
     needs: tuple[str, ...] | None = None
-    bundle: Any = field(default=None, compare=False, repr=False)
+    bundle: ModelBundle | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -240,7 +244,9 @@ def _load_checkpoint(spec: ModelSpec, stems: list[str] | None) -> Any:
                        model_type=spec.model_type)  # fmt: skip
 
 
-def _head(spec, weights, wanted, loader, get_card) -> PlannedModel:
+def _head(spec: ModelSpec, weights: Mapping[str, float], wanted: list[str] | None,
+          loader: Callable[[ModelSpec, list[str] | None], Any],
+          get_card: Callable[[str], ModelCard]) -> PlannedModel:  # fmt: skip
     """A model's outputs: from its card, its ready bundle, or its checkpoint (loaded)."""
     if spec.name is not None:
         card = get_card(spec.name)

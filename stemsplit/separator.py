@@ -10,10 +10,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stemsplit.errors import ModelError
-from stemsplit.plan import RunPlan
+from stemsplit.plan import PlannedModel, RunPlan
+
+if TYPE_CHECKING:
+    from stemsplit.engine.bundle import Runners
+    from stemsplit.engine.multi import TrackBatcher
+    from stemsplit.engine.pipeline import PreparedInput, TrackOutcome
+    from stemsplit.zoo.loader import ModelBundle
 
 log = logging.getLogger(__name__)
 
@@ -33,19 +39,19 @@ class Separator:
         self._model_dir = model_dir
         self._offline = offline
         self._download_progress = download_progress
-        self._bundles: list[Any] | None = None
-        self._runners: dict[int, Any] = {}
+        self._bundles: list[ModelBundle] | None = None
+        self._runners: Runners = {}
         self._identity: list[dict[str, Any]] | None = None
 
     @property
-    def bundles(self) -> list[Any]:
+    def bundles(self) -> list[ModelBundle]:
         """The loaded models (fetched on first use), each network's runner built once."""
         if self._bundles is None:
             self._bundles = [self._load(model) for model in self.plan.models]
             self._build_runners(self._bundles)
         return self._bundles
 
-    def _load(self, model: Any) -> Any:
+    def _load(self, model: PlannedModel) -> ModelBundle:
         if model.bundle is not None:
             return model.bundle
         from stemsplit.errors import DownloadError
@@ -111,7 +117,7 @@ class Separator:
         record = self.plan.describe()
         return {"stemsplit": __version__, **record, "model_files": self.model_identity()}
 
-    def prepare(self, track: Path, spool_dir: Path) -> Any:
+    def prepare(self, track: Path, spool_dir: Path) -> PreparedInput:
         """Decode `track` into spool files at the models' rates (a batch does this ahead;
         the CLI may have done it during start-up: `stemsplit.startup`)."""
         from stemsplit import startup
@@ -123,7 +129,7 @@ class Separator:
         early = startup.take(track, rates, channels)
         return early if early is not None else prepare_input(track, rates, spool_dir, channels)
 
-    def track_batcher(self) -> Any:
+    def track_batcher(self) -> TrackBatcher | None:
         """An `engine.multi.TrackBatcher` pooling the chunks of several tracks into each
         forward pass (`--batch-size` chunks), or None where tracks run one at a time:
         a recipe (chained steps), a network that chunks the track itself (UVR),
@@ -140,11 +146,11 @@ class Separator:
         outputs: dict[str, Path],
         on_progress: Callable[[float], None] | None = None,
         *,
-        prepared: Any = None,
+        prepared: PreparedInput | None = None,
         writer_factory: Callable[..., Any] | None = None,
         spool_dir: Path | None = None,
-        batcher: Any = None,
-    ) -> Any:
+        batcher: TrackBatcher | None = None,
+    ) -> TrackOutcome:
         """Separate one file into `outputs` (stem -> path); returns the TrackOutcome.
         With `batcher` (a `track_batcher()`), its chunks share forward passes with the
         other tracks in flight."""

@@ -80,7 +80,7 @@ class BackgroundWriter:
         from stemsplit.audio.writer import StemWriter
 
         self._writer = StemWriter(*args, **kwargs)
-        self._queue: queue.Queue = queue.Queue(maxsize=_QUEUE_BLOCKS)
+        self._queue: queue.Queue[np.ndarray | None] = queue.Queue(maxsize=_QUEUE_BLOCKS)
         self._error: BaseException | None = None
         self._dropping = False
         self._thread = threading.Thread(
@@ -152,7 +152,7 @@ class Prefetcher:
         self.ahead = max(workers, 1)
         self.pool = ThreadPoolExecutor(max_workers=self.ahead,
                                        thread_name_prefix="stemsplit-decode")
-        self.futures: dict[int, Future] = {}
+        self.futures: dict[int, Future[Any]] = {}
         self.next_index = 0
 
     def get(self, index: int) -> Any:

@@ -71,7 +71,7 @@ def run_pooled(
             batcher.leave()
             budget.give(share)
 
-    futures: list[Future] = []
+    futures: list[Future[None]] = []
     with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="stemsplit-track") as pool:
         try:
             for position in range(count):

@@ -14,7 +14,7 @@ import shutil
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stemsplit.batch.inputs import Track, check_input
 from stemsplit.batch.resume import read_record, redo_reason, write_record
@@ -22,11 +22,16 @@ from stemsplit.errors import StemsplitError, describe_os_error
 from stemsplit.layout import check_clashes, outputs_for, per_track_folder, record_path
 from stemsplit.options import Progress, TrackResult
 
+if TYPE_CHECKING:
+    from stemsplit.engine.multi import TrackBatcher
+    from stemsplit.plan import RunPlan
+    from stemsplit.separator import Separator
+
 log = logging.getLogger(__name__)
 
 
 def run_batch(
-    separator: Any,
+    separator: Separator,
     tracks: Sequence[Track],
     skip_existing: bool = True,
     progress: Callable[[Progress], None] | None = None,
@@ -116,7 +121,7 @@ def run_batch(
 
 
 def _one_track(
-    separator: Any,
+    separator: Separator,
     track: Path,
     outputs: dict[str, Path],
     index: int,
@@ -125,7 +130,7 @@ def _one_track(
     prepared: Callable[[], Any],
     writer_factory: Any,
     spool_dir: Path,
-    batcher: Any = None,
+    batcher: TrackBatcher | None = None,
 ) -> TrackResult:
     started = time.perf_counter()
     created = _missing_folders(outputs)
@@ -205,11 +210,11 @@ def _remove_empty(folders: list[Path]) -> None:
             pass
 
 
-def _record(plan: Any, track: Path, outputs: dict[str, Path]) -> Path:
+def _record(plan: RunPlan, track: Path, outputs: dict[str, Path]) -> Path:
     return record_path(track, outputs, plan.output.filename)
 
 
-def _finish_track(separator: Any, result: TrackResult) -> None:
+def _finish_track(separator: Separator, result: TrackResult) -> None:
     """The record (and the report) of a track that is done; the report of a skipped one."""
     from stemsplit.report import REPORT_NAME
 
@@ -272,7 +277,7 @@ def _track_report(track: Path, stems: dict[str, Path], reference: Path | None) -
                         references=references)
 
 
-def _finish_safely(separator: Any, result: TrackResult) -> None:
+def _finish_safely(separator: Separator, result: TrackResult) -> None:
     """A record that cannot be written is a warning; a report asked for with --report
     that cannot be made fails the track (its stems stay): never exit 0 without it."""
     try:

@@ -15,8 +15,6 @@ import numpy as np
 if TYPE_CHECKING:
     from torch import nn
 
-    from stemsplit.engine.runner import ModelRunner
-
 
 class Bundle(Protocol):
     """One model or a bag of networks: `weights[i][j]` is member i's weight for
@@ -36,10 +34,10 @@ class Bundle(Protocol):
     def samplerate(self) -> int: ...
 
 
-# Each network's runner for a run, by `id(network)` (built once, `separator`).
-Runners: TypeAlias = "dict[int, ModelRunner]"
-# `[batch, channels, time] -> [batch, stems, channels, time]`: a runner, or one that
-# pools several tracks' chunks (`engine.multi`).
+# `[batch, channels, time] -> [batch, stems, channels, time]`: a `ModelRunner`, or one
+# that pools several tracks' chunks into its passes (`engine.multi`).
 RunBatch: TypeAlias = Callable[[np.ndarray], np.ndarray]
+# Each network's runner for a run, by `id(network)` (built once, `separator`).
+Runners: TypeAlias = dict[int, RunBatch]
 # (chunks done, chunks in all) after each forward pass.
 OnChunk: TypeAlias = Callable[[int, int], None]
