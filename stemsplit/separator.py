@@ -18,7 +18,7 @@ from stemsplit.plan import PlannedModel, RunPlan
 if TYPE_CHECKING:
     from stemsplit.engine.bundle import Runners
     from stemsplit.engine.multi import TrackBatcher
-    from stemsplit.engine.pipeline import PreparedInput, TrackOutcome
+    from stemsplit.engine.pipeline import PreparedInput, Separation, TrackOutcome
     from stemsplit.zoo.loader import ModelBundle
 
 log = logging.getLogger(__name__)
@@ -103,6 +103,16 @@ class Separator:
                         recipe.batch_size,
                     )  # fmt: skip
 
+    def separation(self, runners: Runners | None = None) -> Separation:
+        """What the engine's entries take: the plan's models loaded, their layout and
+        stems, settings, runners (the pooled ones of a track batcher where given) and
+        the output rate."""
+        from stemsplit.engine.pipeline import Separation
+
+        return Separation(self.bundles, self.plan.layout, self.plan.stems, self.plan.engine,
+                          self._runners if runners is None else runners,
+                          self.plan.output.samplerate)  # fmt: skip
+
     def model_identity(self) -> list[dict[str, Any]]:
         """Each model's name and the sha256 of its files, as `stemsplit.json` records
         them (zoo files by their card or first-download record, local files hashed)."""
@@ -164,8 +174,6 @@ class Separator:
             input=track,
             outputs=outputs,
             spool_dir=spool_dir or next(iter(outputs.values())).parent,
-            settings=self.plan.engine,
-            output_rate=output.samplerate,
             writer_options={
                 "format": output.format,
                 "bit_depth": output.bit_depth,
@@ -181,10 +189,9 @@ class Separator:
         if self.plan.recipe is not None:  # steps chained on this track (engine/chain.py)
             from stemsplit.engine.chain import run_chain
 
-            return run_chain(job, self.bundles, self.plan.recipe, self._runners, on_progress)
-        runners = batcher.runners if batcher is not None else self._runners
-        return run_track(job, self.bundles, self.plan.layout, self.plan.stems, runners,
-                         on_progress)  # fmt: skip
+            return run_chain(job, self.separation(), self.plan.recipe, on_progress)
+        runners = batcher.runners if batcher is not None else None
+        return run_track(job, self.separation(runners), on_progress)
 
 
     # -- arrays and live streams (numpy in, numpy out) ----------------------------------
@@ -210,9 +217,7 @@ class Separator:
         if array.shape[1] == 0:
             return {stem: restore(np.zeros((array.shape[0], 0), np.float32)) for stem in written}
         parts: dict[str, list[Any]] = {stem: [] for stem in written}
-        for named in array_stems(array, samplerate, self.bundles, self.plan.layout,
-                                 self.plan.stems, self.plan.engine, self._runners,
-                                 self.plan.output.samplerate, on_progress):  # fmt: skip
+        for named in array_stems(array, samplerate, self.separation(), on_progress):
             for stem, block in named.items():
                 parts[stem].append(block)
         return {stem: restore(np.concatenate(blocks, axis=-1)) for stem, blocks in parts.items()}
@@ -237,9 +242,7 @@ class Separator:
                     restore_box.append(restore)
                 yield array
 
-        for named in live_stems(inputs(), samplerate, self.bundles, self.plan.layout,
-                                self.plan.stems, self.plan.engine, self._runners,
-                                self.plan.output.samplerate):  # fmt: skip
+        for named in live_stems(inputs(), samplerate, self.separation()):
             restore = restore_box[0] if restore_box else (lambda a: a)
             yield {stem: restore(block) for stem, block in named.items()}
 

@@ -30,6 +30,7 @@ from stemsplit.audio.blocks import align, fit_length
 from stemsplit.engine.bundle import Bundle, OnChunk, Runners
 from stemsplit.engine.ensemble import Layout, append_residual, ensemble_stems
 from stemsplit.engine.pipeline import (
+    Separation,
     StemPlan,
     TrackJob,
     TrackOutcome,
@@ -273,15 +274,14 @@ class _Progress:
 
 def run_chain(
     job: TrackJob,
-    bundles: Sequence[Bundle],
+    run: Separation,
     recipe: Chain,
-    runners: Runners | None = None,
     on_progress: Callable[[float], None] | None = None,
 ) -> TrackOutcome:
-    """Run `recipe` (a planned recipe; `bundles` are its models in step order) on
+    """Run `recipe` (a planned recipe; `run.bundles` are its models in step order) on
     one track and write its outputs to `job.outputs`; only the kept stems are written
     there, intermediate stems live in temporary spool files in `job.spool_dir`."""
-    runners = runners or {}
+    bundles = run.bundles
     prepared = job.prepared
     writers: dict[str, Any] = {}
     spools: list[ChainSpool] = []
@@ -290,7 +290,7 @@ def run_chain(
         if prepared is None:
             prepared = prepare_input(job.input, recipe.mixture_rates, job.spool_dir, channels)
         sources = prepared.sources
-        out_rate, out_length, mixture = output_clock(job, prepared, bundles, channels)
+        out_rate, out_length, mixture = output_clock(job, prepared, run, channels)
 
         def new_spool(rate: int, length: int, producer: _Node | None) -> ChainSpool:
             spool = ChainSpool(length, rate, channels, job.spool_dir)
@@ -331,7 +331,7 @@ def run_chain(
 
             node = _Node(step.name, step_stream(
                 step.plan, step_bundles, step_sources, step_mixture, out_rate, out_length,
-                job.settings, runners, progress.counter(number)))  # fmt: skip
+                run.settings, run.runners, progress.counter(number)))  # fmt: skip
             written = list(step.plan.stems.written)
             for stem, out in step.keep.items():
                 node.sinks.append((written.index(stem), writers[out]))

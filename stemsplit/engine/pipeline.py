@@ -112,15 +112,27 @@ def plan_stems(
     return StemPlan(available, derived, written)
 
 
+@dataclass(frozen=True)
+class Separation:
+    """What every entry of the engine needs of a run, built once by the `Separator`:
+    the loaded models, how their streams combine (`layout`) into the written stems
+    (`stems`), the engine settings, each network's runner and the output rate."""
+
+    bundles: Sequence[Bundle]
+    layout: Layout
+    stems: StemPlan
+    settings: EngineSettings
+    runners: Runners
+    output_rate: int | str = "input"  # "input", "model" or an int
+
+
 @dataclass
 class TrackJob:
-    """What one track needs: input, output paths per stem, and settings."""
+    """What one track needs: input, output paths per stem, writers."""
 
     input: Path
     outputs: dict[str, Path]
     spool_dir: Path
-    settings: EngineSettings
-    output_rate: int | str = "input"  # "input", "model" or an int
     writer_options: dict[str, Any] = field(default_factory=dict)
     prepared: PreparedInput | None = None  # decoded ahead of time (batch prefetch)
     writer_factory: Callable[..., Any] | None = None  # StemWriter's signature, else StemWriter
@@ -273,31 +285,24 @@ def member_settings(member: Any, settings: EngineSettings) -> EngineSettings:
 
 
 def run_track(
-    job: TrackJob,
-    bundles: Sequence[Bundle],
-    layout: Layout,
-    plan: StemPlan,
-    runners: Runners | None = None,
-    on_progress: Callable[[float], None] | None = None,
+    job: TrackJob, run: Separation, on_progress: Callable[[float], None] | None = None
 ) -> TrackOutcome:
-    """Separate one track and write its stems, as `layout` (how the models' streams
-    combine) and `plan` (which stems are written, how derived ones are made) say."""
+    """Separate one track and write its stems, as `run.layout` (how the models' streams
+    combine) and `run.stems` (which stems are written, how derived ones are made) say."""
     from stemsplit.audio.writer import StemWriter
 
-    rates = sorted({b.samplerate for b in bundles})
-    channels = model_channels(bundles)
+    rates = sorted({b.samplerate for b in run.bundles})
+    channels = model_channels(run.bundles)
     prepared = job.prepared
     writers: dict[str, StemWriter] = {}
-    runners = runners or {}
     try:
         if prepared is None:
             prepared = prepare_input(job.input, rates, job.spool_dir, channels)
         sources = prepared.sources
         reference = sources[rates[0]]
-        out_rate, out_length, mixture = output_clock(job, prepared, bundles, channels)
-        blocks = stem_blocks(sources, bundles, layout, plan, job.settings, runners, out_rate,
-                             out_length, mixture, on_progress)  # fmt: skip
-        for stem in plan.written:
+        out_rate, out_length, mixture = output_clock(job, prepared, run, channels)
+        blocks = stem_blocks(sources, run, out_rate, out_length, mixture, on_progress)
+        for stem in run.stems.written:
             writers[stem] = job.open_writer(stem, out_rate, reference.channels)
         for named in blocks:
             for stem, block in named.items():
@@ -313,19 +318,14 @@ def run_track(
 
 
 def output_clock(
-    job: TrackJob, prepared: PreparedInput, bundles: Sequence[Bundle], channels: int
+    job: TrackJob, prepared: PreparedInput, run: Separation, channels: int
 ) -> tuple[int, int, Callable[[], Iterator[np.ndarray]]]:
     """A track's output rate, its exact output length, and the input re-read at that
     rate (for stems derived against the mixture): shared by single runs and chains."""
     from stemsplit.audio.reader import read_blocks
 
     info = prepared.info
-    if job.output_rate == "input":
-        out_rate = info.samplerate
-    elif job.output_rate == "model":
-        out_rate = bundles[0].samplerate
-    else:
-        out_rate = int(job.output_rate)
+    out_rate = _output_rate(run.output_rate, info.samplerate, run.bundles)
     fixed = _fixed_rate(job.writer_options.get("format"))
     if fixed and fixed != out_rate:
         log.warning("%s: %s files are always %d kHz: its stems are resampled from %d Hz",
@@ -355,20 +355,16 @@ def finish_writers(writers: Mapping[str, Any], job: TrackJob, seconds: float) ->
 
 def stem_blocks(
     sources: Mapping[int, TrackSource],
-    bundles: Sequence[Bundle],
-    layout: Layout,
-    plan: StemPlan,
-    settings: EngineSettings,
-    runners: Runners,
+    run: Separation,
     out_rate: int,
     out_length: int | Callable[[], int],
     mixture: Callable[[], Iterator[np.ndarray]],
     on_progress: Callable[[float], None] | None = None,
 ) -> Iterator[dict[str, np.ndarray]]:
     """The core every path shares (files, arrays, pipes, live streams): the models'
-    streams over `sources` (one per model rate), combined by `layout`, resampled to
+    streams over `sources` (one per model rate), combined by `run.layout`, resampled to
     `out_rate`, cut to `out_length` (a number, or a function asked once the streams end
-    when the input's length is not known yet), and the written stems of `plan` made,
+    when the input's length is not known yet), and the written stems of `run.stems` made,
     derived ones against `mixture()` (the input at `out_rate`, read in lockstep).
     Yields `{stem: (channels, n) block}` in order, every written stem in each."""
     from stemsplit.engine.ensemble import append_residual, ensemble_stems
@@ -378,12 +374,13 @@ def stem_blocks(
             return fit_length(blocks, out_length)
         return fit_length_later(blocks, out_length)
 
-    total_chunks = _progress_counter(on_progress, len(bundles))
+    layout, plan = run.layout, run.stems
+    total_chunks = _progress_counter(on_progress, len(run.bundles))
     streams = []
-    for index, bundle in enumerate(bundles):
+    for index, bundle in enumerate(run.bundles):
         source = sources[bundle.samplerate]
         needed = layout.needs(index, plan.needed) or set(bundle.sources)
-        blocks = bundle_stream(bundle, source, needed, settings, runners, total_chunks)
+        blocks = bundle_stream(bundle, source, needed, run.settings, run.runners, total_chunks)
         if layout.uses_residual(index):  # a vocals model's instrumental votes too
             reader = CursorView(source) if isinstance(source, LiveSource) else source
             blocks = append_residual(blocks, reader)
@@ -405,22 +402,17 @@ def stem_blocks(
 def live_stems(
     blocks: Iterable[np.ndarray],
     samplerate: int,
-    bundles: Sequence[Bundle],
-    layout: Layout,
-    plan: StemPlan,
-    settings: EngineSettings,
-    runners: Runners | None = None,
-    output_rate: int | str = "input",
+    run: Separation,
     on_progress: Callable[[float], None] | None = None,
 ) -> Iterator[dict[str, np.ndarray]]:
     """`stem_blocks` over input still arriving (`(2, n)` float32 blocks at `samplerate`):
     read only as chunks need it, stems yielded as soon as they are final. See
     `engine.live` for how this differs from file mode."""
-    channels = model_channels(bundles)
+    channels = model_channels(run.bundles)
     hub = LiveInput((conform_channels(b, channels) for b in blocks), samplerate, channels)
-    sources = {rate: hub.source(rate) for rate in sorted({b.samplerate for b in bundles})}
-    out_rate = _output_rate(output_rate, samplerate, bundles)
-    mix_source = hub.source(out_rate) if plan.needs_mixture else None
+    sources = {rate: hub.source(rate) for rate in sorted({b.samplerate for b in run.bundles})}
+    out_rate = _output_rate(run.output_rate, samplerate, run.bundles)
+    mix_source = hub.source(out_rate) if run.stems.needs_mixture else None
 
     def out_length() -> int:
         return round(hub.frames * out_rate / samplerate)
@@ -429,32 +421,26 @@ def live_stems(
         assert mix_source is not None
         return CursorView(mix_source).blocks()
 
-    yield from stem_blocks(sources, bundles, layout, plan, settings, runners or {}, out_rate,
-                           out_length, mixture, on_progress)  # fmt: skip
+    yield from stem_blocks(sources, run, out_rate, out_length, mixture, on_progress)
 
 
 def array_stems(
     audio: np.ndarray,
     samplerate: int,
-    bundles: Sequence[Bundle],
-    layout: Layout,
-    plan: StemPlan,
-    settings: EngineSettings,
-    runners: Runners | None = None,
-    output_rate: int | str = "input",
+    run: Separation,
     on_progress: Callable[[float], None] | None = None,
 ) -> Iterator[dict[str, np.ndarray]]:
     """`stem_blocks` over a whole `(2, n)` float32 array: file mode's numbers (the
     track's statistics, its length known), resampled as `audio.reader` resamples files."""
     from stemsplit.audio.pipe import resample_array
 
-    audio = conform_channels(np.asarray(audio, dtype=np.float32), model_channels(bundles))
+    audio = conform_channels(np.asarray(audio, dtype=np.float32), model_channels(run.bundles))
     length = audio.shape[1]
     sources: dict[int, TrackSource] = {}
-    for rate in sorted({b.samplerate for b in bundles}):
+    for rate in sorted({b.samplerate for b in run.bundles}):
         signal = audio if rate == samplerate else resample_array(audio, samplerate, rate)
         sources[rate] = ArraySource(signal, rate)
-    out_rate = _output_rate(output_rate, samplerate, bundles)
+    out_rate = _output_rate(run.output_rate, samplerate, run.bundles)
 
     def mixture() -> Iterator[np.ndarray]:
         if out_rate in sources:
@@ -462,8 +448,8 @@ def array_stems(
         else:
             yield resample_array(audio, samplerate, out_rate)
 
-    yield from stem_blocks(sources, bundles, layout, plan, settings, runners or {}, out_rate,
-                           round(length * out_rate / samplerate), mixture, on_progress)
+    yield from stem_blocks(sources, run, out_rate, round(length * out_rate / samplerate),
+                           mixture, on_progress)  # fmt: skip
 
 
 def conform_channels(block: np.ndarray, channels: int) -> np.ndarray:
