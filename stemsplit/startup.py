@@ -18,8 +18,15 @@ its path, rates and channels match; anything else (a wrong guess, a failure, a t
 that is skipped) is thrown away and the run decodes as before, so errors come from the
 usual place. The worker's log lines (a downmix warning) are said when the run takes its
 result, as the usual decode would say them. Ctrl-C and errors stop it and delete what
-it wrote. Linux only (fork); `STEMSPLIT_STARTUP_OVERLAP=0` turns it off
-(benchmarks/startup.py compares).
+it wrote. Linux only (fork).
+
+Off unless `STEMSPLIT_STARTUP_OVERLAP=1`: on the 2-core machine it was measured on,
+which never had a core to spare (load 3-10), it made the first segment start 0.3-0.8 s
+later, not sooner: the worker waits for CPU the run needs, the parent pays copy-on-
+write faults during the import, and the first segment no longer reuses the heap the
+usual decode grew (docs/performance.md, "Start-up overlap (round 3)";
+`benchmarks/startup.py --first-segment` compares). It can only pay where a core is
+idle while torch imports; turn it on by default once that is measured.
 """
 
 from __future__ import annotations
@@ -42,7 +49,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ENV = "STEMSPLIT_STARTUP_OVERLAP"
+ENV = "STEMSPLIT_STARTUP_OVERLAP"  # "1": on (off by default: see above)
 GUESSED_RATE = 44100  # a local checkpoint's rate is known once torch has read it
 GUESSED_CHANNELS = 2  # every zoo model is stereo; a mono one decodes again
 
@@ -204,7 +211,7 @@ def early_input(inputs: Sequence[str], request: Request) -> Iterator[None]:
 
 def _start(inputs: Sequence[str], request: Request) -> EarlyDecode | None:
     """An `EarlyDecode` for runs where it will most likely be taken, else None."""
-    if (os.environ.get(ENV, "1") == "0" or sys.platform != "linux" or len(inputs) != 1
+    if (not enabled() or sys.platform != "linux" or len(inputs) != 1
             or request.recipe or request.output.out_url
             or request.batch.executor != "local" or "://" in inputs[0]):
         return None  # fmt: skip
@@ -248,7 +255,7 @@ def _hash_checkpoints(models: Any) -> threading.Thread | None:
     """Hash the local checkpoint files in a thread (their labels need it; torch.load
     then finds them in the page cache)."""
     files = [spec.checkpoint for spec in models.models if spec.checkpoint is not None]
-    if not files or os.environ.get(ENV, "1") == "0":
+    if not files or not enabled():
         return None
     from stemsplit.zoo.local import file_sha256
 
@@ -260,3 +267,8 @@ def _hash_checkpoints(models: Any) -> threading.Thread | None:
     thread = threading.Thread(target=hash_all, name="stemsplit-hash", daemon=True)
     thread.start()
     return thread
+
+
+def enabled() -> bool:
+    """Whether the overlap is asked for (`STEMSPLIT_STARTUP_OVERLAP=1`)."""
+    return os.environ.get(ENV) == "1"

@@ -331,7 +331,8 @@ def _quiet_stdout() -> None:
 
 
 def _run(inputs: list[str], request: Request, silent: bool) -> Any:
-    """Run the request, the input decoding beside `import torch` (`stemsplit.startup`)."""
+    """Run the request (the input decoded beside `import torch` when asked for:
+    `stemsplit.startup`)."""
     from stemsplit.api import early_input, run_request
     from stemsplit.cli.progress import progress_reporter
 

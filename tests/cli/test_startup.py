@@ -17,7 +17,8 @@ import soundfile as sf
 from cli_run import stemsplit
 
 MIXTURE = Path(__file__).resolve().parents[1] / "data" / "uvr" / "mixture.flac"
-OFF = {"STEMSPLIT_STARTUP_OVERLAP": "0"}
+ON = {"STEMSPLIT_STARTUP_OVERLAP": "1"}  # off by default (stemsplit/startup.py says why)
+DEFAULT = {"STEMSPLIT_STARTUP_OVERLAP": ""}  # as if unset
 TAKEN = "decoded during start-up"  # the -v line when the run takes the worker's decode
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the overlap forks: Linux only")
@@ -45,7 +46,7 @@ def _env(tmp: Path, **more: str) -> dict[str, str]:
 
 def test_files_are_the_same_with_the_overlap_on_and_off(tmp_path: Path, tiny_checkpoint: Path):
     stems = {}
-    for name, extra in (("on", {}), ("off", OFF)):
+    for name, extra in (("on", ON), ("off", DEFAULT)):
         out = tmp_path / name
         run = stemsplit(MIXTURE, "--checkpoint", tiny_checkpoint, "-o", out, "-v",
                         env=_env(tmp_path / f"tmp-{name}", **extra))  # fmt: skip
@@ -59,7 +60,7 @@ def test_files_are_the_same_with_the_overlap_on_and_off(tmp_path: Path, tiny_che
 
 def test_stdout_is_the_same_with_the_overlap_on_and_off(tmp_path: Path, tiny_checkpoint: Path):
     streams = {}
-    for name, extra in (("on", {}), ("off", OFF)):
+    for name, extra in (("on", ON), ("off", DEFAULT)):
         run = subprocess.run(
             [sys.executable, "-m", "stemsplit", str(MIXTURE), "--checkpoint",
              str(tiny_checkpoint), "-o", "-", "-s", "vocals", "-v"],
@@ -80,7 +81,8 @@ def test_stdout_is_the_same_with_the_overlap_on_and_off(tmp_path: Path, tiny_che
 def test_a_failed_run_leaves_nothing(tmp_path: Path):
     broken = tmp_path / "broken.th"
     broken.write_bytes(b"PK\x03\x04 not a checkpoint" * 100)
-    run = stemsplit(MIXTURE, "--checkpoint", broken, cwd=tmp_path, env=_env(tmp_path / "tmp"))
+    run = stemsplit(MIXTURE, "--checkpoint", broken, cwd=tmp_path,
+                    env=_env(tmp_path / "tmp", **ON))
     assert run.returncode != 0
     assert run.stderr.strip().count("\n") == 0 and run.stderr.startswith("error:"), run.stderr
     assert not (tmp_path / "separated").exists()  # the worker's spool folder went too
@@ -96,7 +98,7 @@ def test_ctrl_c_during_start_up_leaves_nothing(tmp_path: Path, tiny_checkpoint: 
     process = subprocess.Popen(
         [sys.executable, "-m", "stemsplit", str(song), "--checkpoint", str(tiny_checkpoint)],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "COLUMNS": "200", **_env(tmp_path / "tmp")},
+        env={**os.environ, "COLUMNS": "200", **_env(tmp_path / "tmp", **ON)},
     )  # fmt: skip
     time.sleep(0.8)
     process.send_signal(signal.SIGINT)
