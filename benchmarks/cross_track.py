@@ -96,6 +96,9 @@ def main() -> None:
     parser.add_argument("--config", default="small", choices=["small", "full"])
     args = parser.parse_args()
 
+    from stemsplit.allocator import keep_large_blocks_on_heap
+
+    keep_large_blocks_on_heap()  # as `stemsplit separate` does, before any tensor exists
     import torch
 
     from stemsplit.api import build_request, plan_run

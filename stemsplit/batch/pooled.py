@@ -2,7 +2,8 @@
 pooled into each forward pass (`engine.multi.TrackBatcher`).
 
 Tracks start in order, each in a thread of its own running the ordinary one-track code
-(`run.py`'s `_one_track`: records, errors, cleanup alike). What is in flight is bounded
+(`run.py`'s `_one_track`: records, errors, cleanup alike); the loop's own thread (the
+main one) admits them and runs the forward passes. What is in flight is bounded
 by chunks, not tracks: the tracks running together bring at most `IN_FLIGHT` passes'
 worth of chunks at a time (a track counts the chunks of one of its model calls), so one
 pass can be full while the others' tracks read, overlap-add and write beside it; a track
@@ -27,23 +28,25 @@ IN_FLIGHT = 2  # passes' worth of chunks the tracks in flight may bring
 
 
 class _Budget:
-    """Chunks in flight: `take` waits until a track's share fits (or nothing runs)."""
+    """Rows in flight: taken by the loop for each track it starts, given back by the
+    track's thread when it ends."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.used = 0
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
 
-    def take(self, amount: int) -> None:
-        with self._cond:
-            while self.used and self.used + amount > self.limit:
-                self._cond.wait(timeout=0.5)  # a timeout: Ctrl-C reaches this thread
+    def try_take(self, amount: int) -> bool:
+        """Take `amount` if it fits (anything fits when nothing runs)."""
+        with self._lock:
+            if self.used and self.used + amount > self.limit:
+                return False
             self.used += amount
+            return True
 
     def give(self, amount: int) -> None:
-        with self._cond:
+        with self._lock:
             self.used -= amount
-            self._cond.notify_all()
 
 
 def run_pooled(
@@ -52,7 +55,7 @@ def run_pooled(
     take: Callable[[int], Any],
     run_one: Callable[[int, Callable[[], Any]], TrackResult],
 ) -> list[TrackResult]:
-    """Run `count` tracks (by position), several at once.
+    """Run `count` tracks (by position), several at once; this thread runs the passes.
 
     `take(position)` gives a track's prepared input (decoded ahead or now; its error is
     the track's failure, raised inside `run_one`); `run_one(position, prepared)` separates
@@ -68,23 +71,32 @@ def run_pooled(
         try:
             results[position] = run_one(position, prepared)
         finally:
-            batcher.leave()
             budget.give(share)
+            batcher.leave()  # wakes this thread's serve(): room for the next track
 
-    futures: list[Future[None]] = []
+    running: list[Future[None]] = []
+    started = 0
+    following: tuple[Callable[[], Any], int] | None = None  # decoded, waiting for room
     with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="stemsplit-track") as pool:
         try:
-            for position in range(count):
-                prepared, rows = _prepared(batcher, take, position)
-                share = limit if rows > limit else min(rows, batcher.capacity)  # long: alone
-                budget.take(share)
-                batcher.admit()  # counted from now: passes wait for its first chunks
-                futures.append(pool.submit(work, position, prepared, share))
-            for future in futures:
-                future.result()  # a track's unexpected error (a bug) surfaces here
+            while started < count or running:
+                while started < count:
+                    if following is None:
+                        prepared, rows = _prepared(batcher, take, started)
+                        # a track longer than the passes in flight hold runs alone
+                        following = prepared, limit if rows > limit else min(rows, batcher.capacity)
+                    if not budget.try_take(following[1]):
+                        break
+                    batcher.admit()  # counted from now: passes wait for its first chunks
+                    running.append(pool.submit(work, started, *following))
+                    started, following = started + 1, None
+                batcher.serve(timeout=0.05)
+                for future in [f for f in running if f.done()]:
+                    running.remove(future)
+                    future.result()  # a track's unexpected error (a bug) stops the run
         except BaseException as err:  # Ctrl-C, SIGTERM: the tracks in flight abort
             batcher.stop(err)
-            wait(futures)
+            wait(running)
             raise
     log.info("%d forward passes (%d shared by several tracks), %.1f chunks each on average",
              batcher.passes, batcher.shared_passes, batcher.chunks / max(batcher.passes, 1))

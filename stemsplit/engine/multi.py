@@ -16,8 +16,8 @@ chunk of a model whose input length follows the chunk's, as HDemucs') cannot be
 stacked: they queue apart, by shape.
 
 A pass runs as soon as a queue holds a full batch, or when every track in flight is
-waiting for the network (no more chunks can come before one is answered). One pass
-runs at a time, in the thread of one of the waiting tracks.
+waiting for the network (no more chunks can come before one is answered). Passes run
+one at a time in one driver thread (`serve`), the batch loop's main thread.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ import numpy as np
 
 from stemsplit.engine.chunking import plan_chunks
 from stemsplit.engine.runner import effective_recipe
+from stemsplit.errors import Interrupted
 from stemsplit.options import EngineSettings
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,11 @@ class _Member:
     recipe: Any
     segment: int
     valid_length: Callable[[int], int] | None
-    capacity: int
+
+    @property
+    def capacity(self) -> int:
+        """Chunks per forward pass: the batch size (`--batch-size` or the recipe's)."""
+        return int(self.recipe.batch_size)
 
 
 class TrackBatcher:
@@ -67,7 +72,8 @@ class TrackBatcher:
 
     `runners` (network id -> runner, as the Separator builds them) become `self.runners`:
     the same keys, each a callable with the runner's signature that waits for its rows
-    of a pooled pass. A thread separating a track declares itself with `track()`.
+    of a pooled pass. A thread separating a track declares itself with `track()` (or
+    a loop admits it with `admit()`, and the thread calls `leave()` when done).
     """
 
     def __init__(self, runners: Mapping[int, Runner], members: Mapping[int, _Member],
@@ -82,7 +88,6 @@ class TrackBatcher:
         self._orders = itertools.count()
         self._active = 0  # tracks in flight
         self._waiting = 0  # of them, those waiting for the network
-        self._busy = False  # a pass is running
         self._stopped: BaseException | None = None
         self.passes = 0
         self.chunks = 0
@@ -105,8 +110,7 @@ class TrackBatcher:
                     return None
                 recipe, segment = effective_recipe(member, settings)
                 members[id(member)] = _Member(member.samplerate, recipe, segment,
-                                              getattr(member, "valid_length", None),
-                                              recipe.batch_size)  # fmt: skip
+                                              getattr(member, "valid_length", None))
         if not members or max(m.capacity for m in members.values()) <= 1:
             return None
         return cls({key: runners[key] for key in members}, members, settings.tta)
@@ -145,10 +149,26 @@ class TrackBatcher:
 
     def stop(self, error: BaseException) -> None:
         """Every model call waiting now or made later raises `error` (Ctrl-C: the tracks
-        in flight abort their writers); a pass already running finishes."""
+        in flight abort their writers)."""
         with self._cond:
             self._stopped = error
             self._cond.notify_all()
+
+    def serve(self, timeout: float) -> bool:
+        """Run one pass in this thread if one is due within `timeout` seconds (whether
+        it ran). The driver, one thread, calls it in a loop; on CPU that is the main
+        thread: glibc gives every other thread its own heap, where a network's large
+        activations come back as fresh pages each pass (~60 % slower HTDemucs here; the
+        main heap keeps them, `stemsplit.allocator`)."""
+        with self._cond:
+            due = self._due()
+            if due is None:
+                self._cond.wait(timeout)
+                due = self._due()
+            if due is None:
+                return False
+            self._run(due)
+            return True
 
     def _caller(self, key: int) -> Runner:
         def call(inputs: np.ndarray) -> np.ndarray:
@@ -157,6 +177,7 @@ class TrackBatcher:
         return call
 
     def _submit(self, key: int, inputs: np.ndarray) -> np.ndarray:
+        """A track's model call: queue its chunks, wait until the driver ran them."""
         queue_key = (key, tuple(inputs.shape[1:]))
         with self._cond:
             if self._stopped is not None:
@@ -164,16 +185,13 @@ class TrackBatcher:
             request = _Request(next(self._orders), inputs)
             self._queues.setdefault(queue_key, []).append(request)
             self._waiting += 1
+            self._cond.notify_all()  # the driver looks again
             try:
                 while request.output is None and request.error is None:
                     if self._stopped is not None and request in self._queues[queue_key]:
                         self._queues[queue_key].remove(request)
                         raise self._stopped
-                    due = None if self._busy else self._due()
-                    if due is not None:
-                        self._run(due)
-                    else:
-                        self._cond.wait()
+                    self._cond.wait()
             finally:
                 self._waiting -= 1
         if request.error is not None:
@@ -184,6 +202,8 @@ class TrackBatcher:
     def _due(self) -> tuple[int, tuple[int, ...]] | None:
         """The queue to run now: the oldest full one, else (every track waiting) the one
         with the oldest request; None to wait for more chunks."""
+        if self._stopped is not None:
+            return None
         queued = [(q[0].order, k) for k, q in self._queues.items() if q]
         if not queued:
             return None
@@ -200,7 +220,8 @@ class TrackBatcher:
 
     def _run(self, queue_key: tuple[int, tuple[int, ...]]) -> None:
         """Run one pass of `queue_key`'s requests with the lock released (called with it
-        held): the oldest, then, oldest first, each whole request that still fits."""
+        held): the oldest, then, oldest first, each whole request that still fits. A
+        failed pass fails each of its tracks; an interruption also stops the driver."""
         queue = self._queues[queue_key]
         taken = [queue[0]]
         total = queue[0].inputs.shape[0]
@@ -209,7 +230,6 @@ class TrackBatcher:
                 total += request.inputs.shape[0]
                 taken.append(request)
         self._queues[queue_key] = [r for r in queue if r not in taken]
-        self._busy = True
         self._cond.release()
         try:
             stacked = np.concatenate([r.inputs for r in taken])
@@ -219,12 +239,13 @@ class TrackBatcher:
                 stop = start + request.inputs.shape[0]
                 request.output = outputs[start:stop]
                 start = stop
-        except BaseException as err:  # every track of the pass gets the error
+        except BaseException as err:
             for request in taken:
                 request.error = err
+            if not isinstance(err, Exception) or isinstance(err, Interrupted):
+                raise
         finally:
             self._cond.acquire()
-            self._busy = False
             self.passes += 1
             self.chunks += total
             self.shared_passes += len(taken) > 1

@@ -5,6 +5,7 @@ different lengths, and an error reaches every track of its pass."""
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -66,7 +67,15 @@ def _pooled(model, tracks, settings, runner) -> tuple[list, TrackBatcher]:
             return _stems(model, audio, settings, batcher.runners[id(model)])
 
     with ThreadPoolExecutor(len(tracks)) as pool:
-        return list(pool.map(one, tracks)), batcher
+        futures = [pool.submit(one, audio) for audio in tracks]
+        _drive(batcher, futures)
+        return [future.result() for future in futures], batcher
+
+
+def _drive(batcher: TrackBatcher, futures: list) -> None:
+    """The driver: this thread runs the passes until every track is done."""
+    while not all(future.done() for future in futures):
+        batcher.serve(timeout=0.05)
 
 
 @pytest.mark.parametrize("recipe, pad_to, shifts", [
@@ -130,20 +139,34 @@ def test_a_failed_pass_fails_each_of_its_tracks_and_stop_ends_the_rest() -> None
     call = batcher.runners[id(model)]
     errors: list[str] = []
 
+    together = threading.Barrier(3)
+
     def track() -> None:
         with batcher.track():
+            together.wait()  # all three in flight before the first call
             try:
                 call(np.zeros((1, 2, 100), np.float32))
             except RuntimeError as err:
                 errors.append(str(err))
 
-    threads = [threading.Thread(target=track) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+    with ThreadPoolExecutor(3) as pool:
+        futures = [pool.submit(track) for _ in range(3)]
+        _drive(batcher, futures)
     assert errors == ["out of memory"] * 3
+    assert batcher.passes == 1  # the three calls shared one pass, which failed
 
-    batcher.stop(KeyboardInterrupt())
-    with batcher.track(), pytest.raises(KeyboardInterrupt):
-        call(np.zeros((1, 2, 100), np.float32))
+    def late_call() -> np.ndarray:
+        with batcher.track():
+            return call(np.zeros((1, 2, 100), np.float32))
+
+    batcher.admit()  # another track in flight: the call waits for it, no pass is due
+    with ThreadPoolExecutor(1) as pool:  # a call waiting when the run stops raises
+        waiting = pool.submit(late_call)
+        while not batcher._waiting:
+            time.sleep(0.01)
+        batcher.stop(KeyboardInterrupt())
+        with pytest.raises(KeyboardInterrupt):
+            waiting.result(timeout=30)
+    with pytest.raises(KeyboardInterrupt):  # and so does any later call
+        late_call()
+    assert batcher.passes == 1
