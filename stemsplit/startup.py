@@ -62,8 +62,8 @@ class EarlyDecode:
         self.key = (os.path.realpath(path), stat.st_size, stat.st_mtime_ns)
         self.info = info
         self.rates = sorted(set(rates))
-        self.folder = folder  # removed at the end with whatever is left in it, and the
-        self.created = [p for p in folder.parents if not p.exists()]  # parents it made
+        self.folder = folder  # removed at the end with what is left in it, and so are
+        self.created = [p for p in folder.parents if not p.exists()]  # these, if empty
         read_end, write_end = os.pipe()
         self.pid = os.fork()
         if self.pid == 0:  # the worker: never returns
@@ -71,7 +71,6 @@ class EarlyDecode:
             _work(path, self.rates, folder, write_end)
         os.close(write_end)
         self._pipe = os.fdopen(read_end, "rb")
-        self._sources: dict[int, Any] = {}
 
     def _collect(self) -> dict[str, Any] | None:
         """The worker's report (None if it failed), once it has ended."""
