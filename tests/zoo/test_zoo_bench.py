@@ -11,8 +11,10 @@ import zoo_checkpoints as zc
 from cli_run import stemsplit
 
 
-def test_bench_measures_keeps_and_shows(server, model_dir: Path, tmp_path: Path) -> None:
-    payload = zc.state_dict_bytes(zc.tasnet_model(seed=2))
+def _tiny_zoo(server, model_dir: Path, tmp_path: Path, seed: int) -> dict[str, str]:
+    """A one-card zoo (a tiny Conv-TasNet served on 127.0.0.1) and the environment
+    that points the command at it."""
+    payload = zc.state_dict_bytes(zc.tasnet_model(seed=seed))
     server.add("tiny_tasnet.th", payload)
     zoo = zc.write_zoo(tmp_path / "zoo.toml", {
         "tiny-tasnet": {"architecture": "conv_tasnet", "sources": zc.SOURCES,
@@ -20,7 +22,11 @@ def test_bench_measures_keeps_and_shows(server, model_dir: Path, tmp_path: Path)
                         "files": [{"url": server.url("tiny_tasnet.th"),
                                    "sha256": zc.sha256(payload)}]},
     })  # fmt: skip
-    env = {"STEMSPLIT_MODEL_DIR": str(model_dir), "STEMSPLIT_ZOO": str(zoo)}
+    return {"STEMSPLIT_MODEL_DIR": str(model_dir), "STEMSPLIT_ZOO": str(zoo)}
+
+
+def test_bench_measures_keeps_and_shows(server, model_dir: Path, tmp_path: Path) -> None:
+    env = _tiny_zoo(server, model_dir, tmp_path, seed=2)
 
     before = stemsplit("models", "--json", env=env)
     (row,) = [r for r in json.loads(before.stdout) if r["name"] == "tiny-tasnet"]
@@ -61,15 +67,7 @@ def test_dry_run_plans_costs_and_touches_nothing(server, model_dir: Path, tmp_pa
     import numpy as np
     import soundfile
 
-    payload = zc.state_dict_bytes(zc.tasnet_model(seed=3))
-    server.add("tiny_tasnet.th", payload)
-    zoo = zc.write_zoo(tmp_path / "zoo.toml", {
-        "tiny-tasnet": {"architecture": "conv_tasnet", "sources": zc.SOURCES,
-                        "samplerate": 44100, "recipe": {"segment_seconds": 1.0},
-                        "files": [{"url": server.url("tiny_tasnet.th"),
-                                   "sha256": zc.sha256(payload)}]},
-    })  # fmt: skip
-    env = {"STEMSPLIT_MODEL_DIR": str(model_dir), "STEMSPLIT_ZOO": str(zoo)}
+    env = _tiny_zoo(server, model_dir, tmp_path, seed=3)
     songs = tmp_path / "songs"
     songs.mkdir()
     noise = np.random.default_rng(1).standard_normal((6 * 44100, 2)).astype(np.float32) * 0.1
