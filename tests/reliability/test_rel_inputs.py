@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from cli_run import label
 from rel_cli import assert_one_line_failure, error_lines, leftovers, noise, stemsplit
 
 RATE = 44100
@@ -80,7 +81,7 @@ def batch(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory):
     result = stemsplit(*inputs.values(), "--checkpoint", tiny_model, "-o", out,
                        "--filename", TEMPLATE, "--json")  # fmt: skip
     tracks = {Path(t["input"]).name: t for t in json.loads(result.stdout)["tracks"]}
-    return inputs, tracks, result, out / tiny_model.stem
+    return inputs, tracks, result, out / label(tiny_model)
 
 
 def _stems(out: Path, name: str) -> dict[str, np.ndarray]:
