@@ -98,10 +98,12 @@ class TrackBatcher:
     def for_models(cls, bundles: Sequence[Any], settings: EngineSettings,
                    runners: Mapping[int, Runner]) -> TrackBatcher | None:  # fmt: skip
         """A batcher over the networks of `bundles`, or None where pooling cannot apply:
-        a network that chunks the track itself (UVR's MDX/VR), batches of one chunk, or
+        a network that chunks the track itself (UVR's MDX/VR), batches of one chunk,
         `--precision int8`, whose activation scales are taken over the whole batch (a
-        track's stems would then depend on the tracks beside it)."""
-        if settings.precision == "int8":
+        track's stems would then depend on the tracks beside it), or no `--batch-size`:
+        a config's own batch size keeps one track at a time, since on a small CPU large
+        pooled passes can cost more than they save (docs/performance.md)."""
+        if settings.precision == "int8" or settings.batch_size is None:
             return None
         members: dict[int, _Member] = {}
         for bundle in bundles:

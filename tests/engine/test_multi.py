@@ -88,7 +88,7 @@ def _drive(batcher: TrackBatcher, futures: list) -> None:
 def test_pooled_tracks_equal_one_track_runs(recipe: Recipe, pad_to: int | None,
                                             shifts: int) -> None:  # fmt: skip
     model = PositionalToy(RATE, recipe, pad_to)
-    settings = EngineSettings(device="cpu", shifts=shifts, seed=5)
+    settings = EngineSettings(device="cpu", batch_size=recipe.batch_size, shifts=shifts, seed=5)
     runner = ModelRunner(model, "cpu")
     tracks = _tracks(12, seed=recipe.segment_samples)
     alone = [_stems(model, audio, settings, runner) for audio in tracks]
@@ -105,7 +105,7 @@ def test_pooled_tracks_equal_one_track_runs(recipe: Recipe, pad_to: int | None,
 def test_tta_passes_hold_three_rows_per_chunk() -> None:
     recipe = Recipe(120, 0.5, "fade", "reflect-border", "none", 2)
     model = PositionalToy(RATE, recipe)
-    settings = EngineSettings(device="cpu", tta=True)
+    settings = EngineSettings(device="cpu", batch_size=2, tta=True)
     runner = ModelRunner(model, "cpu")
     tracks = _tracks(6, seed=1)
     alone = [_stems(model, audio, settings, runner) for audio in tracks]
@@ -121,6 +121,12 @@ def test_no_pooling_where_it_cannot_apply() -> None:
     model = PositionalToy(RATE, Recipe(100, 0.25, "triangle", "context", "none", 1))
     runners = {id(model): ModelRunner(model, "cpu")}
     assert TrackBatcher.for_models([_Bundle(model)], EngineSettings(device="cpu"), runners) is None
+    one = EngineSettings(device="cpu", batch_size=1)
+    assert TrackBatcher.for_models([_Bundle(model)], one, runners) is None
+    config_batch = PositionalToy(RATE, Recipe(100, 0.25, "triangle", "context", "none", 4))
+    own = {id(config_batch): ModelRunner(config_batch, "cpu")}  # only --batch-size pools
+    assert TrackBatcher.for_models([_Bundle(config_batch)], EngineSettings(device="cpu"),
+                                   own) is None  # fmt: skip
     four = EngineSettings(device="cpu", batch_size=4)
     assert TrackBatcher.for_models([_Bundle(model)], four, runners) is not None
     int8 = EngineSettings(device="cpu", batch_size=4, precision="int8")
@@ -129,7 +135,7 @@ def test_no_pooling_where_it_cannot_apply() -> None:
 
 def test_a_failed_pass_fails_each_of_its_tracks_and_stop_ends_the_rest() -> None:
     model = PositionalToy(RATE, Recipe(100, 0.25, "triangle", "context", "none", 4), 100)
-    settings = EngineSettings(device="cpu")
+    settings = EngineSettings(device="cpu", batch_size=4)
 
     def broken(batch: np.ndarray) -> np.ndarray:
         raise RuntimeError("out of memory")
