@@ -143,7 +143,8 @@ class Separator:
         """An `engine.multi.TrackBatcher` pooling the chunks of several tracks into each
         forward pass (`--batch-size` chunks), or None where tracks run one at a time:
         a recipe (chained steps), a network that chunks the track itself (UVR),
-        batches of one chunk, or `--precision int8` (activation scales per batch)."""
+        batches of one chunk, no `--batch-size` given, or `--precision int8`
+        (activation scales per batch)."""
         if self.plan.recipe is not None or self.plan.output.stdout:
             return None
         from stemsplit.engine.multi import TrackBatcher

@@ -206,7 +206,7 @@ def separate(
         "fp32 (reference-exact), bf16, fp16, int8 (CPU: faster matmuls, less exact; "
         "docs/performance.md), or auto (bf16 where native; never int8)."))] = "fp32",
     batch_size: Annotated[Optional[int], typer.Option(metavar="N",
-        help=section(E, "Chunks per forward pass."))] = None,
+        help=section(E, "Chunks per forward pass; several short tracks share one."))] = None,
     segment: Annotated[Optional[float], typer.Option(metavar="SECONDS",
         help=section(E, "Chunk length."))] = None,
     overlap: Annotated[Optional[float], typer.Option(metavar="FRACTION",
