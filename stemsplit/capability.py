@@ -39,9 +39,11 @@ class CpuCapability:
 
     @property
     def vnni(self) -> bool:
-        """u8*s8 dot products summed in int32 (AVX512-VNNI or AVX-VNNI): int8 matmuls
-        need no reduced activation range."""
-        return bool(self.flags & {"avx512_vnni", "avx_vnni", "amx_int8"})
+        """u8*s8 dot products summed in int32 (AVX512-VNNI, AMX) in the kernels this
+        process runs, so int8 matmuls need no reduced activation range. Only with
+        AVX-512 kernels: capped at AVX2, FBGEMM's int16 pair sums saturate (an HTDemucs
+        fixture fell from 43 to 35.5 dB to fp32 with full-range activations)."""
+        return self.avx512 and bool(self.flags & {"avx512_vnni", "amx_int8"})
 
     def native(self, precision: str) -> bool:
         """Whether `precision` ("fp32", "bf16", "fp16", "int8") runs natively here (int8:

@@ -59,9 +59,11 @@ def test_int8_weights_follow_a_reload() -> None:
     assert not torch.allclose(before, after)
 
 
-@pytest.mark.parametrize(("family", "min_snr"), [("demucs_th", 40.0), ("bs_roformer", 20.0)])
+@pytest.mark.parametrize(("family", "min_snr"), [("demucs_th", 30.0), ("bs_roformer", 20.0)])
 def test_int8_through_the_cli(family: str, min_snr: float, tmp_path: Path) -> None:
-    """Measured on the tiny random fixtures: HTDemucs 50-59 dB, BS-RoFormer 24 dB."""
+    """Measured on the tiny random fixtures: HTDemucs 43-51 dB with VNNI's 8-bit
+    activations, 37-39 dB with the 7-bit ones of AVX2 kernels (the capped rerun);
+    BS-RoFormer 24 dB."""
     args, mixture = _model_args(family, tmp_path)
     outputs = {}
     for precision in ("fp32", "int8"):
