@@ -70,11 +70,15 @@ def _assert_same_stems(pooled: Path, single: Path, count: int) -> None:
         assert np.abs(mine - alone).max() <= 1e-6, path
 
 
-def _assert_shared_passes(log: str) -> None:
-    """The pooled path ran, and some forward pass held the chunks of several tracks."""
+def _assert_shared_passes(log: str, required: bool = True) -> None:
+    """The pooled path ran, and (`required`) some forward pass held the chunks of several
+    tracks. Whether two tracks' chunks meet in a pass depends on thread timing for the
+    MSST case (its clips of >12 chunks run alone, the others race their neighbours'
+    decoding): one CI run out of three saw none, so there it is not required."""
     found = re.search(r"(\d+) forward passes \((\d+) shared by several tracks\)", log)
     assert found, log
-    assert int(found[2]) > 0, found[0]
+    if required:
+        assert int(found[2]) > 0, found[0]
 
 
 def _cli_args(model_args: dict) -> list[str]:
@@ -105,7 +109,7 @@ def test_msst_fades_pooled_equal_one_track_runs(clips: Path, tmp_path: Path) -> 
     run = stemsplit(clips, *_cli_args(model), "-o", tmp_path / "pooled", *EXACT,
                     "--batch-size", "6", "-v")  # fmt: skip
     assert run.returncode == 0, run.stderr
-    _assert_shared_passes(run.stderr)
+    _assert_shared_passes(run.stderr, required=False)
     _one_track_runs(clips, tmp_path / "single", model, batch_size=6)
     stems = len(list((tmp_path / "single").rglob("*.wav")))
     assert stems >= 7
