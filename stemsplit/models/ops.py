@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import warnings
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, overload
@@ -51,9 +51,25 @@ def cpu_bf16_autocast(x: torch.Tensor) -> bool:
     )
 
 
-# bf16 copies of fp32 parameters, by id, with the parameter's version when cast: a
-# network's bf16 path casts each weight once, not per call (0.4 s per RoFormer chunk).
-_CASTS: dict[int, tuple[int, torch.Tensor]] = {}
+# Copies derived from parameters (bf16 casts, int8 packs), by key, with the versions of
+# the parameters they came from: made once, not per call (a bf16 cast per call cost 0.4 s
+# per RoFormer chunk), kept until a parameter changes in place (as `load_state_dict`
+# does; a write through `.data` is not seen) or the owning parameter is freed.
+_DERIVED: dict[tuple[Any, ...], tuple[tuple[int, ...], Any]] = {}
+
+
+def _derived(key: tuple[Any, ...], owner: torch.nn.Parameter,
+             sources: Sequence[torch.nn.Parameter], make: Callable[[], Any]) -> Any:  # fmt: skip
+    """The copy `make()` builds from `sources`, cached under `key` while `owner` lives."""
+    version = tuple(source._version for source in sources)
+    cached = _DERIVED.get(key)
+    if cached is not None and cached[0] == version:
+        return cached[1]
+    if cached is None:
+        weakref.finalize(owner, _DERIVED.pop, key, None)
+    value = make()
+    _DERIVED[key] = (version, value)
+    return value
 
 
 @overload
@@ -62,27 +78,18 @@ def weight_like(tensor: torch.Tensor, x: torch.Tensor) -> torch.Tensor: ...
 def weight_like(tensor: None, x: torch.Tensor) -> None: ...
 def weight_like(tensor: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor | None:
     """`tensor` in `x`'s dtype: fp32 weights meet bf16 activations in the networks' bf16
-    paths. Parameters are cast once and kept until they change (in place, as
-    `load_state_dict` does; a write through `.data` is not seen) or are freed."""
+    paths. Parameters are cast once (`_derived`)."""
     if tensor is None or tensor.dtype == x.dtype or not x.is_floating_point():
         return tensor
     if not isinstance(tensor, torch.nn.Parameter) or tracing():
         return tensor.to(x.dtype)  # a cast made while exporting is not a real tensor
-    key = id(tensor)
-    cached = _CASTS.get(key)
-    if cached is not None and cached[0] == tensor._version and cached[1].dtype == x.dtype:
-        return cached[1]
-    if cached is None:
-        weakref.finalize(tensor, _CASTS.pop, key, None)
-    cast_copy = tensor.detach().to(x.dtype)
-    _CASTS[key] = (tensor._version, cast_copy)
-    return cast_copy
+    parameter, dtype = tensor, x.dtype
+    return _derived(("cast", id(parameter), dtype), parameter, (parameter,),
+                    lambda: parameter.detach().to(dtype))
 
 
 # `--precision int8`: whether fp32 CPU matmuls with stored weights run as dynamic int8.
 _INT8_MATMULS: ContextVar[bool] = ContextVar("int8_matmuls", default=False)
-# Prepacked int8 weights by (parameter, view), with the parameters' versions when packed.
-_PACKED: dict[tuple[int, ...], tuple[tuple[int, int], Any]] = {}
 
 
 @contextmanager
@@ -137,18 +144,10 @@ def _int8_weight(weight: torch.Tensor, bias: torch.Tensor | None,
     base, bias_base = _stored(weight), _stored(bias)
     if base is None or (bias is not None and bias_base is None):
         return _pack_int8(weight, bias, conv)
-    key = (id(base), weight.storage_offset(), *weight.shape, *weight.stride(),
-           id(bias_base), -1 if bias is None else bias.storage_offset(),
-           hash(conv))  # fmt: skip
-    version = (base._version, 0 if bias_base is None else bias_base._version)
-    cached = _PACKED.get(key)
-    if cached is not None and cached[0] == version:
-        return cached[1]
-    if cached is None:
-        weakref.finalize(base, _PACKED.pop, key, None)
-    packed = _pack_int8(weight, bias, conv)
-    _PACKED[key] = (version, packed)
-    return packed
+    key = ("int8", id(base), weight.storage_offset(), *weight.shape, *weight.stride(),
+           id(bias_base), -1 if bias is None else bias.storage_offset(), conv)  # fmt: skip
+    sources = (base,) if bias_base is None else (base, bias_base)
+    return _derived(key, base, sources, lambda: _pack_int8(weight, bias, conv))
 
 
 # Largest crest factor (peak / RMS) of an input quantized to 8 bits per tensor: the
