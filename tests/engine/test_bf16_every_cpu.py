@@ -10,6 +10,7 @@ takes the AVX2-only paths. bf16 must then agree with the same run's fp32 stems.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -39,16 +40,10 @@ def test_the_cap_takes_away_native_bf16() -> None:
     code = ("import json; from stemsplit import capability; c = capability.cpu(); "
             "print(json.dumps([c.aten_isa, c.native_bf16, c.avx512, c.describe()]))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, env={**_environ(), **AVX2_ONLY})  # fmt: skip
+                         check=True, env={**os.environ, **AVX2_ONLY})  # fmt: skip
     isa, native_bf16, avx512, line = json.loads(out.stdout)
     assert isa in ("AVX2", "DEFAULT") and not native_bf16 and not avx512
     assert "capped by ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2" in line
-
-
-def _environ() -> dict[str, str]:
-    import os
-
-    return dict(os.environ)
 
 
 def _model_args(family: str, tmp_path: Path) -> tuple[list[str], Path]:
