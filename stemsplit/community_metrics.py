@@ -28,8 +28,15 @@ Checked against MSST's own values (tests/test_community_metrics.py): within ~1e-
 except bleedless/fullness where the estimate equals the reference to float32 precision in
 many mel bins: whether such a bin's dB difference is counted as positive, negative or
 zero is decided by rounding, and MSST's float32 and these float64 values then part by
-tenths (a brick-wall low-pass copy of the reference did: 0.2 / 0.5). `log_wmse` is not
-here: MSST's call takes arguments torch-log-wmse dropped in 1.0.0.
+tenths (a brick-wall low-pass copy of the reference did: 0.2 / 0.5).
+
+- `log_wmse`: torch-log-wmse's logWMSE as MSST calls it (`LogWMSE(audio_length, 44100,
+  return_as_loss=False, bypass_filter=False)(mixture, reference, estimate)`), which only
+  its 0.3.x releases accept (1.0.0 removed both arguments and changed the computation):
+  each signal through a hearing-sensitivity FIR, scaled by the weighted mixture's RMS,
+  differences under -68 dB zeroed, `-4 ln(mean square + 1e-8)` per channel, averaged.
+  The FIR is rebuilt here from its published design (`_hearing_filter`), not installed:
+  the package pulls a torchaudio built for CUDA torch.
 
 MSST evaluates the mel filters and the A-weighting at 44100 Hz whatever the audio's
 rate (`MSST_RATE`); so do these, so the numbers compare with MSST's and MVSEP's.
@@ -49,6 +56,11 @@ import numpy as np
 MSST_RATE = 44100
 MSST_EPS = 1e-8  # MSST's si_sdr
 K_SDR_K = 10.0
+# torch-log-wmse 0.3.x: weighted differences under -68 dB of the mixture count as silence;
+# the log is scaled by -4 to read like an SDR; 1e-8 is added to the mean square and the RMS.
+LOG_WMSE_GATE = 10 ** (-68 / 20)
+LOG_WMSE_SCALE = -4.0
+LOG_WMSE_EPS = 1e-8
 _FRAMES_PER_BLOCK = 128
 
 
@@ -188,6 +200,89 @@ def _fir(audio: np.ndarray, taps: np.ndarray) -> np.ndarray:
     audio = np.asarray(audio, dtype=np.float64)
     return np.stack([scipy.signal.oaconvolve(channel, taps[::-1], mode="same")
                      for channel in audio])  # fmt: skip
+
+
+def log_wmse(reference: np.ndarray, estimate: np.ndarray, mixture: np.ndarray) -> float:
+    """MSST's `LogWMSE_metric(reference, estimate, mixture)` with torch-log-wmse 0.3.x on
+    `(channels, samples)` arrays of one length (higher is better; 73.7 when exact).
+
+    As MSST shapes its tensors, the stem's channels land on the package's stem axis and
+    the mixture's on its channel axis: every stem channel is scaled by every mixture
+    channel's level, and the channels x channels values are averaged.
+    """
+    taps = _hearing_filter()
+    # MSST passes audio_length = samples / 44100 and the package keeps
+    # floor(audio_length * 44100) samples: one fewer for some lengths (15, 23, ...).
+    length = math.floor(reference.shape[-1] / MSST_RATE * MSST_RATE)
+    errors = [_weighted(np.asarray(ref, np.float64) - est, taps)[:length]
+              for ref, est in zip(reference, estimate)]  # fmt: skip
+    levels = [math.sqrt(np.mean(_weighted(np.asarray(channel, np.float64), taps)[:length] ** 2))
+              for channel in mixture]  # fmt: skip
+    values = []
+    for level in levels:
+        for error in errors:
+            scaled = error / (level + LOG_WMSE_EPS)
+            scaled[np.abs(scaled) < LOG_WMSE_GATE] = 0.0
+            values.append(LOG_WMSE_SCALE * math.log(float(np.mean(scaled**2)) + LOG_WMSE_EPS))
+    return float(np.mean(values))
+
+
+def _weighted(signal: np.ndarray, taps: np.ndarray) -> np.ndarray:
+    """`signal` through the FIR, aligned as torch-log-wmse 0.3.x aligns it: the full
+    convolution from sample `(taps - 1) // 2` on, as long as the signal (FFT overlap-add)."""
+    block, size = 1 << 16, 1 << 17  # size >= block + taps - 1: no wrap-around
+    response = np.fft.rfft(taps, size)
+    full = np.zeros(len(signal) + len(taps) - 1)
+    for start in range(0, len(signal), block):
+        piece = signal[start : start + block]
+        used = len(piece) + len(taps) - 1
+        full[start : start + used] += np.fft.irfft(np.fft.rfft(piece, size) * response, size)[:used]
+    offset = (len(taps) - 1) // 2
+    return full[offset : offset + len(signal)]
+
+
+@lru_cache(maxsize=1)
+def _hearing_filter() -> np.ndarray:
+    """torch-log-wmse's 4000-tap hearing-sensitivity FIR (its `filter_ir`), rebuilt from the
+    design in its `dev/create_freq_weighting_filter_ir.py` (after Fenton & Lee 2017, with
+    audiomentations' filters): a +5 dB high shelf at 1500 Hz (Q 1/sqrt 2), a 2nd-order
+    Butterworth high-pass at 120 Hz, a +2.5 dB peak at 500 Hz (Q 1.5/sqrt 2) and a
+    1st-order Butterworth low-pass at 10 kHz run forwards and backwards. The product of
+    their magnitudes on scipy's `freqz(worN=4097)` grid (k pi / 4097) is made zero-phase
+    by an 8192-point inverse FFT, centred, and 4000 taps kept: the package's shipped taps
+    to 2e-8 (tests/test_community_metrics.py)."""
+    n_fft = 8192
+    omega = np.pi * np.arange(n_fft // 2 + 1) / (n_fft // 2 + 1)
+    tangent = np.tan(omega / 2)  # Butterworth by the bilinear transform, cut-off prewarped
+    with np.errstate(divide="ignore"):  # the high-pass is 0 at DC
+        high_pass = 1 / np.sqrt(1 + (math.tan(math.pi * 120 / MSST_RATE) / tangent) ** 4)
+    low_pass_twice = 1 / (1 + (tangent / math.tan(math.pi * 10_000 / MSST_RATE)) ** 2)
+    magnitude = (_cookbook_biquad(omega, 1500.0, 5.0, 1 / math.sqrt(2), shelf=True)
+                 * _cookbook_biquad(omega, 500.0, 2.5, 1.5 / math.sqrt(2), shelf=False)
+                 * high_pass * low_pass_twice)  # fmt: skip
+    response = np.fft.fftshift(np.fft.irfft(magnitude, n_fft))
+    centre = n_fft // 2 + 1
+    return response[centre - 2000 : centre + 2000]
+
+
+def _cookbook_biquad(omega: np.ndarray, centre_hz: float, gain_db: float, q: float,
+                     shelf: bool) -> np.ndarray:  # fmt: skip
+    """|H(e^jw)| of the Audio EQ Cookbook's high shelf or peaking biquad."""
+    gain = 10 ** (gain_db / 40)
+    w0 = 2 * math.pi * centre_hz / MSST_RATE
+    alpha, cos = math.sin(w0) / 2 / q, math.cos(w0)
+    if shelf:
+        root = 2 * math.sqrt(gain) * alpha
+        b = [gain * ((gain + 1) + (gain - 1) * cos + root),
+             -2 * gain * ((gain - 1) + (gain + 1) * cos),
+             gain * ((gain + 1) + (gain - 1) * cos - root)]  # fmt: skip
+        a = [(gain + 1) - (gain - 1) * cos + root, 2 * ((gain - 1) - (gain + 1) * cos),
+             (gain + 1) - (gain - 1) * cos - root]  # fmt: skip
+    else:
+        b = [1 + alpha * gain, -2 * cos, 1 - alpha * gain]
+        a = [1 + alpha / gain, -2 * cos, 1 - alpha / gain]
+    z = np.exp(-1j * omega)
+    return np.abs((b[0] + b[1] * z + b[2] * z**2) / (a[0] + a[1] * z + a[2] * z**2))
 
 
 # Name -> function of (reference, estimate) for `stemsplit eval --metrics`.

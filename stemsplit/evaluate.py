@@ -29,9 +29,10 @@ from stemsplit.stem_folders import MIXTURE, Stems, find_tracks
 logger = logging.getLogger(__name__)
 
 # Every metric `eval` can compute, in table order: SDRs in dB, then MSST's community
-# metrics (stemsplit.community_metrics; msst_si_sdr in dB, the others 0-100).
+# metrics (stemsplit.community_metrics; msst_si_sdr and log_wmse read like dB, the others
+# 0-100). log_wmse also needs each track's mixture.
 METRICS = ("usdr", "si_sdr", "bss_sdr", "msst_si_sdr", "k_sdr", "l1_freq", "bleedless",
-           "fullness", "aura_stft", "aura_mrstft")  # fmt: skip
+           "fullness", "aura_stft", "aura_mrstft", "log_wmse")  # fmt: skip
 DEFAULT_METRICS = ("usdr", "si_sdr", "bss_sdr")  # bss_sdr: when museval is installed
 MAX_LENGTH_DIFFERENCE_SECONDS = 0.05  # codec delay/padding: up to about 2 MP3 frames
 
@@ -66,6 +67,7 @@ class StemScore:
     fullness: float | None = None
     aura_stft: float | None = None
     aura_mrstft: float | None = None
+    log_wmse: float | None = None
 
 
 @dataclass
@@ -160,8 +162,45 @@ def evaluate_folders(
             report.missing.append({"track": name, "stem": None, "missing_from": "estimates"})
         for name in est_tracks.keys() - ref_tracks.keys():
             report.missing.append({"track": name, "stem": None, "missing_from": "references"})
+    _check_mixtures(pairs, report, metrics)
     _score_pairs(pairs, report, bsseval, on_track)
     return report
+
+
+def evaluate_stems(
+    track: str,
+    estimates: Stems,
+    references: Stems,
+    metrics: list[str] | tuple[str, ...] | None = None,
+    bsseval: bool | None = None,
+) -> EvalReport:
+    """Score one track's stem files (`{stem: path}`, a `mixture` on either side feeds
+    log_wmse): the pairing, checks and values of `evaluate_folders`, for a caller that
+    has found the files already (`stemsplit report --metrics`)."""
+    report = EvalReport(metrics=check_metrics(metrics))
+    pairs = [(track, dict(estimates), dict(references))]
+    _check_mixtures(pairs, report, metrics)
+    _score_pairs(pairs, report, bsseval, None)
+    return report
+
+
+def _check_mixtures(pairs: list[tuple[str, Stems, Stems]], report: EvalReport,
+                    asked: list[str] | tuple[str, ...] | None) -> None:  # fmt: skip
+    """log_wmse scales by the mixture (`mixture.<ext>` beside the reference stems, or the
+    estimates): without one for every track it is an error when asked for by name, and
+    left out with a warning under "all"."""
+    if "log_wmse" not in report.metrics:
+        return
+    lacking = [name for name, est, ref in pairs if MIXTURE not in ref and MIXTURE not in est]
+    if not lacking:
+        return
+    where = ", ".join(lacking[:3]) + (", ..." if len(lacking) > 3 else "")
+    message = f"log_wmse needs the mixture: no {MIXTURE}.<ext> beside the references of {where}"
+    if "log_wmse" in (asked or ()):
+        raise UsageError(message)
+    report.metrics = tuple(m for m in report.metrics if m != "log_wmse")
+    logger.warning("%s: left out", message)
+    report.warnings.append(f"{message}: left out")
 
 
 def find_dataset(dataset: str | os.PathLike[str]) -> dict[str, tuple[Path, Stems]]:
@@ -229,7 +268,7 @@ def evaluate_model(
             if result.status == "failed":
                 report.failed.append({"track": name, "error": result.error or "failed"})
                 continue
-            pairs.append((name, dict(result.stems), tracks[name][1]))
+            pairs.append((name, dict(result.stems), {**tracks[name][1], MIXTURE: tracks[name][0]}))
         _score_pairs(pairs, report, bsseval, on_track)
     return report
 
@@ -249,6 +288,7 @@ def _score_pairs(
     else:
         use_bss = metrics.museval_available()
     for name, est_stems, ref_stems in pairs:
+        mixture = ref_stems.get(MIXTURE) or est_stems.get(MIXTURE)
         est_stems = {k: v for k, v in est_stems.items() if k != MIXTURE}
         ref_stems = {k: v for k, v in ref_stems.items() if k != MIXTURE}
         common = [stem for stem in ref_stems if stem in est_stems]
@@ -260,7 +300,7 @@ def _score_pairs(
             on_track(name)
         if common:
             report.scores.extend(_score_track(name, common, est_stems, ref_stems, use_bss,
-                                              report.warnings, report.metrics))  # fmt: skip
+                                              report.warnings, report.metrics, mixture))  # fmt: skip
     report.missing.sort(key=lambda m: (m["track"] or "", m["stem"] or ""))
     if not report.scores and not report.failed:
         raise UsageError(
@@ -271,12 +311,15 @@ def _score_pairs(
 
 def _score_track(
     track: str, stems: list[str], est_stems: Stems, ref_stems: Stems, use_bss: bool,
-    warnings: list[str], wanted: tuple[str, ...] = DEFAULT_METRICS,
+    warnings: list[str], wanted: tuple[str, ...] = DEFAULT_METRICS, mixture: Path | None = None,
 ) -> list[StemScore]:
     from stemsplit.audio.reader import probe, read_all
 
     info = probe(ref_stems[stems[0]])
     rate, channels = info.samplerate, info.channels
+    mix = None
+    if "log_wmse" in wanted and mixture is not None:
+        mix = read_all(mixture, samplerate=rate, channels=channels)
     scores: list[StemScore] = []
     refs, ests = [], []  # kept for museval only, which scores a track's stems together
     for stem in stems:
@@ -289,8 +332,10 @@ def _score_track(
             logger.warning(message)
             warnings.append(message)
         usdr = metrics.usdr(reference, estimate)
+        fitted = None if mix is None else _fit(mix, reference.shape[-1], rate, f"{track}/{stem}")
+        community = _community(reference, estimate, usdr, wanted, fitted)
         scores.append(StemScore(track, stem, usdr, metrics.si_sdr(reference, estimate), None,
-                                crop, **_community(reference, estimate, usdr, wanted)))
+                                crop, **community))  # fmt: skip
         if use_bss:
             refs.append(reference)
             ests.append(estimate)
@@ -302,14 +347,26 @@ def _score_track(
     return scores
 
 
+def _fit(mixture: np.ndarray, length: int, samplerate: int, label: str) -> np.ndarray:
+    """The mixture at the scored length: cropped as MSST crops it, or padded with silence
+    when a codec frame or two shorter (InputError when further off, as `align`)."""
+    if abs(mixture.shape[-1] - length) > MAX_LENGTH_DIFFERENCE_SECONDS * samplerate:
+        raise InputError(f"{label}: the mixture has {mixture.shape[-1]} samples, the stems "
+                         f"{length}: is it the same track?")  # fmt: skip
+    return np.pad(mixture[:, :length], ((0, 0), (0, max(0, length - mixture.shape[-1]))))
+
+
 def _community(reference: np.ndarray, estimate: np.ndarray, usdr: float,
-               wanted: tuple[str, ...]) -> dict[str, float]:  # fmt: skip
-    """The community metrics in `wanted`, as MSST computes them (stemsplit.community_metrics)."""
+               wanted: tuple[str, ...], mixture: np.ndarray | None = None) -> dict[str, float]:  # fmt: skip
+    """The community metrics in `wanted`, as MSST computes them (stemsplit.community_metrics);
+    log_wmse when `mixture` (cropped to the pair's length) is given."""
     from stemsplit import community_metrics as community
 
     values: dict[str, float] = {}
     if "k_sdr" in wanted:
         values["k_sdr"] = community.k_sdr(usdr)  # MSST's sdr is uSDR
+    if "log_wmse" in wanted and mixture is not None:
+        values["log_wmse"] = community.log_wmse(reference, estimate, mixture)
     if "bleedless" in wanted or "fullness" in wanted:
         bleedless, fullness = community.bleedless_fullness(reference, estimate)
         values.update({"bleedless": bleedless, "fullness": fullness})

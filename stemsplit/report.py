@@ -72,12 +72,15 @@ def write_report(
     mixture: Path | None = None,
     metadata: dict | None = None,
     references: dict[str, Path] | None = None,
+    scores: dict[str, dict[str, float | None]] | None = None,
 ) -> Path:
     """Write `track_dir/report.html` (+ one `<name>.spectrogram.png` per track); return its path.
 
     `metadata` is shown as given (conventional keys, as in `stemsplit.json`: `models`,
     `settings`, `speed`, `elapsed_seconds`); SDR per stem is added for the stems
-    that have a file in `references`. Audio is referenced by relative URL, not copied.
+    that have a file in `references`, and `scores` (`{stem: {metric: value}}`, as
+    `stemsplit eval --json` names them) beside it. Audio is referenced by relative URL,
+    not copied.
     """
     track_dir = Path(track_dir)
     if not stems:
@@ -106,6 +109,7 @@ def write_report(
             "samplerate": analysis.samplerate,
             "peaks": np.round(analysis.peaks, 4).tolist(),
             "sdr": sdrs.get(name),
+            "scores": (scores or {}).get(name),
         })
     data = {
         "title": track_dir.name,
@@ -170,17 +174,26 @@ def _relative_name(track: Path, root: Path) -> str:
 
 
 def report_folder(
-    folder: Path, *, mixture: Path | None = None, reference: Path | None = None
+    folder: Path, *, mixture: Path | None = None, reference: Path | None = None,
+    metrics: list[str] | None = None,
 ) -> tuple[list[Path], Path | None]:
     """Reports for stems already written: `(reports, index)`, the index None for one track.
 
     `folder` is a track folder (stems inside) or a model folder (track folders inside).
     `mixture` is the mix's file (one track) or a folder of `<track>.<ext>` files;
     `reference` holds `<stem>.<ext>` (one track) or `<track>/<stem>.<ext>` (MUSDB layout).
+    `metrics` (names as `stemsplit eval --metrics` takes them) are scored against
+    `reference` as eval scores them and shown per stem.
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"not a folder: {folder}; give a track folder or a model folder")
+    if metrics is not None:
+        from stemsplit.evaluate import check_metrics
+
+        check_metrics(metrics)  # before anything is read or written
+        if reference is None:
+            raise UsageError("--metrics scores the stems against references: add --reference DIR")
     require_pillow()
     if mixture is not None and not Path(mixture).exists():
         raise InputError(f"mixture not found: {mixture}")
@@ -191,7 +204,7 @@ def report_folder(
         check_stem_folder(folder, stems)  # before anything is written into it
         if mixture is not None and Path(mixture).is_dir():
             mixture = _audio_named(Path(mixture), folder.name)
-        return [_report_track(folder, stems, mixture or own_mixture, reference)], None
+        return [_report_track(folder, stems, mixture or own_mixture, reference, metrics)], None
     tracks = [d for d in sorted(folder.iterdir()) if d.is_dir() and find_stems(d)[0]]
     tracks = [d for d in tracks if _is_stem_folder(d, find_stems(d)[0])]
     if not tracks:
@@ -203,7 +216,7 @@ def report_folder(
         stems, own_mixture = find_stems(track)
         track_mixture = _audio_named(Path(mixture), track.name) if mixture else own_mixture
         track_reference = Path(reference) / track.name if reference else None
-        reports.append(_report_track(track, stems, track_mixture, track_reference))
+        reports.append(_report_track(track, stems, track_mixture, track_reference, metrics))
     return reports, write_index(folder, reports)
 
 
@@ -389,16 +402,40 @@ def _count_frames(path: Path) -> int:
 
 
 def _report_track(
-    track: Path, stems: dict[str, Path], mixture: Path | None, reference: Path | None
+    track: Path, stems: dict[str, Path], mixture: Path | None, reference: Path | None,
+    metrics: list[str] | None = None,
 ) -> Path:
-    references = None
+    references, scores = None, None
     if reference is not None:
         if reference.is_dir():
-            references, _ = find_stems(reference)
+            references, reference_mixture = find_stems(reference)
+            if metrics is not None:
+                scores = _scores(track.name, stems, mixture, references, reference_mixture,
+                                 metrics)  # fmt: skip
         else:
             logger.warning("no reference folder %s: no SDR for %s", reference, track.name)
     return write_report(track, stems, mixture=mixture, metadata=read_metadata(track),
-                        references=references)
+                        references=references, scores=scores)
+
+
+def _scores(
+    track: str, stems: dict[str, Path], mixture: Path | None, references: dict[str, Path],
+    reference_mixture: Path | None, metrics: list[str],
+) -> dict[str, dict[str, float | None]]:
+    """`{stem: {metric: value}}` by `stemsplit.evaluate`: eval's values for these files
+    (log_wmse takes the references' mixture, else the report's)."""
+    from stemsplit.evaluate import evaluate_stems
+
+    if not set(stems) & set(references):
+        return {}  # _sdrs has said which stems have no reference
+
+    def with_mixture(files: dict[str, Path], mix: Path | None) -> dict[str, Path]:
+        return {**files, MIXTURE: mix} if mix is not None else dict(files)
+
+    result = evaluate_stems(track, with_mixture(stems, mixture),
+                            with_mixture(references, reference_mixture), metrics)  # fmt: skip
+    names = result.metric_names()
+    return {score.stem: {name: getattr(score, name) for name in names} for score in result.scores}
 
 
 def _audio_named(folder: Path, name: str) -> Path | None:

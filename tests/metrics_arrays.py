@@ -2,9 +2,10 @@
 by tools/msst_metrics_fixture.py (which froze MSST's values for them into
 tests/data/msst_metrics.json) and the tests that compare stemsplit's values with those.
 
-Each case is `(reference, estimate)`, float32 `(channels, samples)` at 44.1 kHz: a
-harmonic "voice" with a vibrato and an envelope over a little noise, and estimates that
-bleed another instrument in, lose the top of the spectrum, or are nearly right.
+Each case is `(reference, estimate)` (and a mixture in `log_wmse_cases`), float32
+`(channels, samples)` at 44.1 kHz: a harmonic "voice" with a vibrato and an envelope over
+a little noise, and estimates that bleed another instrument in, lose the top of the
+spectrum, or are nearly right.
 """
 
 from __future__ import annotations
@@ -47,3 +48,26 @@ def cases() -> dict[str, tuple[np.ndarray, np.ndarray]]:
                                                                        2000.0)),
     }  # fmt: skip
     return {name: (r.astype(np.float32), e.astype(np.float32)) for name, (r, e) in found.items()}
+
+
+def log_wmse_cases() -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """name -> (reference, estimate, mixture) for log_wmse, which also scales by the mix:
+    the cases above over an accompaniment, and ones for each of its details: errors near
+    its -68 dB gate, 20 dB apart between channels, under a mix whose right channel is
+    26 dB down ("faint": the gate and MSST's channel-by-channel pairing both move it), a
+    silent reference, and 23 samples (a length MSST's `samples / 44100 * 44100` floors
+    to 22)."""
+    rng = np.random.default_rng(68)
+    found = {}
+    for name, (reference, estimate) in cases().items():
+        accompaniment = 0.5 * np.roll(reference, reference.shape[-1] // 3, axis=-1)
+        found[name] = (reference, estimate, reference + accompaniment)
+    reference, _ = cases()["close"]
+    mix = (1.5 * reference) * np.array([[1.0], [0.05]])
+    error = np.array([[3e-5], [3e-4]]) * rng.standard_normal(reference.shape)
+    found["faint"] = (reference, reference + error, mix)
+    found["silent_reference"] = (np.zeros_like(reference), 0.01 * np.roll(reference, 5000), mix)
+    short = reference[:, 20000:20023]
+    found["short"] = (short, short + 0.01 * rng.standard_normal(short.shape), 2 * short)
+    return {name: (r.astype(np.float32), e.astype(np.float32), m.astype(np.float32))
+            for name, (r, e, m) in found.items()}  # fmt: skip

@@ -14,6 +14,8 @@ import pytest
 import soundfile as sf
 from carried import MUSIC, TRACK, fixture
 
+from stemsplit.community_metrics import log_wmse
+
 REPO = Path(__file__).resolve().parents[1]
 CONV_TASNET = fixture("conv_tasnet") / "model.th"
 STEMS = ["bass", "drums", "other", "vocals"]
@@ -200,10 +202,11 @@ def test_model_mode_with_a_checkpoint(sample: Path, tmp_path: Path) -> None:
         (track / f"{name}.flac").symlink_to(sample / f"{name}.flac")
     saved = tmp_path / "saved"
     result = _eval("--checkpoint", CONV_TASNET, tmp_path / "dataset", "--save-stems", saved,
-                   "--json", "--no-bsseval", "--device", "cpu")
+                   "--json", "--no-bsseval", "--device", "cpu", "--metrics", "usdr,si_sdr,log_wmse")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert sorted(s["stem"] for s in report["scores"]) == STEMS
+    mixture = _read(sample / "mixture.flac")
     for score in report["scores"]:
         assert score["track"] == TRACK
         (estimate_path,) = saved.glob(f"*/{TRACK}/{score['stem']}.wav")
@@ -211,3 +214,5 @@ def test_model_mode_with_a_checkpoint(sample: Path, tmp_path: Path) -> None:
         reference = _read(sample / f"{score['stem']}.flac")
         assert score["usdr"] == pytest.approx(_usdr(reference, estimate), abs=1e-6)
         assert score["si_sdr"] == pytest.approx(_si_sdr(reference, estimate), abs=1e-6)
+        # the dataset's mixture.flac reaches log_wmse (its values: test_community_metrics)
+        assert score["log_wmse"] == pytest.approx(log_wmse(reference, estimate, mixture), abs=1e-4)

@@ -13,6 +13,18 @@ _CONSOLES: dict[str, Any] = {}
 # The options every listing command shares (declared once).
 Json = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
 
+# What `eval --metrics` and `report --metrics` take (stemsplit.evaluate.METRICS; not
+# imported: it needs numpy, the CLI's start-up does not).
+METRICS_HELP = ("usdr, si_sdr, bss_sdr, msst_si_sdr, k_sdr, l1_freq, bleedless, fullness, "
+                "aura_stft, aura_mrstft, log_wmse (as MSST's utils/metrics.py computes them; "
+                "log_wmse needs mixture.<ext> beside the references), or all")  # fmt: skip
+
+
+def split_commas(values: list[str] | None) -> list[str] | None:
+    """`--metrics a,b --metrics c` -> [a, b, c]; None when none were given."""
+    names = [name.strip() for value in values or [] for name in value.split(",") if name.strip()]
+    return names or None
+
 
 def __getattr__(name: str) -> Any:
     """`err_console` / `out_console`, built on first use: rich costs ~50 ms to import,

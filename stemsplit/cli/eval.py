@@ -23,7 +23,7 @@ from stemsplit.cli.help import PlainCommand
 _LABELS = {"usdr": "uSDR", "si_sdr": "SI-SDR", "bss_sdr": "SDR (BSSEval v4)",
            "msst_si_sdr": "SI-SDR (MSST)", "k_sdr": "kSDR", "l1_freq": "L1Freq",
            "bleedless": "bleedless", "fullness": "fullness", "aura_stft": "AuraSTFT",
-           "aura_mrstft": "AuraMRSTFT"}  # fmt: skip
+           "aura_mrstft": "AuraMRSTFT", "log_wmse": "logWMSE"}  # fmt: skip
 
 
 def _run(paths: list[Path], model: str | None, save_stems: Path | None, bsseval: bool | None,
@@ -65,7 +65,7 @@ def _render(report) -> None:
 
     names = report.metric_names()
     units = "dB" if all(n.endswith("sdr") and n != "k_sdr" for n in names) else \
-        "SDRs in dB; kSDR, L1Freq, bleedless, fullness, Aura*: 0-100"
+        "SDRs in dB, logWMSE like one; kSDR, L1Freq, bleedless, fullness, Aura*: 0-100"
     table = Table(title=f"scores ({units}; higher is better)")
     table.add_column("track", overflow="fold")
     table.add_column("stem", no_wrap=True)
@@ -124,9 +124,8 @@ def eval_command(
     metrics: Annotated[
         list[str] | None,
         typer.Option("--metrics", metavar="NAME,...",
-                     help="Which scores (repeatable): usdr, si_sdr, bss_sdr, msst_si_sdr, "
-                     "k_sdr, l1_freq, bleedless, fullness, aura_stft, aura_mrstft (as MSST's "
-                     "utils/metrics.py computes them), or all. Default: usdr, si_sdr, bss_sdr."),
+                     help=f"Which scores (repeatable): {common.METRICS_HELP}. "
+                     "Default: usdr, si_sdr, bss_sdr."),
     ] = None,
     device: Annotated[str, typer.Option(help="With --model: auto, cpu, cuda or mps.")] = "auto",
     shifts: Annotated[int, typer.Option(help="With --model: random shifts (Demucs).")] = 0,
@@ -152,9 +151,8 @@ def eval_command(
         "segment": segment, "overlap": overlap, "model_dir": model_dir,
         "offline": offline or None,
     }
-    names = [n.strip() for item in metrics or [] for n in item.split(",") if n.strip()]
-    report = run_guarded(_run, paths, model, save_stems, bsseval, options, names or None,
-                         debug=debug)  # fmt: skip
+    report = run_guarded(_run, paths, model, save_stems, bsseval, options,
+                         common.split_commas(metrics), debug=debug)  # fmt: skip
     if csv_file is not None:
         run_guarded(_write_csv, report, csv_file, debug=debug)
     if json_output:

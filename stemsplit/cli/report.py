@@ -16,10 +16,11 @@ from stemsplit.cli.common import print_json, run_guarded
 from stemsplit.cli.help import PlainCommand
 
 
-def _report(folder: Path, mixture: Path | None, reference: Path | None):
+def _report(folder: Path, mixture: Path | None, reference: Path | None,
+            metrics: list[str] | None):  # fmt: skip
     from stemsplit.api import report_folder
 
-    return report_folder(folder, mixture=mixture, reference=reference)
+    return report_folder(folder, mixture=mixture, reference=reference, metrics=metrics)
 
 
 @app.command(no_args_is_help=True, cls=PlainCommand)
@@ -36,11 +37,18 @@ def report(
         Path | None,
         typer.Option(help="Reference stems for SDR: <stem>.<ext>, or <track>/<stem>.<ext>."),
     ] = None,
+    metrics: Annotated[
+        list[str] | None,
+        typer.Option("--metrics", metavar="NAME,...",
+                     help=f"With --reference, also show these scores per stem, as stemsplit "
+                     f"eval computes them (repeatable): {common.METRICS_HELP}."),
+    ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
 ) -> None:
     """Write report.html beside the stems: synchronized players, waveforms, spectrograms."""
-    reports, index = run_guarded(_report, output_dir, mixture, reference, debug=debug)
+    reports, index = run_guarded(_report, output_dir, mixture, reference,
+                                 common.split_commas(metrics), debug=debug)  # fmt: skip
     if json_output:
         print_json({"reports": [str(p) for p in reports], "index": str(index) if index else None})
         return

@@ -69,10 +69,14 @@
     const playhead = element("div", { className: "playhead" });
     const lanes = element("div", { className: "lanes" }, canvas, image, playhead);
     const sdr = info.sdr == null ? "" : `SDR ${info.sdr.toFixed(2)} dB`;
+    // `report --metrics`: one line per score, named as `stemsplit eval --json` names it.
+    const scores = Object.entries(info.scores || {}).filter(([, value]) => value != null)
+      .map(([name, value]) => `${name} ${value.toFixed(2)}`).join("\n");
     const controls = element("div", { className: "controls" },
       element("div", {}, element("span", { className: "name", textContent: info.name }),
               element("span", { className: "key", textContent: key ? `[${key}]` : "" })),
       element("div", { className: "sdr", textContent: sdr }),
+      element("div", { className: "scores", textContent: scores }),
       element("div", { className: "row" }, soloButton, muteButton, volume), audio);
     const row = element("div", { className: `track ${info.kind}` }, controls, lanes);
     $("tracks").append(row);
