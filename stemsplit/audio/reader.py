@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from stemsplit.audio.remote import AudioInput, RemoteFile, binary, local_or_remote, opened
 from stemsplit.errors import InputError, UndecodableAudio, UsageError
 
 if TYPE_CHECKING:
@@ -62,7 +63,7 @@ class AudioInfo:
     container for PyAV ones, or None when the container does not say; `duration` follows.
     """
 
-    path: Path
+    path: Path | RemoteFile  # a local file, or an object read as a stream (`audio.remote`)
     samplerate: int
     channels: int
     frames: int | None
@@ -72,14 +73,14 @@ class AudioInfo:
     backend: str = "soundfile"  # which decoder reads it: "soundfile" or "pyav"
 
 
-def probe(path: str | os.PathLike[str]) -> AudioInfo:
+def probe(path: AudioInput) -> AudioInfo:
     """Rate, channels, length and format of `path`; InputError/UndecodableAudio if unusable."""
     path = _check_path(path)
     import soundfile
 
     try:
-        with _native_stderr_hushed():
-            sf_info = soundfile.info(str(path))
+        with _native_stderr_hushed(), opened(path) as source:
+            sf_info = soundfile.info(source)
     except (soundfile.SoundFileError, RuntimeError) as err:
         return _probe_pyav(path, sf_reason=str(err))
     frames = sf_info.frames
@@ -90,7 +91,7 @@ def probe(path: str | os.PathLike[str]) -> AudioInfo:
 
 
 def read_blocks(
-    path: str | os.PathLike[str],
+    path: AudioInput,
     samplerate: int | None = None,
     channels: int = 2,
     block_frames: int = 2**16,
@@ -116,7 +117,7 @@ def read_blocks(
 
 
 def read_all(
-    path: str | os.PathLike[str], samplerate: int | None = None, channels: int = 2
+    path: AudioInput, samplerate: int | None = None, channels: int = 2
 ) -> np.ndarray:
     """The whole file as one `(channels, frames)` float32 array: for tests and short clips only."""
     blocks = list(read_blocks(path, samplerate, channels))
@@ -146,9 +147,13 @@ def downmix_matrix(in_channels: int, out_channels: int) -> np.ndarray:
     return stereo
 
 
-def _check_path(path: str | os.PathLike[str]) -> Path:
+def _check_path(path: AudioInput) -> Path | RemoteFile:
     """Reject what is plainly not an audio file before any decoder sees it."""
-    path = Path(path)
+    path = local_or_remote(path)
+    if isinstance(path, RemoteFile):
+        if not path.size():
+            raise UndecodableAudio(f"{path} is empty (0 bytes); it holds no audio")
+        return path
     if not path.exists():
         raise InputError(f"{path}: no such file; check the path")
     if path.is_dir():
@@ -270,12 +275,12 @@ class _Rebuffer:
         return out
 
 
-def _probe_pyav(path: Path, sf_reason: str) -> AudioInfo:
+def _probe_pyav(path: Path | RemoteFile, sf_reason: str) -> AudioInfo:
     """Probe the first audio stream with FFmpeg; the length is the container's estimate."""
     import av
 
     try:
-        with av.open(str(path)) as container:
+        with opened(path) as source, av.open(source) as container:
             if not container.streams.audio:
                 raise UndecodableAudio(f"{path} has no audio stream; is it an audio file?")
             stream = container.streams.audio[0]
@@ -304,22 +309,23 @@ def _probe_pyav(path: Path, sf_reason: str) -> AudioInfo:
 
 
 def _decode_soundfile(
-    path: Path, block_frames: int = 2**16, hush: bool = False
+    path: Path | RemoteFile, block_frames: int = 2**16, hush: bool = False
 ) -> Iterator[np.ndarray]:
     """`(channels, n)` float32 views straight from libsndfile (`hush`: see below)."""
     import soundfile
 
     quiet = _native_stderr_hushed if hush else contextlib.nullcontext
     try:
-        with quiet():
-            handle = soundfile.SoundFile(str(path))
-        with handle:
-            while True:
-                with quiet():
-                    data = handle.read(block_frames, dtype="float32", always_2d=True)
-                if not len(data):
-                    return
-                yield data.T
+        with opened(path) as source:
+            with quiet():
+                handle = soundfile.SoundFile(source)
+            with handle:
+                while True:
+                    with quiet():
+                        data = handle.read(block_frames, dtype="float32", always_2d=True)
+                    if not len(data):
+                        return
+                    yield data.T
     except (soundfile.SoundFileError, RuntimeError) as err:
         raise UndecodableAudio(
             f"cannot decode {path}: {_one_line(str(err))} (the file is truncated or damaged)"
@@ -353,7 +359,7 @@ def _native_stderr_hushed() -> Iterator[None]:
         os.close(devnull)
 
 
-def _warn_if_short_wav(path: Path, frames: int, samplerate: int) -> None:
+def _warn_if_short_wav(path: Path | RemoteFile, frames: int, samplerate: int) -> None:
     """Warn when a WAV's header promises more data than the file holds.
 
     libsndfile reads the frames that are there (right for a recording cut short, and
@@ -362,12 +368,14 @@ def _warn_if_short_wav(path: Path, frames: int, samplerate: int) -> None:
     declared = _wav_data_bytes(path)
     if declared is None or frames <= 0:
         return
-    size, offset = declared
-    stat = path.stat()
-    available = stat.st_size - offset
+    size, offset, file_size = declared
+    available = file_size - offset
     if size in (0, 0xFFFFFFFF) or size <= available:  # 0 / -1: written by a stream
         return
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if isinstance(path, RemoteFile):
+        key = (str(path), file_size, 0)
+    else:
+        key = (str(path.resolve()), file_size, path.stat().st_mtime_ns)
     if key in _warned_short:  # probed again for each model rate: say it once
         return
     _warned_short.add(key)
@@ -381,28 +389,28 @@ def _warn_if_short_wav(path: Path, frames: int, samplerate: int) -> None:
 _warned_short: set[tuple[str, int, int]] = set()
 
 
-def _wav_data_bytes(path: Path) -> tuple[int, int] | None:
-    """(size the `data` chunk declares, its offset) of a RIFF WAV, or None."""
+def _wav_data_bytes(path: Path | RemoteFile) -> tuple[int, int, int] | None:
+    """(size the `data` chunk declares, its offset, the file's size) of a RIFF WAV, or None."""
     try:
-        with open(path, "rb") as handle:
+        with binary(path) as handle:
             if handle.read(12)[8:12] != b"WAVE":
                 return None
             while len(header := handle.read(8)) == 8:
                 chunk, size = struct.unpack("<4sI", header)
                 if chunk == b"data":
-                    return size, handle.tell()
+                    return size, handle.tell(), handle.seek(0, os.SEEK_END)
                 handle.seek(size + (size & 1), os.SEEK_CUR)
     except OSError:
         return None
     return None
 
 
-def _decode_pyav(path: Path) -> Iterator[np.ndarray]:
+def _decode_pyav(path: Path | RemoteFile) -> Iterator[np.ndarray]:
     """`(channels, n)` float32 arrays from the first audio stream, one per decoded frame."""
     import av
 
     try:
-        with av.open(str(path)) as container:
+        with opened(path) as source, av.open(source) as container:
             stream = container.streams.audio[0]
             rate = stream.rate or stream.codec_context.sample_rate
             for frame in container.decode(stream):

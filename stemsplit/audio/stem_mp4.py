@@ -125,7 +125,7 @@ class StemFile:
                  slots: Sequence[StemSlot], codec: str = "aac", bit_depth: Any = None,
                  clip: str = "clamp", tags: Tags | None = None) -> None:  # fmt: skip
         self.path = Path(path)
-        self.input_path = Path(input_path)
+        self.input_path = input_path  # a Path, or an object in a bucket (read as a stream)
         self.stems = tuple(stems)
         self.slots = tuple(slots)
         self.codec = codec

@@ -16,8 +16,10 @@ import base64
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
+
+from stemsplit.audio.remote import AudioInput, opened
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +78,7 @@ class Tags:
         return replace(self, text={**self.text, "title": (f"{title[0]} ({label})",)})
 
 
-def read_tags(path: str | Path) -> Tags:
+def read_tags(path: AudioInput) -> Tags:
     """The tags and pictures of `path`; empty Tags (and a warning) when unreadable."""
     import mutagen
     from mutagen.aiff import AIFF
@@ -85,7 +87,8 @@ def read_tags(path: str | Path) -> Tags:
     from mutagen.wave import WAVE
 
     try:
-        audio = mutagen.File(str(path))
+        with opened(path) as source:  # an object in a bucket: read from its stream
+            audio = mutagen.File(source)
         tags = getattr(audio, "tags", None)
         if isinstance(tags, ID3):
             return _read_id3(tags)
@@ -96,8 +99,8 @@ def read_tags(path: str | Path) -> Tags:
     except Exception as err:  # any malformed input: tags are never worth a failed track
         logger.warning("%s: cannot read its tags (%s); the stems get none", path, err)
         return Tags()
-    if isinstance(audio, (WAVE, AIFF)) or (audio is None and Path(path).suffix.lower() in
-                                           _INFO_SUFFIXES):  # fmt: skip
+    if isinstance(audio, (WAVE, AIFF)) or (audio is None and PurePath(str(path)).suffix.lower()
+                                           in _INFO_SUFFIXES):  # fmt: skip
         return _read_info(path)
     return Tags()
 
@@ -262,12 +265,12 @@ def _write_vorbis(audio: Any, tags: Tags) -> None:
 # -- WAV LIST INFO (read only, through libsndfile) --------------------------------------
 
 
-def _read_info(path: str | Path) -> Tags:
+def _read_info(path: AudioInput) -> Tags:
     """A WAV's LIST INFO strings (libsndfile reads them; mutagen reads only ID3)."""
     import soundfile
 
     try:
-        with soundfile.SoundFile(str(path)) as sound:
+        with opened(path) as source, soundfile.SoundFile(source) as sound:
             text: dict[str, tuple[str, ...]] = {}
             for name in _INFO_FIELDS:
                 _add(text, name, [getattr(sound, name, "") or ""])

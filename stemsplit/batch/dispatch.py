@@ -3,9 +3,10 @@ on Ray workers (`batch.ray`) and to or from object storage (`batch.storage`).
 
 The caller decides skip or redo once for the whole batch (`triage`), before any worker
 starts, so a finished run starts nothing and writes nothing. A worker then runs each
-track it is given from scratch (`run_whole`): it fetches an object input into its
-scratch folder, separates it with the run's `Separator` (the driver's `RunPlan`, never
-planned again) into its staging folder, and uploads the files when `-o` is a bucket.
+track it is given from scratch (`run_whole`): it separates it with the run's
+`Separator` (the driver's `RunPlan`, never planned again; an object input is decoded
+from its stream, not copied) into its staging folder, and uploads the files when `-o`
+is a bucket.
 """
 
 from __future__ import annotations
@@ -21,8 +22,7 @@ from typing import Any
 
 from stemsplit.batch.inputs import Track
 from stemsplit.batch.resume import redo_reason
-from stemsplit.batch.storage import Bucket, ObjectPath, fetch
-from stemsplit.errors import StemsplitError
+from stemsplit.batch.storage import Bucket, ObjectPath
 from stemsplit.layout import check_clashes, outputs_for, record_path
 from stemsplit.options import BatchOptions, ModelOptions, Progress, TrackResult
 from stemsplit.plan import RunPlan
@@ -95,7 +95,7 @@ def run_here(
 
 def scratch_folder(kind: str) -> Path:
     """A new temporary folder named after this process; those of dead processes (a
-    worker killed mid-track leaves its fetched input and staged stems) go first."""
+    worker killed mid-track leaves its staged stems and decode spools) go first."""
     from stemsplit.batch.io import pid_alive
 
     for old in Path(tempfile.gettempdir()).glob("stemsplit-*-*-*"):
@@ -129,50 +129,29 @@ def run_whole(
     jobs: int = 1,
     progress: Callable[[float], None] | None = None,
 ) -> TrackResult:
-    """Separate `track` from scratch (no skip check): fetch, separate, upload."""
+    """Separate `track` from scratch (no skip check) and upload its files."""
     from stemsplit.batch.run import run_batch
 
-    scratch = scratch_folder("input")
-    try:
-        local = track
-        if isinstance(track.path, ObjectPath):
-            try:
-                local = Track(fetch(track.path, scratch), track.reldir)
-            except (StemsplitError, OSError) as err:
-                if bucket is not None:
-                    bucket.clear()
-                return TrackResult(_as_path(track.path), "failed", error=str(err))
+    def on_event(event: Progress) -> None:
+        if progress is not None and event.index >= 0:
+            progress(event.fraction)
 
-        def on_event(event: Progress) -> None:
-            if progress is not None and event.index >= 0:
-                progress(event.fraction)
-
-        result = run_batch(separator, [local], skip_existing=False, jobs=jobs,
-                           progress=on_event)[0]  # fmt: skip
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    return _published(separator.plan, track, local, result, bucket)
+    result = run_batch(separator, [track], skip_existing=False, jobs=jobs,
+                       progress=on_event)[0]  # fmt: skip
+    return _published(separator.plan, track, result, bucket)
 
 
-def _published(
-    plan: RunPlan, track: Track, local: Track, result: TrackResult, bucket: Bucket | None
-) -> TrackResult:
-    """The result as the caller names it: the input's URL; stems in the bucket."""
-    from stemsplit.batch.storage import name_input
-
-    if result.error:
-        result.error = result.error.replace(str(local.path), str(track.path))
-    result.input = track.path
+def _published(plan: RunPlan, track: Track, result: TrackResult, bucket: Bucket | None
+               ) -> TrackResult:  # fmt: skip
+    """The result as the caller names it: stems in the bucket, the record last."""
     if result.status != "done":
         if bucket is not None:
             bucket.clear()
         return result
-    record = record_path(local.path, result.stems, plan.output.filename)
     if bucket is None:
-        if local is not track and record.is_file():
-            name_input(record, str(track.path))
         return result
-    bucket.upload({record: str(track.path)} if record.is_file() else {})
+    record = record_path(track.path, result.stems, plan.output.filename)
+    bucket.upload([record] if record.is_file() else [])
     result.stems = {stem: _as_path(bucket.url_of(path)) for stem, path in result.stems.items()}
     if result.report is not None:
         result.report = _as_path(bucket.url_of(result.report))

@@ -2,8 +2,9 @@
 installed fsspec protocol; `file://` is a local path).
 
 Inputs are listed under a prefix (`-r` for everything below it) and each object is
-copied in blocks to the worker's scratch folder while the track runs (the decoder reads
-files by path); the copy goes with the track. Outputs are written to a local staging
+decoded straight from its stream (`ObjectPath.open_stream`: ranged reads, `_BLOCK`
+bytes read ahead, nothing on local disk), so an hour-long input needs no local room;
+the decoders read it once per pass (probe, decode per model rate, residuals). Outputs are written to a local staging
 folder as for a local run and then uploaded whole, one object per file, the track's
 record last: an object store publishes an object only when its upload completes, so a
 stem under its final key is always whole, and a record in the bucket means every stem
@@ -17,15 +18,14 @@ from __future__ import annotations
 import glob
 import json
 import re
-import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Sequence
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, BinaryIO
 
 from stemsplit.errors import InputError, UsageError
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
-_BLOCK = 1 << 22  # bytes per read when copying an object
+_BLOCK = 1 << 22  # bytes an input's stream reads ahead (what it holds of the object)
 
 
 def is_url(value: object) -> bool:
@@ -56,7 +56,8 @@ def filesystem(url: str) -> tuple[Any, str]:
 
 class ObjectPath(PurePosixPath):
     """An object's URL with pathlib's names (`name`, `stem`, `suffix`, `parent`, `/`);
-    `str()` gives the URL back, and `exists()` asks the store."""
+    `str()` gives the URL back, `exists()` and `size()` ask the store, and the decoders
+    read it through `open_stream()` (an `audio.remote.RemoteFile`)."""
 
     def __str__(self) -> str:
         scheme, _, rest = super().__str__().partition(":/")
@@ -67,6 +68,26 @@ class ObjectPath(PurePosixPath):
         return bool(fs.exists(path))
 
     is_file = exists
+
+    def size(self) -> int:
+        fs, path = filesystem(str(self))
+        try:
+            return int(fs.size(path))
+        except FileNotFoundError:
+            raise self._missing() from None
+
+    def open_stream(self) -> BinaryIO:
+        """The object as a seekable stream of ranged reads: one read-ahead buffer of
+        `_BLOCK` bytes beyond the last read is all it holds."""
+        fs, path = filesystem(str(self))
+        try:
+            stream: BinaryIO = fs.open(path, "rb", block_size=_BLOCK, cache_type="readahead")
+        except FileNotFoundError:
+            raise self._missing() from None
+        return stream
+
+    def _missing(self) -> InputError:
+        return InputError(f"{self}: no such object; check the URL")
 
     def resolve(self) -> ObjectPath:
         return self
@@ -105,19 +126,6 @@ def list_objects(url: str, recursive: bool, extensions: set[str]) -> list[tuple[
     return objects
 
 
-def fetch(source: Path, folder: Path) -> Path:
-    """Copy object `source` into `folder` in blocks (InputError when it is missing)."""
-    fs, path = filesystem(str(source))
-    target = folder / source.name
-    folder.mkdir(parents=True, exist_ok=True)
-    try:
-        with fs.open(path, "rb", block_size=_BLOCK) as reader, open(target, "wb") as writer:
-            shutil.copyfileobj(reader, writer, _BLOCK)
-    except FileNotFoundError:
-        raise InputError(f"{source}: no such object; check the URL") from None
-    return target
-
-
 class Bucket:
     """An output URL and the local staging folder whose layout it mirrors: a local
     path under `staging` is the object at the same relative key under `url`."""
@@ -146,13 +154,10 @@ class Bucket:
             return None
         return data if isinstance(data, dict) else None
 
-    def upload(self, records: Mapping[Path, str]) -> None:
-        """Every file in staging goes up whole, records (`local path -> the input's URL`
-        written into them) last; then the local files go."""
+    def upload(self, records: Sequence[Path]) -> None:
+        """Every file in staging goes up whole, `records` last; then the local files go."""
         files = [p for p in _files(self.staging) if p not in records]
         for path in [*files, *records]:
-            if path in records:
-                name_input(path, records[path])
             self.fs.put_file(str(path), self.key(path))
         for path in [*files, *records]:
             path.unlink(missing_ok=True)
@@ -171,12 +176,3 @@ def _files(folder: Path) -> Iterator[Path]:
         relative = path.relative_to(folder).as_posix()
         if path.is_file() and PARTIAL_MARKER not in path.name and SPOOL_PREFIX not in relative:
             yield path
-
-
-def name_input(record: Path, url: str) -> None:
-    """A record says which input it was made from: the object, not the scratch copy."""
-    from stemsplit.batch.resume import read_record, write_record
-
-    data = read_record(record)
-    if data is not None:
-        write_record(record, {**data, "input": url})
