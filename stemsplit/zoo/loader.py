@@ -1,34 +1,42 @@
 """Turn a zoo name or a checkpoint file into ready models: the `ModelBundle`.
 
 A card name resolves through the catalog and the verified cache; `--checkpoint FILE
-[--config FILE]` is recognised from its contents: a Demucs package (a dict with
-`klass`, or safetensors with that metadata, or a bag yaml beside its members), an
-MSST state_dict with a yaml whose model section has `freqs_per_bands` (BS-RoFormer)
-or `num_bands` (Mel-Band RoFormer), or a Demucs v2 Conv-TasNet state_dict by its key
-names. Networks are built only through the architecture factories, imported lazily.
+[--config FILE]` is recognised from its contents (`zoo.local.recognise`): a Demucs
+package (a dict with `klass`, or safetensors with that metadata, or a bag yaml beside
+its members), an MSST state_dict with a yaml whose model section has
+`freqs_per_bands` (BS-RoFormer) or `num_bands` (Mel-Band RoFormer), a state dict whose
+key names the registry knows (Conv-TasNet, UVR VR), or a UVR MDX-Net `.onnx`. Either
+way the file is read by the reader of its file format (`_READERS`: the registry says
+which format each architecture's file is). Networks are built only through the
+architecture factories, imported lazily.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, cast
 
 from stemsplit.errors import ModelError, UnknownStem
 from stemsplit.models import registry
 from stemsplit.models.base import as_separation_model
 from stemsplit.zoo import catalog, checkpoints, fetch, uvr_data
 from stemsplit.zoo.catalog import ModelCard
-from stemsplit.zoo.local import checkpoint_label, known_config
+from stemsplit.zoo.local import LocalCheckpoint, checkpoint_label, known_config, recognise
 
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
+
+    from stemsplit.models.registry import FileFormat
+
+# A model's networks and each one's weight per source (one row per network).
+Members: TypeAlias = "tuple[list[nn.Module], list[list[float]]]"
 
 
 @dataclass
@@ -174,30 +182,8 @@ def _single(model: nn.Module) -> list[list[float]]:
 
 def _load_card(card: ModelCard, stems: list[str] | None, **fetch_options: Any) -> ModelBundle:
     check_stems(list(card.sources), card.residual, stems)
-    if card.architecture == "demucs":
-        members_spec = card.checkpoint_files()
-        keep = _member_indices(card, stems)
-        paths = fetch.ensure_files(card, files=[members_spec[i] for i in keep], **fetch_options)
-        members = []
-        for path in paths:
-            package = _read_demucs_file(path, cached_as=card.name)
-            model = build_demucs_member(package, str(path))
-            if card.bag_segment is not None:
-                set_bag_segment(model, package.klass, card.bag_segment)
-            members.append(model)
-        all_weights = card.member_weights()
-        weights = [all_weights[i] for i in keep]
-    elif card.architecture in ("mdx", "vr"):  # UVR: settings by MD5 and the card's config
-        model = uvr_data.build_card_model(card, fetch.ensure_files(card, **fetch_options)[0])
-        members, weights = [model], _single(model)
-    else:
-        paths = fetch.ensure_files(card, **fetch_options)
-        downloaded = {spec.name: path for spec, path in zip(card.files, paths)}
-        checkpoint = downloaded[card.checkpoint_files()[0].name]
-        config = catalog.load_card_config(card, downloaded)
-        state = checkpoints.read_state_dict(checkpoint, cached_as=card.name)
-        model = _load_single(state, config, card, str(checkpoint))
-        members, weights = [model], _single(model)
+    file_format = registry.get(card.architecture).file_format
+    members, weights = _READERS[file_format].card(card, stems, fetch_options)
     for model in members:
         apply_recipe_overrides(model, card.recipe)
         _check_sources(model, card)
@@ -302,64 +288,10 @@ def _load_checkpoint(
     checkpoint: Path, config: Path | None, stems: list[str] | None, model_type: str | None = None
 ) -> ModelBundle:
     name = checkpoint_label(checkpoint, config)
-    if checkpoint.suffix in {".yaml", ".yml"} and config is None:
-        bag = checkpoints.read_demucs_bag(checkpoint)
-        members, klasses = [], []
-        for signature in bag.models:
-            path = _bag_member_file(checkpoint.parent, signature)
-            package = _read_demucs_file(path)
-            members.append(build_demucs_member(package, str(path)))
-            klasses.append(package.klass)
-        if bag.segment is not None:
-            for model, klass in zip(members, klasses):
-                set_bag_segment(model, klass, bag.segment)
-        sources = list(as_separation_model(members[0]).sources)
-        if any(list(as_separation_model(m).sources) != sources for m in members):
-            raise ModelError(f"{checkpoint}: the bag's members output different sources")
-        weights = bag.weights or [[1.0] * len(sources) for _ in members]
-        if len(weights) != len(members) or any(len(row) != len(sources) for row in weights):
-            raise ModelError(f"{checkpoint}: bag weights must be one row per model and source")
-        residual = None
-    elif checkpoint.suffix == ".onnx":  # UVR MDX-Net: settings by MD5 or a JSON config
-        model = uvr_data.build_mdx_model(checkpoint, config)
-        members, weights, residual = [model], _single(model), None
-        sources = list(as_separation_model(model).sources)
-    elif checkpoint.suffix == ".safetensors":
-        model = build_demucs_member(_read_demucs_file(checkpoint), str(checkpoint))
-        members, weights, residual = [model], _single(model), None
-        sources = list(as_separation_model(model).sources)
-    else:
-        loaded = checkpoints.read_torch_file(checkpoint)
-        # With an MSST yaml, a Demucs package is only weights (MSST takes its `state`):
-        # the network and its recipe come from the yaml, as MSST builds them.
-        if checkpoints.is_demucs_package(loaded) and config is None:
-            package = checkpoints.demucs_package(loaded, str(checkpoint))
-            model = build_demucs_member(package, str(checkpoint))
-        else:
-            demucs_package = checkpoints.is_demucs_package(loaded)
-            state = checkpoints.unwrap_state_dict(loaded, str(checkpoint))
-            del loaded
-            parsed = None
-            if config is not None and not uvr_data.is_vr_state(state):
-                from stemsplit.zoo.safe_yaml import load_yaml
-
-                parsed = load_yaml(config)
-                if demucs_package:
-                    _check_demucs_yaml(checkpoint, config, parsed)
-                elif model_type is None and registry.recognise_state(state) is None:
-                    checkpoints.msst_architecture(parsed, str(config))  # errors name the yaml
-            elif registry.recognise_state(state) is None and (card := known_config(checkpoint)):
-                log.info("%s: using the config of zoo model %s", checkpoint.name, card.name)
-                parsed = catalog.load_card_config(card)
-            elif _is_conv_tasnet(state, model_type):
-                parsed = _tasnet_args_beside(checkpoint)
-            if uvr_data.is_vr_state(state):  # UVR VR: settings by MD5 or a JSON config
-                model = uvr_data.build_vr_model(state, checkpoint, config)
-            else:
-                model = _load_single(state, parsed, None, str(checkpoint), model_type)
-        members, weights = [model], _single(model)
-        sources = list(as_separation_model(model).sources)
-        residual = getattr(model, "residual", None)
+    local = recognise(checkpoint, config, model_type)
+    members, weights = _READERS[local.file_format].local(local)
+    sources = list(as_separation_model(members[0]).sources)
+    residual = getattr(members[0], "residual", None)
     check_stems(sources, residual, stems)
     return ModelBundle(
         name=name,
@@ -391,6 +323,145 @@ def _tasnet_args_beside(checkpoint: Path) -> Any:
                 "v2's default, 8 s chunks; pass the model's args.json with --config",
                 checkpoint)  # fmt: skip
     return None
+
+
+# -- How each file format of the registry becomes networks (`_READERS`) --
+
+
+def _one(model: nn.Module) -> Members:
+    return [model], _single(model)
+
+
+def _demucs_card(card: ModelCard, stems: list[str] | None,
+                 fetch_options: dict[str, Any]) -> Members:  # fmt: skip
+    """The card's bag members that the stems need (the others are not downloaded)."""
+    keep = _member_indices(card, stems)
+    files = card.checkpoint_files()
+    paths = fetch.ensure_files(card, files=[files[i] for i in keep], **fetch_options)
+    all_weights = card.member_weights()
+    members = _demucs_members(paths, card.bag_segment, cached_as=card.name)
+    return members, [all_weights[i] for i in keep]
+
+
+def _demucs_local(local: LocalCheckpoint) -> Members:
+    """A Demucs package, or a bag yaml whose members lie beside it."""
+    if not isinstance(local.contents, checkpoints.DemucsBag):
+        return _one(build_demucs_member(local.contents, str(local.path)))
+    bag, path = local.contents, local.path
+    members = _demucs_members((_bag_member_file(path.parent, s) for s in bag.models), bag.segment)
+    sources = list(as_separation_model(members[0]).sources)
+    if any(list(as_separation_model(m).sources) != sources for m in members):
+        raise ModelError(f"{path}: the bag's members output different sources")
+    weights = bag.weights or [[1.0] * len(sources) for _ in members]
+    if len(weights) != len(members) or any(len(row) != len(sources) for row in weights):
+        raise ModelError(f"{path}: bag weights must be one row per model and source")
+    return members, weights
+
+
+def _demucs_members(paths: Iterable[Path], segment: float | None,
+                    cached_as: str | None = None) -> list[nn.Module]:  # fmt: skip
+    """A bag's networks, each built from its file, with the bag's segment (seconds)."""
+    members = []
+    for path in paths:
+        package = _read_demucs_file(path, cached_as)
+        model = build_demucs_member(package, str(path))
+        if segment is not None:
+            set_bag_segment(model, package.klass, segment)
+        members.append(model)
+    return members
+
+
+def _state_card(card: ModelCard, stems: list[str] | None,
+                fetch_options: dict[str, Any]) -> Members:  # fmt: skip
+    """A state dict and its config (an MSST yaml), both fetched."""
+    paths = fetch.ensure_files(card, **fetch_options)
+    downloaded = {spec.name: path for spec, path in zip(card.files, paths)}
+    checkpoint = downloaded[card.checkpoint_files()[0].name]
+    config = catalog.load_card_config(card, downloaded)
+    state = checkpoints.read_state_dict(checkpoint, cached_as=card.name)
+    return _one(_load_single(state, config, card, str(checkpoint)))
+
+
+def _state_local(local: LocalCheckpoint) -> Members:
+    """A state dict: the architecture from `--model-type`, its key names or its MSST
+    yaml; with no `--config`, the config of the zoo card whose file it is, or demucs
+    v2's args.json beside a Conv-TasNet."""
+    checkpoint, config, state = local.path, local.config, local.contents
+    model_type = local.model_type
+    parsed = None
+    if config is not None:
+        from stemsplit.zoo.safe_yaml import load_yaml
+
+        parsed = load_yaml(config)
+        if local.package_weights:
+            _check_demucs_yaml(checkpoint, config, parsed)
+        elif model_type is None and registry.recognise_state(state) is None:
+            checkpoints.msst_architecture(parsed, str(config))  # errors name the yaml
+    elif registry.recognise_state(state) is None and (card := known_config(checkpoint)):
+        log.info("%s: using the config of zoo model %s", checkpoint.name, card.name)
+        parsed = catalog.load_card_config(card)
+    elif _is_conv_tasnet(state, model_type):
+        parsed = _tasnet_args_beside(checkpoint)
+    return _one(_load_single(state, parsed, None, str(checkpoint), model_type))
+
+
+def _onnx_card(card: ModelCard, stems: list[str] | None,
+               fetch_options: dict[str, Any]) -> Members:  # fmt: skip
+    """UVR MDX-Net: settings by the file's MD5, overlaid by the card's inline config."""
+    path = fetch.ensure_files(card, **fetch_options)[0]
+    return _one(_check_samplerate(uvr_data.build_mdx_model(path, _inline_config(card)), card))
+
+
+def _onnx_local(local: LocalCheckpoint) -> Members:
+    """UVR MDX-Net: settings by the file's MD5 or a `--config` JSON."""
+    return _one(uvr_data.build_mdx_model(local.path, local.config))
+
+
+def _vr_card(card: ModelCard, stems: list[str] | None,
+             fetch_options: dict[str, Any]) -> Members:  # fmt: skip
+    """UVR VR: settings by the file's MD5, overlaid by the card's inline config."""
+    path = fetch.ensure_files(card, **fetch_options)[0]
+    state = checkpoints.read_state_dict(path, cached_as=card.name)
+    model = uvr_data.build_vr_model(state, path, _inline_config(card))
+    return _one(_check_samplerate(model, card))
+
+
+def _vr_local(local: LocalCheckpoint) -> Members:
+    """UVR VR: settings by the file's MD5 or a `--config` JSON."""
+    return _one(uvr_data.build_vr_model(local.contents, local.path, local.config))
+
+
+def _inline_config(card: ModelCard) -> Mapping[str, Any] | None:
+    return card.config if isinstance(card.config, Mapping) else None
+
+
+def _check_samplerate(model: nn.Module, card: ModelCard) -> nn.Module:
+    """A UVR model's rate comes from its model data, which may disagree with its card."""
+    samplerate = as_separation_model(model).samplerate
+    if int(samplerate) != int(card.samplerate):
+        raise ModelError(f"model {card.name!r}: the model runs at {samplerate} Hz but "
+                         f"the card says {card.samplerate}; fix the card's samplerate")
+    return model
+
+
+@dataclass(frozen=True)
+class _Reader:
+    """How one file format becomes networks and their bag weights: from a card's files
+    (fetched here), or from a local checkpoint (`local.recognise` read what told its
+    format)."""
+
+    card: Callable[[ModelCard, list[str] | None, dict[str, Any]], Members]
+    local: Callable[[LocalCheckpoint], Members]
+
+
+# The registry says which file format each architecture's file is; this, how each is read.
+_READERS: dict[FileFormat, _Reader] = {
+    "demucs": _Reader(_demucs_card, _demucs_local),
+    "msst": _Reader(_state_card, _state_local),
+    "state": _Reader(_state_card, _state_local),
+    "onnx": _Reader(_onnx_card, _onnx_local),
+    "uvr-vr": _Reader(_vr_card, _vr_local),
+}
 
 
 def _missing(path: Path) -> str:

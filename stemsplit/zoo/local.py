@@ -11,18 +11,25 @@ Configs pair with the checkpoints that need one, in order: a Demucs package, a b
 yaml, a UVR file known by its hash, a Conv-TasNet state dict (its shapes, or the
 `args.json` beside it, give the arguments) and a file whose zoo card ships a config
 carry their own.
+
+A bare checkpoint's architecture is not known until its file is read: `recognise`
+tells its file format (the registry's `FileFormat`, which picks the loader's reader),
+by its suffix where that says it (`suffix_format`, the one place a suffix decides),
+else by the contents of the torch file.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from stemsplit.errors import StemsplitError, UsageError
 
 if TYPE_CHECKING:
+    from stemsplit.models.registry import FileFormat
     from stemsplit.options import ModelSpec
     from stemsplit.zoo.catalog import ModelCard
 
@@ -33,6 +40,7 @@ GENERIC_STEMS = frozenset({
     "epoch", "net", "network",
 })  # fmt: skip
 HASH_CHARS = 8
+BAG_SUFFIXES = frozenset({".yaml", ".yml"})  # a Demucs bag: member signatures, weights
 
 _digests: dict[tuple[str, int, int], str] = {}
 
@@ -109,28 +117,75 @@ def known_config(checkpoint: Path) -> ModelCard | None:
     return None
 
 
+@dataclass(frozen=True)
+class LocalCheckpoint:
+    """A bare `--checkpoint FILE [--config FILE]` with its file format recognised, and
+    what was read to recognise it: `contents` is a Demucs bag or package, or the
+    unwrapped state dict (None for an ONNX file, which its reader opens);
+    `package_weights` marks a Demucs package given with an MSST yaml, whose network
+    comes from the yaml and only its weights from the package."""
+
+    path: Path
+    config: Path | None
+    model_type: str | None
+    file_format: FileFormat
+    contents: Any = None
+    package_weights: bool = False
+
+
+def suffix_format(path: Path, config: Path | None = None) -> FileFormat | None:
+    """The file format a bare checkpoint's suffix says, or None for a torch file, which
+    only its contents tell: a bag yaml (without `--config`) or a safetensors file is
+    Demucs, `.onnx` UVR MDX-Net. The one place a suffix decides how a file is read."""
+    suffix = path.suffix.lower()
+    if (suffix in BAG_SUFFIXES and config is None) or suffix == ".safetensors":
+        return "demucs"
+    return "onnx" if suffix == ".onnx" else None
+
+
+def recognise(path: Path, config: Path | None = None,
+              model_type: str | None = None) -> LocalCheckpoint:  # fmt: skip
+    """`path`'s file format, by its suffix (`suffix_format`) or else by the torch file's
+    contents: a Demucs package (without `--config`), or a state dict whose key names
+    the registry recognises (UVR VR, Conv-TasNet, SCNet variants); any other state dict
+    is MSST's, its yaml naming the architecture."""
+    from stemsplit.models import registry
+    from stemsplit.zoo import checkpoints
+
+    found = suffix_format(path, config)
+    if found == "demucs":  # a bag yaml, or a package in a safetensors file
+        contents: Any = (checkpoints.read_demucs_bag(path) if path.suffix.lower() in BAG_SUFFIXES
+                         else checkpoints.read_demucs_safetensors(path))  # fmt: skip
+        return LocalCheckpoint(path, config, model_type, found, contents)
+    if found is not None:
+        return LocalCheckpoint(path, config, model_type, found)
+    loaded = checkpoints.read_torch_file(path)
+    package = checkpoints.is_demucs_package(loaded)
+    if package and config is None:
+        return LocalCheckpoint(path, config, model_type, "demucs",
+                               checkpoints.demucs_package(loaded, str(path)))  # fmt: skip
+    state = checkpoints.unwrap_state_dict(loaded, str(path))
+    by_state = registry.recognise_state(state)
+    file_format = by_state.file_format if by_state is not None else "msst"
+    return LocalCheckpoint(path, config, model_type, file_format, state, package)
+
+
 def config_need(checkpoint: Path) -> str | None:
     """What `checkpoint` lacks without a `--config` (None: it carries its own)."""
     from stemsplit.models import registry
-    from stemsplit.zoo import checkpoints, uvr_data
+    from stemsplit.zoo import uvr_data
 
     path = Path(checkpoint).expanduser()
-    suffix = path.suffix.lower()
-    if not path.is_file() or suffix in {".yaml", ".yml", ".safetensors"}:
+    if not path.is_file() or suffix_format(path) == "demucs":
         return None  # a bag or a Demucs safetensors; a missing file fails on its own
-    if suffix == ".onnx":
-        known = uvr_data.uvr_hash(path) in uvr_data.model_data("mdx")
-        return None if known else "a JSON config of its UVR MDX-Net settings (unknown hash)"
-    loaded = checkpoints.read_torch_file(path)
-    if checkpoints.is_demucs_package(loaded):
+    local = recognise(path)
+    if local.file_format in ("onnx", "uvr-vr"):
+        kind, what = ("mdx", "MDX-Net") if local.file_format == "onnx" else ("vr", "VR")
+        known = uvr_data.uvr_hash(path) in uvr_data.model_data(kind)
+        return None if known else f"a JSON config of its UVR {what} settings (unknown hash)"
+    if local.file_format == "demucs" or registry.recognise_state(local.contents) is not None:
         return None
-    state = checkpoints.unwrap_state_dict(loaded, str(path))
-    if uvr_data.is_vr_state(state):
-        known = uvr_data.uvr_hash(path) in uvr_data.model_data("vr")
-        return None if known else "a JSON config of its UVR VR settings (unknown hash)"
-    if registry.recognise_state(state) is not None or known_config(path) is not None:
-        return None
-    return "an MSST yaml naming its architecture"
+    return None if known_config(path) is not None else "an MSST yaml naming its architecture"
 
 
 def pair_configs(checkpoints: Sequence[Path], configs: Sequence[Path]) -> list[Path | None]:

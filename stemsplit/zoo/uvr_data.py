@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Any
 
 from stemsplit.errors import ModelError
 from stemsplit.models import registry
-from stemsplit.models.base import as_separation_model
 
 if TYPE_CHECKING:
     import torch
@@ -39,7 +38,6 @@ MDX_FIELDS = ("compensate", "mdx_dim_f_set", "mdx_dim_t_set", "mdx_n_fft_scale_s
 VR_FIELDS = ("vr_model_param", "primary_stem")
 SETTINGS = ("mdx_params", "vr_params", "normalization_threshold", "amplification_threshold",
             "modelparams")  # fmt: skip
-VR_STATE_PREFIX = "stg1_low_band_net."
 
 
 def data_dir() -> Path:
@@ -129,10 +127,6 @@ def resolve_params(path: str | Path, kind: str, config: str | Path | Mapping | N
     return record
 
 
-def is_vr_state(keys: Any) -> bool:
-    return any(str(key).startswith(VR_STATE_PREFIX) for key in keys)
-
-
 def build_mdx_model(path: str | Path, config: str | Path | Mapping | None) -> nn.Module:
     params = resolve_params(path, "mdx", config)
     return _build("mdx", Path(path), params)
@@ -152,19 +146,3 @@ def _build(architecture: str, first: Any, params: Mapping[str, Any]) -> nn.Modul
         text = " ".join(str(err).split())[:300]
         raise ModelError(f"cannot build the {architecture} model ({text})") from err
 
-
-def build_card_model(card: Any, path: Path) -> nn.Module:
-    """A zoo card's UVR model: its file's MD5 record, overlaid by the card's inline config."""
-    config = card.config if isinstance(card.config, Mapping) else None
-    if card.architecture == "mdx":
-        model = build_mdx_model(path, config)
-    else:
-        from stemsplit.zoo import checkpoints
-
-        state = checkpoints.read_state_dict(path, cached_as=card.name)
-        model = build_vr_model(state, path, config)
-    samplerate = as_separation_model(model).samplerate
-    if int(samplerate) != int(card.samplerate):
-        raise ModelError(f"model {card.name!r}: the model runs at {samplerate} Hz but "
-                         f"the card says {card.samplerate}; fix the card's samplerate")
-    return model

@@ -240,6 +240,22 @@ def test_huggingface_layout_bag(tmp_path: Path, model_dir: Path) -> None:
     torch.testing.assert_close(
         single.members[0].state_dict()[key], models[1].state_dict()[key].half().float()
     )
+    # a suffix tells the format whatever its case (an upper-case one was read with torch)
+    upper = tmp_path / "BBBB2222.SAFETENSORS"
+    upper.write_bytes((tmp_path / "bbbb2222.safetensors").read_bytes())
+    assert type(load_bundle(checkpoint=upper).members[0]).__name__ == "HTDemucs"
+
+
+def test_every_file_format_of_the_registry_has_a_reader() -> None:
+    """The registry says each architecture's file format, the loader how each is read:
+    a format added to the registry without a reader fails here, not at a user's load."""
+    from typing import get_args
+
+    from stemsplit.models import registry
+    from stemsplit.zoo import loader
+
+    assert set(loader._READERS) == set(get_args(registry.FileFormat))
+    assert {entry.file_format for entry in registry.ARCHITECTURES.values()} <= set(loader._READERS)
 
 
 def test_real_bag_offline_asks_only_for_the_needed_member(model_dir: Path) -> None:
