@@ -13,7 +13,7 @@ import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any, overload
+from typing import Any, cast, overload
 
 import torch
 import torch.nn.functional as F
@@ -70,6 +70,27 @@ def _derived(key: tuple[Any, ...], owner: torch.nn.Parameter,
     value = make()
     _DERIVED[key] = (version, value)
     return value
+
+
+def fold_row_scale(weight: torch.Tensor, bias: torch.Tensor, scale: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """`weight * scale[:, None]` and `bias * scale`: a per-channel scale (LayerScale)
+    folded into the linear before it. Made once per parameter version and kept as
+    parameters, so their bf16 casts and int8 packs are made once too (packing the
+    folds per call cost 7 % of an int8 HTDemucs segment)."""
+    sources = (weight, bias, scale)
+    if (tracing() or torch.is_grad_enabled()
+            or not all(isinstance(t, nn.Parameter) for t in sources)):  # fmt: skip
+        return weight * scale[:, None], bias * scale
+
+    def make() -> tuple[nn.Parameter, nn.Parameter]:
+        with torch.inference_mode(False), torch.no_grad():  # kept across inference calls
+            return (nn.Parameter(weight * scale[:, None], requires_grad=False),
+                    nn.Parameter(bias * scale, requires_grad=False))  # fmt: skip
+
+    key = ("fold", id(weight), id(bias), id(scale))
+    return _derived(key, cast(nn.Parameter, weight), cast("Sequence[nn.Parameter]", sources),
+                    make)  # fmt: skip
 
 
 @overload
@@ -157,13 +178,28 @@ def _int8_weight(weight: torch.Tensor, bias: torch.Tensor | None,
 _MAX_CREST = 40.0
 
 
-def _int8_applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
+# Fewest products per output for int8 to pay: below it the matmul is bound by writing
+# its fp32 output, and quantizing the input costs more than int8 saves (172032 tokens
+# x 48 -> 48: fp32 5.3 ms, int8 6.4 ms; x 9 -> 48: 1.9 vs 3.6 ms; 96 -> 120: 4.7 vs 3.5).
+_MIN_FAN_IN = 64
+
+
+def _int8_input(x: torch.Tensor, weight: torch.Tensor) -> tuple[float, int] | None:
+    """`x`'s 8-bit scale and zero point (FBGEMM's choice: the range with 0 in it over
+    255 steps, 127 without VNNI), or None where int8 does not apply: outside
+    `int8_matmuls()`, a small fan-in, or a crest factor over `_MAX_CREST`."""
     if not (_INT8_MATMULS.get() and x.dtype == weight.dtype == torch.float32
-            and x.device.type == "cpu" and not tracing()):  # fmt: skip
-        return False
-    low, high = torch.aminmax(x)
-    peak = torch.maximum(-low, high)
-    return bool(peak * peak * x.numel() <= _MAX_CREST**2 * torch.linalg.vector_norm(x) ** 2)
+            and x.device.type == "cpu" and not tracing()
+            and weight[0].numel() >= _MIN_FAN_IN):  # fmt: skip
+        return None
+    low_t, high_t = torch.aminmax(x)
+    low, high = min(float(low_t), 0.0), max(float(high_t), 0.0)
+    peak = max(-low, high)
+    if peak * peak * x.numel() > _MAX_CREST**2 * float(torch.linalg.vector_norm(x)) ** 2:
+        return None
+    steps = 127 if _reduce_range() else 255
+    scale = (high - low) / steps or 1.0
+    return scale, min(steps, round(-low / scale))
 
 
 def _reduce_range() -> bool:
@@ -174,11 +210,14 @@ def _reduce_range() -> bool:
 
 def _int8_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
                  ) -> torch.Tensor | None:  # fmt: skip
-    """`F.linear` as dynamic int8 inside `int8_matmuls()`; None where it does not apply."""
-    if not _int8_applies(x, weight):
+    """`F.linear` as int8 inside `int8_matmuls()` (the input quantized with the scale
+    `_int8_input` chose, so its range is read once); None where it does not apply."""
+    quantization = _int8_input(x, weight)
+    if quantization is None:
         return None
     packed = _int8_weight(weight, bias)
-    return torch.ops.quantized.linear_dynamic(x, packed, _reduce_range())
+    run = torch.ops.quantized.linear_with_input_q_dq_qweight_dq_output_fp32
+    return run(x, *quantization, packed)
 
 
 def _int8_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
@@ -187,7 +226,7 @@ def _int8_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None 
     """`F.conv1d`/`F.conv2d` as dynamic int8; None where it does not apply (string
     padding, unbatched input)."""
     dims = weight.dim() - 2
-    if not _int8_applies(x, weight) or isinstance(padding, str) or x.dim() != dims + 2:
+    if isinstance(padding, str) or x.dim() != dims + 2 or _int8_input(x, weight) is None:
         return None
 
     def each(value: Any) -> tuple[int, ...]:
@@ -263,6 +302,14 @@ def _blocked_fp32() -> bool:
     return cpu().avx512
 
 
+def _bf16_attention(query: torch.Tensor) -> bool:
+    """`--precision int8` runs attention in bf16 where the CPU does so natively: it is
+    the largest fp32 cost left in int8 mode (a third of an HTDemucs segment), and
+    int8 attention was slower (docs/performance.md)."""
+    return (_INT8_MATMULS.get() and query.dtype == torch.float32
+            and query.device.type == "cpu" and cpu().native_bf16 and not tracing())  # fmt: skip
+
+
 def fast_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
     """`F.scaled_dot_product_attention(query, key, value)` (no mask, default scale),
     `[B, H, L, D]` in and out.
@@ -275,6 +322,8 @@ def fast_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) 
     softmax is taken whole per row (accumulated in fp32 for bf16 scores), not online:
     the same maths within float rounding.
     """
+    if _bf16_attention(query):
+        return fast_attention(query.bfloat16(), key.bfloat16(), value.bfloat16()).float()
     flash_fp32 = query.dtype == torch.float32 and not _blocked_fp32()
     if flash_fp32 or not (_use_onednn(query, key) and query.dim() == 4):
         return F.scaled_dot_product_attention(query, key, value)

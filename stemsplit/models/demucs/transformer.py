@@ -20,7 +20,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from stemsplit.models.demucs.layers import LayerScale, fast_linear, fast_linear_add
-from stemsplit.models.ops import cpu_bf16_autocast, fast_attention, tracing, weight_like
+from stemsplit.models.ops import (
+    cpu_bf16_autocast,
+    fast_attention,
+    fold_row_scale,
+    tracing,
+    weight_like,
+)
 
 
 def sin_embedding(length: int, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -166,11 +172,9 @@ class TransformerLayer(nn.Module):
     def _scaled(self, linear: nn.Linear, gamma: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
         """`linear`'s weight and bias with the LayerScale after it folded in (in fp32;
         the matmul casts them to its input's dtype)."""
-        weight: torch.Tensor = linear.weight
-        bias: torch.Tensor = linear.bias
         if isinstance(gamma, LayerScale):
-            weight, bias = weight * gamma.scale[:, None], bias * gamma.scale
-        return weight, bias
+            return fold_row_scale(linear.weight, linear.bias, gamma.scale)
+        return linear.weight, linear.bias
 
     def _pre_norm(self, x: torch.Tensor, other: torch.Tensor | None) -> torch.Tensor:
         """Pre-norm layer as fused matmuls: the LayerScales are folded into the output
