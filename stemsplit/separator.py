@@ -47,7 +47,10 @@ class Separator:
     def bundles(self) -> list[ModelBundle]:
         """The loaded models (fetched on first use), each network's runner built once."""
         if self._bundles is None:
+            from stemsplit.engine.bundle import apply_engine_settings
+
             self._bundles = [self._load(model) for model in self.plan.models]
+            apply_engine_settings(self._bundles, self.plan.engine)
             self._build_runners(self._bundles)
         return self._bundles
 
@@ -82,15 +85,12 @@ class Separator:
         """One runner per network for the whole run (device and precision resolved once)."""
         import torch
 
-        from stemsplit.engine.pipeline import member_settings
+        from stemsplit.engine.bundle import member_settings
         from stemsplit.engine.runner import ModelRunner, effective_recipe
 
         engine = self.plan.engine
         for bundle in bundles:
             for member in bundle.members:
-                if hasattr(member, "apply_engine_settings"):  # it chunks the track itself
-                    member.apply_engine_settings(overlap=engine.overlap,
-                                                 batch_size=engine.batch_size, tta=engine.tta)
                 if id(member) not in self._runners:
                     runner = ModelRunner(member, engine.device, engine.precision)
                     self._runners[id(member)] = runner

@@ -35,6 +35,7 @@ import numpy as np
 from stemsplit.engine.chunking import plan_chunks
 from stemsplit.engine.runner import effective_recipe
 from stemsplit.errors import Interrupted
+from stemsplit.models.base import SelfChunking
 from stemsplit.options import EngineSettings
 
 log = logging.getLogger(__name__)
@@ -108,7 +109,7 @@ class TrackBatcher:
         members: dict[int, _Member] = {}
         for bundle in bundles:
             for member in bundle.members:
-                if hasattr(member, "apply_engine_settings"):
+                if isinstance(member, SelfChunking):
                     return None
                 recipe, segment = effective_recipe(member, settings)
                 members[id(member)] = _Member(member.samplerate, recipe, segment,

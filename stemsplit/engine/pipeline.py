@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from stemsplit.audio.blocks import align, fit_length
-from stemsplit.engine.bundle import Bundle, OnChunk, Runners
+from stemsplit.engine.bundle import Bundle, OnChunk, Runners, member_settings
 from stemsplit.engine.ensemble import Layout, combine_blocks, member_needed, stem_weights
 from stemsplit.engine.live import CursorView, LiveInput, LiveSource, fit_length_later, live_stream
 from stemsplit.engine.runner import separate_stream
@@ -273,15 +273,6 @@ def model_channels(bundles: Sequence[Bundle]) -> int:
         raise ModelError(f"the models take different channel counts ({sorted(counts)}): "
                          "run mono and stereo models separately")
     return counts.pop()
-
-
-def member_settings(member: Any, settings: EngineSettings) -> EngineSettings:
-    """The engine settings for one network. A network that chunks the track itself
-    (UVR's MDX/VR: `apply_engine_settings(overlap, batch_size, tta)`, applied once when
-    its runner is built) gets none of them again from the engine."""
-    if hasattr(member, "apply_engine_settings"):
-        return replace(settings, overlap=None, batch_size=None, tta=False)
-    return settings
 
 
 def run_track(

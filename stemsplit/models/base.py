@@ -71,6 +71,19 @@ class SeparationModel(Protocol):
     def __call__(self, mix: torch.Tensor) -> torch.Tensor: ...
 
 
+@runtime_checkable
+class SelfChunking(Protocol):
+    """A network that frames the whole track itself, as audio-separator runs UVR's
+    MDX-Net and VR models (their recipe is one whole-track chunk): the user's
+    `--overlap`/`--batch-size`/`--tta` are its own framing's, handed over once when the
+    run's models are loaded (`engine.bundle.apply_engine_settings`); the engine's
+    chunking then takes none of them. None (and `tta=False`, the flag's default) asks
+    for no change: the model's config stands."""
+
+    def apply_engine_settings(self, overlap: float | None = None, batch_size: int | None = None,
+                              tta: bool | None = None) -> None: ...  # fmt: skip
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """The protocol's metadata besides the tensors, as a config gives it (the MSST

@@ -16,6 +16,7 @@ from e2e_cli import stemsplit
 from uvr_fixture import DATA, MIN_SNR_DB, MIXTURE, compare, expected_stem, run_cli, snr_db
 
 from stemsplit.errors import ModelError
+from stemsplit.models.base import SelfChunking
 from stemsplit.zoo import uvr_data
 
 pytest.importorskip("onnxruntime", reason="MDX-Net models need onnxruntime (stemsplit-cli[onnx])")
@@ -68,6 +69,7 @@ def test_hash_lookup_needs_no_config(tmp_path, monkeypatch):
     params = uvr_data.resolve_params(model, "mdx", None)
     assert params["mdx_n_fft_scale_set"] == 1024 and "mdx_params" not in params
     built = uvr_data.build_mdx_model(model, None)
+    assert isinstance(built, SelfChunking)  # --overlap/--batch-size go to its own framing
     assert built.sources == ["vocals", "instrumental"]
     assert built.settings.segment_size == 256 and built.settings.overlap == 0.25
 

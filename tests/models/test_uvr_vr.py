@@ -33,6 +33,7 @@ from uvr_fixture import (
 )
 
 from stemsplit.errors import ModelError
+from stemsplit.models.base import SelfChunking
 from stemsplit.models.uvr.vr import VRSettings
 from stemsplit.models.uvr.vr_nets import CascadedASPPNet, CascadedNet, network_from_state
 from stemsplit.zoo import uvr_data
@@ -134,6 +135,7 @@ def test_settings_from_config_and_engine_flags(tmp_path):
     state = torch.load(str(path), weights_only=True)
     config = json.loads((DATA / "vr_new" / "config.json").read_text())
     model = uvr_data.build_vr_model(state, path, config)
+    assert isinstance(model, SelfChunking)  # --batch-size/--tta go to its own framing
     assert model.sources == ["echo", "no_echo"] and model.samplerate == 44100
     assert model.settings.window_size == 320 and model.settings.enable_tta
     assert model.settings.normalization_threshold == 0.9

@@ -151,7 +151,7 @@ class MDXNet(nn.Module):
                              persistent=False)  # fmt: skip
 
     # What the engine's --overlap / --batch-size flags set for this model (it frames
-    # the track itself): see `apply_engine_settings`.
+    # the track itself: `models.base.SelfChunking`).
     def apply_engine_settings(
         self, overlap: float | None = None, batch_size: int | None = None,
         tta: bool | None = None,

@@ -121,7 +121,8 @@ class VRNet(nn.Module):
 
     def apply_engine_settings(self, overlap: float | None = None, batch_size: int | None = None,
                               tta: bool | None = None) -> None:
-        """--batch-size sets vr_params batch_size, --tta turns enable_tta on (overlap: none).
+        """--batch-size sets vr_params batch_size, --tta turns enable_tta on (overlap: none);
+        the engine hands them over once (`models.base.SelfChunking`).
 
         `tta=False` is the flag's default, not a request: the config's enable_tta stays.
         """
