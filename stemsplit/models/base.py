@@ -77,8 +77,9 @@ class SelfChunking(Protocol):
     MDX-Net and VR models (their recipe is one whole-track chunk): the user's
     `--overlap`/`--batch-size`/`--tta` are its own framing's, handed over once when the
     run's models are loaded (`engine.bundle.apply_engine_settings`); the engine's
-    chunking then takes none of them. None (and `tta=False`, the flag's default) asks
-    for no change: the model's config stands."""
+    chunking then takes none of them. They apply over the model's config, never over an
+    earlier run's flags (a network reused by a later run takes that run's only); None
+    (and `tta=False`, the flag's default) leaves the config's value."""
 
     def apply_engine_settings(self, overlap: float | None = None, batch_size: int | None = None,
                               tta: bool | None = None) -> None: ...  # fmt: skip

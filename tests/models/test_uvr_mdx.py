@@ -115,3 +115,25 @@ def test_engine_flags_win_over_the_config(tmp_path):
         assert np.abs(same - reference).max() <= 1e-6, stem
         assert other.shape == reference.shape
         assert 10 <= snr_db(reference, other) < 100, stem  # changed, but still the model
+
+
+def test_a_ready_bundle_takes_each_runs_flags_not_the_last_runs(tmp_path):
+    """Python use: one loaded bundle, separated with --overlap 0.75 and then without it,
+    gives the config's overlap the second time (it kept 0.75: flags applied over the
+    last run's settings, not over the config's)."""
+    import stemsplit
+    from stemsplit.zoo.loader import load_bundle
+
+    folder = DATA / "mdx_denoise"
+    mix = soundfile.read(str(MIXTURE), dtype="float32", always_2d=True)[0].T[:, :44100 * 2]
+    bundle = load_bundle(checkpoint=folder / "model.onnx", config=folder / "config.json")
+    (network,) = bundle.members
+    config_overlap = network.settings.overlap
+    first = stemsplit.separate_array(mix, 44100, model=bundle)
+    moved = stemsplit.separate_array(mix, 44100, model=bundle, overlap=0.75)
+    assert network.settings.overlap == 0.75 != config_overlap
+    again = stemsplit.separate_array(mix, 44100, model=bundle)
+    assert network.settings.overlap == config_overlap
+    for stem, audio in first.items():
+        assert snr_db(audio.T, moved[stem].T) < 100, stem  # the flag changed the stems
+        np.testing.assert_array_equal(again[stem], audio)

@@ -142,8 +142,10 @@ def test_settings_from_config_and_engine_flags(tmp_path):
     # --tta's default (False) is no request: the config's TTA stays on (issue 29)
     model.apply_engine_settings(batch_size=4, tta=False)
     assert model.settings.batch_size == 4 and model.settings.enable_tta
-    model.settings = replace(model.settings, enable_tta=False)
+    model.config_settings = replace(model.config_settings, enable_tta=False)
     model.apply_engine_settings(tta=True)
     assert model.settings.enable_tta
+    model.apply_engine_settings()  # a later run without flags: the config's settings again
+    assert model.settings == model.config_settings and model.settings.batch_size != 4
     with pytest.raises(ModelError, match="unknown vr_params: window"):
         uvr_data.build_vr_model(state, path, {**config, "vr_params": {"window": 3}})

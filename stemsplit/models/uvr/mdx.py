@@ -141,6 +141,8 @@ class MDXNet(nn.Module):
         super().__init__()
         self.network = network
         self.settings = settings
+        # what the config says; each run's flags apply over it, not over the last run's
+        self.config_settings = settings
         self.uvr_stems = (primary, secondary)
         self.sources = [stem_name(primary), stem_name(secondary)]
         self.samplerate = SAMPLERATE
@@ -162,8 +164,7 @@ class MDXNet(nn.Module):
             changes["overlap"] = float(overlap)
         if batch_size is not None:
             changes["batch_size"] = int(batch_size)
-        if changes:
-            self.settings = replace(self.settings, **changes)
+        self.settings = replace(self.config_settings, **changes)
 
     def valid_length(self, length: int) -> int:
         return length

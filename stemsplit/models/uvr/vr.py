@@ -111,6 +111,8 @@ class VRNet(nn.Module):
         self.network = network.eval()
         self.mp = vr_spec.parse_modelparams(modelparams)
         self.settings = settings
+        # what the config says; each run's flags apply over it, not over the last run's
+        self.config_settings = settings
         self.v51 = v51
         self.uvr_stems = (primary, secondary)
         self.sources = [stem_name(primary), stem_name(secondary)]
@@ -131,8 +133,7 @@ class VRNet(nn.Module):
             changes["batch_size"] = int(batch_size)
         if tta:
             changes["enable_tta"] = True
-        if changes:
-            self.settings = replace(self.settings, **changes)
+        self.settings = replace(self.config_settings, **changes)
 
     def valid_length(self, length: int) -> int:
         return length
