@@ -20,6 +20,10 @@ Factories by file format (`Architecture.file_format`):
   `factory(state: Mapping[str, Tensor], params: Mapping) -> nn.Module` (the state dict
   read by zoo.checkpoints). `params` is the hash-keyed model data overlaid by a user's
   `--config` JSON (`zoo.uvr_data.resolve_params`; VR's modelparams parsed in).
+The zoo loader reads a model by its architecture's file format, one reader per format
+(`zoo.loader._READERS`; a test fails for a format without one); only a bare
+`--checkpoint FILE`, whose architecture is not yet known, is recognised by its suffix
+or contents (`zoo.local.recognise`).
 """
 
 from __future__ import annotations
