@@ -143,13 +143,17 @@ def _pack_int8(weight: torch.Tensor, bias: torch.Tensor | None, conv: tuple[Any,
     `bias`: for `quantized.linear_dynamic`, or with `conv` = (stride, padding, dilation,
     groups) for `quantized.conv{1,2}d_dynamic`."""
     tensor = weight.detach().float()
-    scales = (tensor.abs().flatten(1).amax(1).clamp_min(1e-12) / 127).double()
+    scales = tensor.abs().flatten(1).amax(1).clamp_min(1e-12) / 127
+    shape = (-1,) + (1,) * (tensor.dim() - 1)
+    # Rounded here, not by `torch.quantize_per_channel` (10x slower: 0.3 vs 2.9 ms a
+    # 2048 x 512 weight, most of the first int8 call).
+    values = torch.round(tensor / scales.view(shape)).to(torch.int8)
     zeros = torch.zeros(tensor.shape[0], dtype=torch.long)
     with warnings.catch_warnings():
         # torch deprecates its quantized tensor dtypes (pytorch#184982) for torchao; 2.13
         # still runs FBGEMM's dynamic kernels, which is what this mode measures.
         warnings.simplefilter("ignore", UserWarning)
-        quantized = torch.quantize_per_channel(tensor, scales, zeros, 0, torch.qint8)
+        quantized = torch._make_per_channel_quantized_tensor(values, scales.double(), zeros, 0)
     bias = None if bias is None else bias.detach().float()
     if not conv:
         return torch.ops.quantized.linear_prepack(quantized, bias)
