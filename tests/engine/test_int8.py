@@ -11,7 +11,14 @@ import torch.nn.functional as F
 from cli_run import stemsplit
 from test_bf16_every_cpu import _model_args, _stems
 
-from stemsplit.models.ops import fast_linear, fast_linear_add, int8_matmuls
+from stemsplit.capability import cpu
+from stemsplit.models.ops import (
+    fast_attention,
+    fast_linear,
+    fast_linear_add,
+    fold_row_scale,
+    int8_matmuls,
+)
 
 pytestmark = pytest.mark.cpu_paths
 
@@ -47,8 +54,8 @@ def test_int8_linear_is_quantized_and_close() -> None:
 
 def test_int8_weights_follow_a_reload() -> None:
     """A parameter changed in place (load_state_dict) is packed again."""
-    layer = torch.nn.Linear(32, 16)
-    x = torch.randn(10, 32)
+    layer = torch.nn.Linear(64, 16)
+    x = torch.randn(10, 64)
     with torch.inference_mode(), int8_matmuls():
         before = fast_linear(x, layer.weight, layer.bias)
     with torch.no_grad():
@@ -57,6 +64,59 @@ def test_int8_weights_follow_a_reload() -> None:
         after = fast_linear(x, layer.weight, layer.bias)
     assert _snr_db(after, F.linear(x, layer.weight, layer.bias).detach()) > 30
     assert not torch.allclose(before, after)
+
+
+def test_small_fan_in_stays_fp32() -> None:
+    """Under 64 products per output int8 is slower than fp32 (and only loses accuracy)."""
+    layer = torch.nn.Linear(63, 32)
+    x = torch.randn(40, 63)
+    with torch.inference_mode():
+        exact = fast_linear(x, layer.weight, layer.bias)
+        with int8_matmuls():
+            same = fast_linear(x, layer.weight, layer.bias)
+            conv = F.conv1d(x.T[None], torch.randn(16, 63, 1))  # fan-in 63: fp32 too
+    assert torch.equal(same, exact)
+    assert conv.shape == (1, 16, 40)
+
+
+def test_folded_layer_scale_is_made_once_and_follows_a_reload() -> None:
+    """The LayerScale folded into a linear is cached (so its int8 pack is too) and made
+    again when a parameter changes in place."""
+    linear, gamma = torch.nn.Linear(64, 8), torch.nn.Parameter(torch.rand(8))
+    x = torch.randn(5, 64)
+    with torch.inference_mode():
+        first = fold_row_scale(linear.weight, linear.bias, gamma)
+        assert all(a is b for a, b in zip(first, fold_row_scale(linear.weight, linear.bias, gamma)))
+        with int8_matmuls():
+            y = fast_linear(x, *first)
+    with torch.no_grad():
+        gamma.mul_(2)
+        expected = F.linear(x, linear.weight * gamma[:, None], linear.bias * gamma)
+    with torch.inference_mode():
+        second = fold_row_scale(linear.weight, linear.bias, gamma)
+        with int8_matmuls():
+            y2 = fast_linear(x, *second)
+    assert torch.equal(second[0], linear.weight.detach() * gamma.detach()[:, None])
+    assert 30 < _snr_db(y2, expected) < 80  # int8, and not the stale pack (y)
+    assert 30 < _snr_db(y, expected / 2) < 80
+    # with gradients on, the fold is computed (and differentiable), not cached
+    weight, _ = fold_row_scale(linear.weight, linear.bias, gamma)
+    assert weight.requires_grad and weight.grad_fn is not None
+
+
+def test_int8_attention_is_bf16_only_where_native() -> None:
+    """int8 mode runs attention in bf16 where the CPU has native bf16, else as fp32."""
+    generator = torch.Generator().manual_seed(1)
+    q, k, v = (torch.randn(1, 2, 300, 64, generator=generator) for _ in range(3))
+    with torch.inference_mode():
+        exact = fast_attention(q, k, v)
+        with int8_matmuls():
+            got = fast_attention(q, k, v)
+    assert got.dtype == torch.float32 and got.shape == exact.shape
+    if cpu().native_bf16:
+        assert 35 < _snr_db(got, exact) < 80
+    else:
+        assert torch.equal(got, exact)
 
 
 @pytest.mark.parametrize(("family", "min_snr"), [("demucs_th", 30.0), ("bs_roformer", 20.0)])
