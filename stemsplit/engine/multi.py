@@ -16,8 +16,13 @@ chunk of a model whose input length follows the chunk's, as HDemucs') cannot be
 stacked: they queue apart, by shape.
 
 A pass runs as soon as a queue holds a full batch, or when every track in flight is
-waiting for the network (no more chunks can come before one is answered). Passes run
-one at a time in one driver thread (`serve`), the batch loop's main thread.
+waiting for the network (no more chunks can come before one is answered); a pass takes
+the oldest call's chunks, then the next calls' oldest first, splitting the last one it
+reaches so the pass is full (the rest goes into the next pass), so whenever two tracks'
+calls wait together they share a pass. Passes run one at a time in one driver thread
+(`serve`), the batch loop's main thread; a pass short of a full batch that is due only
+after a wait goes back to the loop first, so a track it can admit then (room freed by
+a track that ended) brings its chunks to that pass.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -45,12 +50,20 @@ Runner = Callable[[np.ndarray], np.ndarray]
 
 @dataclass(eq=False)
 class _Request:
-    """One model call of one track: its chunks, then its outputs or the pass's error."""
+    """One model call of one track: its chunks (rows), how many of them passes took,
+    the outputs of those, then its whole output or a pass's error."""
 
     order: int
     inputs: np.ndarray
+    sent: int = 0
+    pieces: list[np.ndarray] = field(default_factory=list)
     output: np.ndarray | None = None
     error: BaseException | None = None
+
+    @property
+    def left(self) -> int:
+        """Rows not yet in a pass."""
+        return int(self.inputs.shape[0]) - self.sent
 
 
 @dataclass(frozen=True)
@@ -159,15 +172,19 @@ class TrackBatcher:
 
     def serve(self, timeout: float) -> bool:
         """Run one pass in this thread if one is due within `timeout` seconds (whether
-        it ran). The driver, one thread, calls it in a loop; on CPU that is the main
-        thread: glibc gives every other thread its own heap, where a network's large
-        activations come back as fresh pages each pass (~60 % slower HTDemucs here; the
-        main heap keeps them, `stemsplit.allocator`)."""
+        it ran); a pass short of a full batch that became due while waiting is left to
+        the next call, so the caller admits first the tracks it has room for now (their
+        chunks join that pass). The driver, one thread, calls it in a loop; on CPU that
+        is the main thread: glibc gives every other thread its own heap, where a
+        network's large activations come back as fresh pages each pass (~60 % slower
+        HTDemucs here; the main heap keeps them, `stemsplit.allocator`)."""
         with self._cond:
             due = self._due()
             if due is None:
                 self._cond.wait(timeout)
                 due = self._due()
+                if due is not None and not self._full(due):
+                    return False
             if due is None:
                 return False
             self._run(due)
@@ -210,8 +227,7 @@ class TrackBatcher:
         queued = [(q[0].order, k) for k, q in self._queues.items() if q]
         if not queued:
             return None
-        full = [(order, k) for order, k in queued
-                if sum(r.inputs.shape[0] for r in self._queues[k]) >= self._capacity(k)]
+        full = [(order, k) for order, k in queued if self._full(k)]
         if full:
             return min(full)[1]
         if self._waiting >= self._active:
@@ -221,35 +237,51 @@ class TrackBatcher:
     def _capacity(self, queue_key: tuple[int, tuple[int, ...]]) -> int:
         return self._members[queue_key[0]].capacity * self._factor
 
+    def _full(self, queue_key: tuple[int, tuple[int, ...]]) -> bool:
+        return sum(r.left for r in self._queues[queue_key]) >= self._capacity(queue_key)
+
     def _run(self, queue_key: tuple[int, tuple[int, ...]]) -> None:
         """Run one pass of `queue_key`'s requests with the lock released (called with it
-        held): the oldest, then, oldest first, each whole request that still fits. A
-        failed pass fails each of its tracks; an interruption also stops the driver."""
+        held): rows of the oldest request, then of the next ones, oldest first, up to
+        the batch (the last request taken may give only part of its rows; its rest
+        leads the next pass). Rows are computed on their own in eval mode, so where a
+        pass splits a call changes no output. A request is answered once all its rows
+        ran. A failed pass fails each of its tracks; an interruption also stops the
+        driver."""
         queue = self._queues[queue_key]
-        taken = [queue[0]]
-        total = queue[0].inputs.shape[0]
-        for request in queue[1:]:
-            if total + request.inputs.shape[0] <= self._capacity(queue_key):
-                total += request.inputs.shape[0]
-                taken.append(request)
-        self._queues[queue_key] = [r for r in queue if r not in taken]
+        space = self._capacity(queue_key)
+        taken: list[tuple[_Request, int, int]] = []  # request, its rows start:stop
+        for request in queue:
+            rows = min(request.left, space)
+            taken.append((request, request.sent, request.sent + rows))
+            request.sent += rows
+            space -= rows
+            if not space:
+                break
+        self._queues[queue_key] = [r for r in queue if r.left]
         self._cond.release()
         try:
-            stacked = np.concatenate([r.inputs for r in taken])
+            stacked = np.concatenate([r.inputs[start:stop] for r, start, stop in taken])
             outputs = self._inner[queue_key[0]](stacked)
-            start = 0
-            for request in taken:
-                stop = start + request.inputs.shape[0]
-                request.output = outputs[start:stop]
-                start = stop
+            offset = 0
+            for request, start, stop in taken:
+                request.pieces.append(outputs[offset : offset + stop - start])
+                offset += stop - start
+                if stop == request.inputs.shape[0]:  # its last rows: answer it
+                    pieces, request.pieces = request.pieces, []
+                    request.output = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
         except BaseException as err:
-            for request in taken:
+            for request, _, _ in taken:
                 request.error = err
             if not isinstance(err, Exception) or isinstance(err, Interrupted):
                 raise
         finally:
             self._cond.acquire()
+            failed = {id(r) for r, _, _ in taken if r.error is not None}
+            if failed:  # the rest of a call that failed is not run
+                self._queues[queue_key] = [r for r in self._queues[queue_key]
+                                           if id(r) not in failed]  # fmt: skip
             self.passes += 1
-            self.chunks += total
+            self.chunks += sum(stop - start for _, start, stop in taken)
             self.shared_passes += len(taken) > 1
             self._cond.notify_all()

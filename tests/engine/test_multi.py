@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -176,3 +177,77 @@ def test_a_failed_pass_fails_each_of_its_tracks_and_stop_ends_the_rest() -> None
     with pytest.raises(KeyboardInterrupt):  # and so does any later call
         late_call()
     assert batcher.passes == 1
+
+
+def _rows_batcher(capacity: int, passes: list[int]) -> TrackBatcher:
+    """A batcher over a row-wise network (x -> 2x + 1) that records each pass's rows."""
+    model = PositionalToy(RATE, Recipe(100, 0.25, "triangle", "context", "none", capacity))
+
+    def network(batch: np.ndarray) -> np.ndarray:
+        passes.append(batch.shape[0])
+        return 2 * batch + 1
+
+    settings = EngineSettings(device="cpu", batch_size=capacity)
+    batcher = TrackBatcher.for_models([_Bundle(model)], settings, {id(model): network})
+    assert batcher is not None
+    batcher.key = id(model)  # type: ignore[attr-defined]
+    return batcher
+
+
+def _rows(first: int, count: int) -> np.ndarray:
+    return np.arange(first, first + count, dtype=np.float32)[:, None, None] * np.ones((1, 2, 8))
+
+
+def test_a_pass_fills_up_with_part_of_the_next_call() -> None:
+    """A call of 2 rows queued before another track's call of 6 (batch 6): the pass takes
+    the 2 and 4 of the 6, the next pass the last 2; each call gets its own rows back."""
+    passes: list[int] = []
+    batcher = _rows_batcher(6, passes)
+    call = batcher.runners[batcher.key]  # type: ignore[attr-defined]
+    batcher.admit()
+    batcher.admit()
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(call, _rows(0, 2))
+        while batcher._waiting < 1:  # the 2 rows are queued first
+            time.sleep(0.001)
+        second = pool.submit(call, _rows(100, 6))
+        while batcher._waiting < 2:
+            time.sleep(0.001)
+        while not (first.done() and second.done()):
+            batcher.serve(timeout=0.05)
+    np.testing.assert_array_equal(first.result(), 2 * _rows(0, 2) + 1)
+    np.testing.assert_array_equal(second.result(), 2 * _rows(100, 6) + 1)
+    assert passes == [6, 2] and batcher.shared_passes == 1
+
+
+def test_a_partial_pass_waits_for_the_track_admitted_in_a_finished_ones_room() -> None:
+    """Tracks A and B fill the room in flight (batch 4: 8 rows); A waits on a 2-row call
+    while B ends without one. The loop admits C in B's room before A's partial pass
+    runs, so C's first call shares it (it used to run A's 2 rows alone at B's end)."""
+    from types import SimpleNamespace
+
+    from stemsplit.batch.pooled import run_pooled
+    from stemsplit.options import TrackResult
+
+    passes: list[int] = []
+    batcher = _rows_batcher(4, passes)
+    call = batcher.runners[batcher.key]  # type: ignore[attr-defined]
+    length = next(n for n in range(100, 2000, 10) if batcher.rows({RATE: n}) == 4)
+    prepared = SimpleNamespace(sources={RATE: SimpleNamespace(length=length)})
+    got: dict[int, np.ndarray] = {}
+
+    def run_one(position: int, take) -> TrackResult:
+        take()
+        if position == 1:  # B: no model call; it ends once A's call waits
+            while batcher._waiting < 1:
+                time.sleep(0.001)
+            time.sleep(0.05)
+        else:
+            got[position] = call(_rows(10 * position, 2 if position == 0 else 3))
+        return TrackResult(Path(f"t{position}.wav"), "done")
+
+    results = run_pooled(batcher, 3, lambda position: prepared, run_one)
+    assert [r.status for r in results] == ["done"] * 3
+    assert passes == [4, 1] and batcher.shared_passes == 1  # A's 2 + 2 of C's 3, then 1
+    np.testing.assert_array_equal(got[0], 2 * _rows(0, 2) + 1)
+    np.testing.assert_array_equal(got[2], 2 * _rows(20, 3) + 1)
