@@ -23,6 +23,7 @@ import numpy as np
 from stemsplit.audio.blocks import align, skip
 from stemsplit.capability import cpu, device_native
 from stemsplit.engine.chunking import Chunk, OverlapAdd, Plan, batch_windows, plan_chunks
+from stemsplit.engine.kernel_cache import choose_kernels
 from stemsplit.engine.source import TrackSource
 from stemsplit.errors import UsageError
 from stemsplit.models.base import Recipe, SeparationModel
@@ -75,6 +76,7 @@ class ModelRunner:
         self.precision = precision
         if self.device.type == "cpu":
             _say_cpu_once()
+            choose_kernels()
         if self.device.type == "cpu" and not cpu().native(precision):
             log.warning(
                 "--precision %s: this CPU has no native %s support (AVX512-BF16/AMX), so it "

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from stemsplit.capability import cpu
+from stemsplit.models import kernels
 
 
 def tracing() -> bool:
@@ -258,6 +259,14 @@ class _Int8Functions(torch.overrides.TorchFunctionMode):
         return func(*args, **kwargs)
 
 
+def _onednn_matmul(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """oneDNN for this matmul: where it applies, and in fp32 where `kernels` chose it
+    over MKL's sgemm (`F.linear`)."""
+    return _use_onednn(x, weight) and (
+        x.dtype != torch.float32 or kernels.current().linear == "onednn"
+    )
+
+
 def fast_linear(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, gelu: bool = False
 ) -> torch.Tensor:
@@ -267,7 +276,7 @@ def fast_linear(
     if y is not None:
         return F.gelu(y) if gelu else y
     weight, bias = weight_like(weight, x), weight_like(bias, x)
-    if _use_onednn(x, weight):
+    if _onednn_matmul(x, weight):
         if gelu:
             return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "gelu", [], "none")
         return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
@@ -283,7 +292,7 @@ def fast_linear_add(
     if y is not None:
         return y.add_(residual)
     weight, bias = weight_like(weight, x), weight_like(bias, x)
-    if _use_onednn(x, weight) and residual.dtype == x.dtype:
+    if _onednn_matmul(x, weight) and residual.dtype == x.dtype:
         residual = residual.contiguous()
         return torch.ops.mkldnn._linear_pointwise.binary(x, residual, weight, bias, "add")
     return residual + F.linear(x, weight, bias)
@@ -299,13 +308,6 @@ _MAX_LOOPED_HEADS = 64
 _MIN_KEYS = 256
 
 
-def _blocked_fp32() -> bool:
-    """The blocked path pays in fp32 where oneDNN has AVX-512 kernels; with AVX2 only
-    (measured with MKL, ATen and oneDNN capped at AVX2) torch's flash kernel was as fast
-    or faster (2688 x 1344 keys: 41 vs 58 ms)."""
-    return cpu().avx512
-
-
 def _bf16_attention(query: torch.Tensor) -> bool:
     """`--precision int8` runs attention in bf16 where the CPU does so natively: it is
     the largest fp32 cost left in int8 mode (a third of an HTDemucs segment), and
@@ -318,7 +320,7 @@ def fast_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) 
     """`F.scaled_dot_product_attention(query, key, value)` (no mask, default scale),
     `[B, H, L, D]` in and out.
 
-    On CPU (bf16, or fp32 where ATen runs AVX-512; outside autocast) the two matmuls go
+    On CPU (bf16, or fp32 where `kernels` chose it; outside autocast) the two matmuls go
     through oneDNN, a block of query rows at a time: for HTDemucs' 1344-2688-token
     sequences 1.5-1.6x torch's flash kernel in fp32 and ~2x in bf16, whose flash kernel
     is no faster than fp32 on an AVX512-BF16 CPU (docs/performance.md). Many short
@@ -328,7 +330,7 @@ def fast_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) 
     """
     if _bf16_attention(query):
         return fast_attention(query.bfloat16(), key.bfloat16(), value.bfloat16()).float()
-    flash_fp32 = query.dtype == torch.float32 and not _blocked_fp32()
+    flash_fp32 = query.dtype == torch.float32 and kernels.current().attention == "flash"
     if flash_fp32 or not (_use_onednn(query, key) and query.dim() == 4):
         return F.scaled_dot_product_attention(query, key, value)
     batch, heads, rows, depth = query.shape

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from stemsplit.models import ops
+from stemsplit.models import kernels
 from stemsplit.models.ops import fast_attention
 
 # Rerun with oneDNN and ATen capped at AVX2 by the README's test command (cpu_paths).
@@ -23,7 +23,8 @@ def test_fast_attention_matches_sdpa(
 ) -> None:
     """Row blocks (with a short last block), several heads and batch items, cross and
     self shapes, and the strided head views a projection's split hands over."""
-    monkeypatch.setattr(ops, "_blocked_fp32", lambda: blocked)
+    attention = "blocked" if blocked else "flash"
+    monkeypatch.setattr(kernels, "_chosen", kernels.KernelChoice("onednn", attention))
     generator = torch.Generator().manual_seed(rows * keys)
     heads, depth = 4, 32
     query = torch.randn(batch, rows, heads * depth, generator=generator) * 3
