@@ -28,9 +28,22 @@ def fixture(name: str) -> Path:
     return FIXTURES / name
 
 
+def audio_file(folder: Path, name: str) -> Path:
+    """A fixture's `<name>` audio: 24-bit FLAC here (`.flac`), float WAV in ../shared's."""
+    found = [p for p in (folder / f"{name}.flac", folder / f"{name}.wav") if p.is_file()]
+    if not found:
+        raise FileNotFoundError(f"{folder} has neither {name}.flac nor {name}.wav")
+    return found[0]
+
+
+def audio_files(folder: Path) -> list[Path]:
+    """Every reference stem in a fixture's `demix/` or `separate/` folder, by name."""
+    return sorted([*folder.glob("*.flac"), *folder.glob("*.wav")], key=lambda p: p.stem)
+
+
 def mixture_of(folder: Path) -> Path:
     """A fixture's input: mixture.flac (24-bit) here, mixture.wav in ../shared's."""
-    return next(p for p in (folder / "mixture.flac", folder / "mixture.wav") if p.is_file())
+    return audio_file(folder, "mixture")
 
 
 def music(frames: int, offset: int = 0) -> np.ndarray:

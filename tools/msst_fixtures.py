@@ -11,9 +11,10 @@ does not depend on (torchaudio and openunmix, installed with `pip install --no-d
 (only used when num_residual_streams > 1) and `ml_collections` (only a type annotation
 of demix) and `omegaconf` (only MSST's get_model; the scripts build the classes directly) are replaced by inert stand-ins.
 
-Each fixture folder holds what ../shared/fixtures has: config.yaml, model.ckpt (a
-state dict), mixture.wav, forward_output.npy (the network on the first chunk),
-demix/<stem>.wav (MSST's `utils/model_utils.py::demix`, batch size 1, no autocast)
+Each fixture folder has ../shared/fixtures' layout, in 24-bit FLAC where that has
+float WAV: config.yaml, model.ckpt (a state dict), mixture.flac (MSST is given what
+the file holds), forward_output.npy (the network on the first chunk),
+demix/<stem>.flac (MSST's `utils/model_utils.py::demix`, batch size 1, no autocast)
 and meta.json. The models are tiny random networks with every tensor perturbed by
 0.02 x noise; audio is real music from ../shared/data, resampled to 16 kHz to keep
 each folder small.
@@ -128,7 +129,8 @@ def _write(folder: Path, config: dict, model, mix: np.ndarray, chunk: int, model
     torch.save(model.state_dict(), folder / "model.ckpt")
     with open(folder / "config.yaml", "w") as handle:
         yaml.safe_dump(config, handle, sort_keys=False)
-    soundfile.write(str(folder / "mixture.wav"), mix.T, RATE, subtype="FLOAT")
+    soundfile.write(str(folder / "mixture.flac"), mix.T, RATE, subtype="PCM_24")
+    mix = soundfile.read(str(folder / "mixture.flac"), dtype="float32", always_2d=True)[0].T
     with torch.inference_mode():
         forward = model(torch.from_numpy(mix[:, :chunk])[None]).numpy()
     np.save(folder / "forward_output.npy", forward.astype(np.float32))
@@ -136,7 +138,8 @@ def _write(folder: Path, config: dict, model, mix: np.ndarray, chunk: int, model
     if isinstance(out, np.ndarray):
         out = {stems[0]: out}
     for stem, audio in out.items():
-        soundfile.write(str(folder / "demix" / f"{stem}.wav"), audio.T, RATE, subtype="FLOAT")
+        assert np.abs(audio).max() < 1, stem  # 24-bit FLAC would clip it
+        soundfile.write(str(folder / "demix" / f"{stem}.flac"), audio.T, RATE, subtype="PCM_24")
     commit = subprocess.run(["git", "--git-dir", str(git_dir), "rev-parse", "HEAD"],
                             check=True, capture_output=True, text=True).stdout.strip()  # fmt: skip
     meta = {

@@ -31,7 +31,7 @@ ones do (tools/msst_fixtures_mdx23c_scnet.py, whose mixture cutting, demix and
 meta.json this reuses): a tiny random network with every parameter perturbed by 0.02
 x noise (the buffers, STFT windows and float64 band weights, stay MSST's own),
 `config.yaml`, `model.ckpt` (state dict), `mixture.flac` (24-bit), `forward_output.npy`
-(the first chunk), `demix/<stem>.wav` (MSST's `demix`, batch 1, no amp) and
+(the first chunk), `demix/<stem>.flac` (24-bit; MSST's `demix`, batch 1, no amp) and
 `meta.json`. `bandit_dnr_small` is BandIt Plus's configuration made small (stereo,
 three DnR stems, 24 musical bands with their overlapping float64 weights,
 bidirectional GRUs, Tanh, complex masks); `bandit_vocals_mono` is mono 44.1 kHz with

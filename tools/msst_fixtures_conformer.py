@@ -14,8 +14,8 @@ Each fixture (tests/data/msst/<name>/, under ~1.5 MB) holds what the MDX23C / SC
 ones do (tools/msst_fixtures_mdx23c_scnet.py, whose mixture cutting this reuses): a
 tiny random network with every float tensor perturbed by 0.02 x noise (BatchNorm
 running variances kept positive), `config.yaml`, `model.ckpt` (state dict),
-`mixture.flac` (24-bit), `forward_output.npy` (the first chunk), `demix/<stem>.wav`
-(MSST's `demix`, batch 1, no amp) and `meta.json`. Between them they exercise: the
+`mixture.flac` (24-bit), `forward_output.npy` (the first chunk), `demix/<stem>.flac`
+(24-bit; MSST's `demix`, batch 1, no amp) and `meta.json`. Between them they exercise: the
 linear-attention transformer before each block, skip connections, 2 stems and one
 target with a residual, stereo 16 kHz and mono 22.05 kHz, several kernel sizes,
 expansion factors and mask-estimator depths.

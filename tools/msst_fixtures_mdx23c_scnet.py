@@ -11,8 +11,8 @@ which only its plotting uses, so a stub module stands in when it is absent.
 Each fixture (tests/data/msst/<name>/, under ~1.5 MB): a tiny random network whose
 parameters are perturbed by 0.02 x noise (so norms and biases are not at their
 defaults), `config.yaml`, `model.ckpt` (state dict), `mixture.flac` (24-bit, cut from
-the MUSDB sample), `forward_output.npy` (the first chunk), `demix/<stem>.wav` (MSST's
-`demix` as inference.py calls it, with `normalize_audio` / `denormalize_audio` when
+the MUSDB sample), `forward_output.npy` (the first chunk), `demix/<stem>.flac` (24-bit;
+MSST's `demix` as inference.py calls it, with `normalize_audio` / `denormalize_audio` when
 `inference.normalize` is true) and `meta.json`. The settings differ from the shared
 fixtures on purpose: other STFT sizes, stems (one target with a residual, three
 stems), mono at 22.05 kHz, chunk sizes, num_overlap 3 and 4, normalisation, norms and
@@ -262,8 +262,9 @@ def write_outputs(msst: types.SimpleNamespace, folder: Path, spec: dict[str, Any
         estimate = stems[stem]
         if normalize:
             estimate = msst.denormalize_audio(estimate, params)
-        soundfile.write(str(folder / "demix" / f"{stem}.wav"), np.asarray(estimate).T,
-                        spec["rate"], subtype="FLOAT")  # fmt: skip
+        assert np.abs(estimate).max() < 1, stem  # 24-bit FLAC would clip it
+        soundfile.write(str(folder / "demix" / f"{stem}.flac"), np.asarray(estimate).T,
+                        spec["rate"], subtype="PCM_24")  # fmt: skip
     meta = {
         "model_type": spec["model_type"],
         "msst_commit": "ccc011abf7f89dd7922bb2888d48493b575c0289",

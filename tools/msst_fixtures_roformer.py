@@ -18,7 +18,7 @@ not the real sizes. Each folder (tests/fixtures/<name>/, ~1.5 MB) holds what
 tools/msst_fixtures_mdx23c_scnet.py writes: every float tensor perturbed by 0.02 x
 noise, `config.yaml` (MSST format; `freqs_per_bands` as a plain list), `model.ckpt`
 (state dict), `mixture.flac` (24-bit real music), `forward_output.npy` (the network on
-the first chunk), `demix/vocals.wav` (MSST's `demix`, batch 1, no amp) and `meta.json`,
+the first chunk), `demix/vocals.flac` (24-bit; MSST's `demix`, batch 1, no amp) and `meta.json`,
 which also records the forward's fp32-vs-fp64 agreement (how well conditioned the
 random network is: the bar a test can hold it to on any CPU).
 """

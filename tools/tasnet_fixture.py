@@ -16,7 +16,7 @@ float tensor perturbed by 0.02 x noise so norms and biases are not at their defa
   constructor arguments (`segment_length` 0.5 s, so a 1.5 s track is several chunks);
 - `mixture.flac`: 1.5 s of the clip, resampled to 16 kHz, 24-bit;
 - `forward_output.npy`: `model(mixture[:, :segment_length][None])`, (1, 4, 2, 8000);
-- `separate/<stem>.wav`: demucs v2's separate.py flow: normalise by the mono mix's mean
+- `separate/<stem>.flac` (24-bit): demucs v2's separate.py flow: normalise by the mono mix's mean
   and std, `apply_model(model, wav, shifts=0, split=True, overlap=0.25)` (triangular
   cross-fades over `segment_length` chunks), de-normalise; float32, without the
   write-time peak rescale (`/ max(1.01 * peak, 1)`, a no-op below a peak of 0.99,
@@ -115,8 +115,8 @@ def main() -> None:
         sources = separate(demucs, model, wav)
     assert float(sources.abs().max()) < 0.99  # where separate.py's peak rescale is a no-op
     for source, name in zip(sources, ARGS["sources"]):
-        soundfile.write(str(folder / "separate" / f"{name}.wav"), source.numpy().T, RATE,
-                        subtype="FLOAT")  # fmt: skip
+        soundfile.write(str(folder / "separate" / f"{name}.flac"), source.numpy().T, RATE,
+                        subtype="PCM_24")  # fmt: skip
     (folder / "separate" / "settings.json").write_text(json.dumps(SETTINGS) + "\n")
 
     agreement = 10 * torch.log10(exact.pow(2).sum() / (exact - forward.double()).pow(2).sum())

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import soundfile
-from carried import CARRIED, FIXTURES, fixture, mixture_of
+from carried import CARRIED, FIXTURES, audio_file, fixture, mixture_of
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "msst"
 
@@ -71,7 +71,7 @@ def check_forward(folder: Path, model: Any, min_db: float) -> None:
 
 
 def check_demix(folder: Path, bundle: Any, min_db: float) -> None:
-    """Every stem of the engine's demix against MSST's `demix/<stem>.wav`, exact length."""
+    """Every stem of the engine's demix against MSST's `demix/<stem>`, exact length."""
     from parity import snr_db
 
     from stemsplit.engine.pipeline import bundle_stream
@@ -88,7 +88,7 @@ def check_demix(folder: Path, bundle: Any, min_db: float) -> None:
     out = np.concatenate(list(blocks), axis=-1)
     assert out.shape == (len(model.sources), mix.shape[0], mix.shape[-1])
     for index, stem in enumerate(model.sources):
-        expected = read_audio(folder / "demix" / f"{stem}.wav")
+        expected = read_audio(audio_file(folder / "demix", stem))
         assert snr_db(expected, out[index]) >= min_db, stem
 
 
@@ -111,7 +111,8 @@ def check_cli(folder: Path, tmp_path: Path, min_db: float, *options: str) -> Non
     assert track["status"] == "done", track
     written = {stem: Path(path) for stem, path in track["stems"].items()}
     config = load_yaml(folder / "config.yaml")
-    references = {s: read_audio(folder / "demix" / f"{s}.wav") for s in read_meta(folder)["stems"]}
+    stems = read_meta(folder)["stems"]
+    references = {s: read_audio(audio_file(folder / "demix", s)) for s in stems}
     mix = read_audio(mixture)
     target = config["training"].get("target_instrument")
     if target:

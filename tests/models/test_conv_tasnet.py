@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from carried import fixture, mixture_of
+from carried import audio_file, fixture, mixture_of
 
 from stemsplit.errors import ModelError
 from stemsplit.models.base import Recipe, SeparationModel
@@ -235,7 +235,7 @@ def test_engine_reproduces_demucs_v2_separate(fixture_model, mixture, fixture_di
     blocks = separate_stream(model, source, EngineSettings(device="cpu"))
     stems = np.concatenate([source.denormalize(block) for block in blocks], axis=-1)
     for stem, name in zip(stems, model.sources):
-        expected, _ = sf.read(fixture_dir / "separate" / f"{name}.wav", dtype="float32")
+        expected, _ = sf.read(audio_file(fixture_dir / "separate", name), dtype="float32")
         assert np.abs(stem - expected.T).max() <= 1e-5
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import soundfile
 import torch
+from carried import audio_file, audio_files
 from e2e_cli import stemsplit
 from msst_fixture import extra, fixture_folder, held_out, mixture_path
 from msst_fixture import read_audio as _read
@@ -69,7 +70,7 @@ def test_demix_through_the_engine_matches_msst(name):
     out = np.concatenate(list(blocks), axis=-1)
     assert out.shape == (len(model.sources), 2, mix.shape[-1])
     for index, stem in enumerate(model.sources):
-        expected = _read(folder / "demix" / f"{stem}.wav")
+        expected = _read(audio_file(folder / "demix", stem))
         assert snr_db(expected, out[index]) >= DEMIX_DB, stem
 
 
@@ -83,7 +84,7 @@ def test_cli_reproduces_msst_demix(name, tmp_path):
     (track,) = json.loads(result.stdout)["tracks"]
     assert track["status"] == "done", track
     written = {stem: Path(path) for stem, path in track["stems"].items()}
-    references = sorted((folder / "demix").glob("*.wav"))
+    references = audio_files(folder / "demix")
     assert sorted(written) == sorted(p.stem for p in references) == sorted(_meta(folder)["stems"])
     length = soundfile.info(str(mixture_path(folder))).frames
     for reference in references:

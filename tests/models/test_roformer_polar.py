@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from carried import audio_file
 from msst_fixture import (
     DATA,
     check_cli,
@@ -96,7 +97,7 @@ def test_cli_bf16_stays_close_to_msst(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     for stem in read_meta(folder)["stems"]:
         (written,) = tmp_path.rglob(f"{stem}.wav")
-        expected = read_audio(folder / "demix" / f"{stem}.wav")
+        expected = read_audio(audio_file(folder / "demix", stem))
         assert snr_db(expected, read_audio(written)) >= 25, stem
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import soundfile
 import torch
+from carried import audio_file, audio_files, mixture_of
 from e2e_cli import stemsplit
 from parity import snr_db
 
@@ -48,7 +49,7 @@ def test_recognised_and_forward_matches_msst(name):
     meta = json.loads((folder / "meta.json").read_text())
     model = bundle.members[0]
     assert model.trunk_config.value_residuals and not model.zero_dc
-    mix = _read(folder / "mixture.wav")
+    mix = _read(mixture_of(folder))
     with torch.inference_mode():
         out = model(torch.from_numpy(mix[:, : meta["chunk_size"]])[None]).numpy()
     expected = np.load(folder / "forward_output.npy")
@@ -59,24 +60,24 @@ def test_recognised_and_forward_matches_msst(name):
 def test_demix_through_the_engine_matches_msst(name):
     folder, bundle = _load(name)
     model = bundle.members[0]
-    mix = _read(folder / "mixture.wav")
+    mix = _read(mixture_of(folder))
     blocks = separate_stream(model, ArraySource(mix, model.samplerate), EngineSettings())
     out = np.concatenate(list(blocks), axis=-1)
     for index, stem in enumerate(model.sources):
-        assert snr_db(_read(folder / "demix" / f"{stem}.wav"), out[index]) >= 90, stem
+        assert snr_db(_read(audio_file(folder / "demix", stem)), out[index]) >= 90, stem
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_cli_reproduces_msst_demix(name, tmp_path):
     folder = DATA / name
-    result = stemsplit(folder / "mixture.wav", "--checkpoint", folder / "model.ckpt",
+    result = stemsplit(mixture_of(folder), "--checkpoint", folder / "model.ckpt",
                        "--config", folder / "config.yaml", "--bit-depth", "float32",
                        "-o", tmp_path, "--json")  # fmt: skip
     assert result.returncode == 0, result.stderr
     (track,) = json.loads(result.stdout)["tracks"]
     written = {stem: Path(path) for stem, path in track["stems"].items()}
-    mix = _read(folder / "mixture.wav")
-    for reference in sorted((folder / "demix").glob("*.wav")):
+    mix = _read(mixture_of(folder))
+    for reference in audio_files(folder / "demix"):
         actual = _read(written[reference.stem])
         assert actual.shape == mix.shape
         assert snr_db(_read(reference), actual) >= 80, reference.stem
