@@ -108,10 +108,8 @@ def read_torch_file(path: str | Path, cached_as: str | None = None) -> Any:
     try:
         with torch.serialization.safe_globals([*_STUBS, Fraction]), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. "Detected pickle protocol 4": noise here
-            # Zip-format files (torch >= 1.6) are memory-mapped: the tensors are read
-            # once, when the model copies them in (0.1 s less for the released HTDemucs).
-            mmap = zipfile.is_zipfile(path)
-            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+            return torch.load(path, map_location="cpu", weights_only=True,
+                              mmap=_mappable(path))  # fmt: skip
     except pickle.UnpicklingError as err:
         found = re.search(r"GLOBAL (\S+)", str(err))
         foreign = None if found else _foreign_global(path)
@@ -134,6 +132,18 @@ def read_torch_file(path: str | Path, cached_as: str | None = None) -> Any:
         raise ModelError(
             f"{path}: truncated or corrupt checkpoint ({_first_line(err)}){advice}"
         ) from err
+
+
+def _mappable(path: str | Path) -> bool:
+    """Zip-format files (torch >= 1.6) are memory-mapped, so the tensors are read once,
+    when the model copies them in (0.1 s less for the released HTDemucs); but only when
+    every entry is stored uncompressed: torch maps a deflated entry's bytes as if they
+    were the tensor's and returns garbage without an error (a re-zipped checkpoint)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return all(entry.compress_type == zipfile.ZIP_STORED for entry in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return False  # not a zip (legacy format): torch reads it whole
 
 
 _SCAN_BYTES = 1 << 22  # globals sit near a pickle's start; never scan more than 4 MiB

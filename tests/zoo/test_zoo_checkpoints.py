@@ -167,3 +167,21 @@ def test_architecture_detection_helpers(tmp_path: Path) -> None:
     parsed = checkpoints.read_demucs_bag(bag)
     assert parsed.models == ["aa", "bb"] and parsed.weights == [[1, 0], [0, 1]]
     assert parsed.segment == 44.0
+
+
+def test_a_rezipped_checkpoint_reads_the_same_tensors(tmp_path: Path) -> None:
+    """A checkpoint whose zip entries were compressed (re-zipped by a user or a host) reads
+    the same tensors: torch's memory map would hand back the deflated bytes as data."""
+    import zipfile
+
+    state = {"weight": torch.randn(300, 7), "steps": torch.arange(50)}
+    stored = tmp_path / "stored.ckpt"
+    torch.save(state, stored)
+    deflated = tmp_path / "deflated.ckpt"
+    with zipfile.ZipFile(stored) as source, \
+            zipfile.ZipFile(deflated, "w", zipfile.ZIP_DEFLATED) as target:  # fmt: skip
+        for entry in source.infolist():
+            target.writestr(entry.filename, source.read(entry.filename))
+    for path in (stored, deflated):
+        loaded = checkpoints.read_torch_file(path)
+        assert all(torch.equal(loaded[name], tensor) for name, tensor in state.items()), path
