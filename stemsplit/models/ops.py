@@ -197,14 +197,23 @@ def _int8_input(x: torch.Tensor, weight: torch.Tensor) -> tuple[float, int] | No
             and x.device.type == "cpu" and not tracing()
             and weight[0].numel() >= _MIN_FAN_IN):  # fmt: skip
         return None
-    low_t, high_t = torch.aminmax(x)
+    dense = _in_memory_order(x)
+    low_t, high_t = torch.aminmax(dense)
     low, high = min(float(low_t), 0.0), max(float(high_t), 0.0)
     peak = max(-low, high)
-    if peak * peak * x.numel() > _MAX_CREST**2 * float(torch.linalg.vector_norm(x)) ** 2:
+    if peak * peak * x.numel() > _MAX_CREST**2 * float(torch.linalg.vector_norm(dense)) ** 2:
         return None
     steps = 127 if _reduce_range() else 255
     scale = (high - low) / steps or 1.0
     return scale, min(steps, round(-low / scale))
+
+
+def _in_memory_order(x: torch.Tensor) -> torch.Tensor:
+    """`x` with its axes in memory order (a view): a whole-tensor reduction then reads
+    it straight through. `aminmax` copies a channels-last tensor first (10.5 ms against
+    1.2 for a 48 x 512 x 336 spectrogram layer)."""
+    order = sorted(range(x.dim()), key=lambda axis: -x.stride(axis))
+    return x.permute(order)
 
 
 def _reduce_range() -> bool:
@@ -239,7 +248,9 @@ def _int8_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None 
 
     packed = _int8_weight(weight, bias, (each(stride), each(padding), each(dilation), groups))
     run = torch.ops.quantized.conv1d_dynamic if dims == 1 else torch.ops.quantized.conv2d_dynamic
-    return run(x, packed, _reduce_range())
+    # The op reads a channels-last input's range through two contiguous copies (min and
+    # max): one copy here is cheaper (48 x 512 x 336: 43.6 -> 30.8 ms); same output.
+    return run(x.contiguous(), packed, _reduce_range())
 
 
 _INT8_FORMS: dict[Any, Any] = {F.linear: _int8_linear, F.conv1d: _int8_conv,
