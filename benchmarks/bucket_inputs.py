@@ -1,24 +1,29 @@
 """A long input object on S3 through `stemsplit`: peak local disk and peak RSS.
 
-    python benchmarks/bucket_inputs.py [--minutes 20] [--formats wav flac]
+    python benchmarks/bucket_inputs.py [--minutes 20] [--formats wav flac] [--outputs bucket local]
 
 Serves a bucket with moto on 127.0.0.1 (the tests' S3 server), uploads `--minutes` of
 looped music as a 16-bit WAV and FLAC object, and runs `stemsplit s3://songs/long.EXT
---checkpoint tiny.th -o s3://stems/EXT` (a tiny HDemucs: the model's size does not
-matter here) in a fresh process whose TMPDIR is an empty folder. A thread walks that
-folder every 50 ms and keeps the peak bytes of: copies of the input
+--checkpoint tiny.th --threads 1` (a tiny HDemucs: the model's size does not matter
+here) in a fresh process whose TMPDIR is an empty folder, with `-o s3://stems/EXT`
+(bucket) or `-o` a local folder (local: what the input side alone costs). A thread
+walks both folders every 50 ms and keeps the peak bytes of: copies of the input
 (`stemsplit-input-*`, what the run fetched), decode spools (`.stemsplit-spool-*`,
-float32 at the model's rate, for the engine's random access), the rest (stems staged
-before their upload) and all together. Peak RSS is the process's (wait4). One JSON
-line per format.
+float32 at the model's rate, for the engine's random access), the rest (stems, staged
+before their upload or final) and all together. Peak RSS and CPU time are the
+process's (wait4): wall time also counts moto, which serves each ranged read by copying
+the whole object in Python, on the same machine.
+The moto server runs in a process of its own: a child's peak RSS on Linux starts from
+its parent's at the exec (vfork), and moto keeps every object in memory.
+One JSON line per format and output.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -36,7 +41,7 @@ CATEGORIES = {"input_copy": "stemsplit-input-", "spool": ".stemsplit-spool-"}
 
 def folder_bytes(folder: Path) -> dict[str, int]:
     """Bytes under `folder` by category (files vanish while we walk: skip those)."""
-    sizes = dict.fromkeys([*CATEGORIES, "staged", "total"], 0)
+    sizes = dict.fromkeys([*CATEGORIES, "stems", "total"], 0)
     for root, _, files in os.walk(folder):
         for name in files:
             path = os.path.join(root, name)
@@ -44,7 +49,7 @@ def folder_bytes(folder: Path) -> dict[str, int]:
                 size = os.stat(path).st_size
             except OSError:
                 continue
-            kind = next((k for k, mark in CATEGORIES.items() if mark in path), "staged")
+            kind = next((k for k, mark in CATEGORIES.items() if mark in path), "stems")
             sizes[kind] += size
             sizes["total"] += size
     return sizes
@@ -52,7 +57,7 @@ def folder_bytes(folder: Path) -> dict[str, int]:
 
 def run_watched(command: list[str], env: dict[str, str], folder: Path) -> dict[str, float]:
     """Run `command`; its wall time, peak RSS and peak bytes under `folder` by category."""
-    peaks = dict.fromkeys([*CATEGORIES, "staged", "total"], 0)
+    peaks = dict.fromkeys([*CATEGORIES, "stems", "total"], 0)
     done = threading.Event()
 
     def watch() -> None:
@@ -75,6 +80,7 @@ def run_watched(command: list[str], env: dict[str, str], folder: Path) -> dict[s
     if os.waitstatus_to_exitcode(status):
         sys.exit(f"{command} failed:\n{stderr}")
     return {"seconds": round(time.perf_counter() - started, 1),
+            "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 1),
             "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
             **{f"peak_{k}_mb": round(v / 2**20, 1) for k, v in peaks.items()}}  # fmt: skip
 
@@ -90,20 +96,40 @@ def write_flac(path: Path, seconds: float) -> Path:
     return path
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_for(url: str) -> None:
+    import requests
+
+    for _ in range(300):
+        try:
+            requests.get(url, timeout=1)
+            return
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    sys.exit(f"no server at {url}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=20)
     parser.add_argument("--formats", nargs="+", default=["wav", "flac"])
+    parser.add_argument("--outputs", nargs="+", default=["bucket", "local"])
     args = parser.parse_args()
     import boto3
     import requests
     from batch_cli import tiny_demucs_checkpoint
-    from moto.server import ThreadedMotoServer
 
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # a line per request
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
+    host, port = "127.0.0.1", free_port()
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", host, "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    wait_for(f"http://{host}:{port}/moto-api/")
     env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
            "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": f"http://{host}:{port}",
            "OMP_NUM_THREADS": "1"}  # fmt: skip
@@ -123,16 +149,20 @@ def main() -> None:
                 client.upload_file(str(source), "songs", source.name)
                 size_mb = source.stat().st_size / 2**20
                 source.unlink()
-                scratch = folder / "scratch"
-                scratch.mkdir()
-                command = [*stemsplit_command(), f"s3://songs/{source.name}", "--checkpoint",
-                           str(model), "-o", f"s3://stems/{kind}", "--threads", "1"]  # fmt: skip
-                figures = run_watched(command, {**env, "TMPDIR": str(scratch)}, scratch)
-                print(json.dumps({"format": kind, "minutes": args.minutes,
-                                  "object_mb": round(size_mb, 1), **figures}), flush=True)
-                scratch.rmdir()  # the run left nothing behind
+                for output in args.outputs:
+                    run = folder / "run"
+                    (run / "scratch").mkdir(parents=True)
+                    out = f"s3://stems/{kind}" if output == "bucket" else str(run / "out")
+                    command = [*stemsplit_command(), f"s3://songs/{source.name}",
+                               "--checkpoint", str(model), "-o", out, "--threads", "1"]  # fmt: skip
+                    figures = run_watched(command, {**env, "TMPDIR": str(run / "scratch")}, run)
+                    print(json.dumps({"format": kind, "output": output, "minutes": args.minutes,
+                                      "object_mb": round(size_mb, 1), **figures}), flush=True)  # fmt: skip
+                    assert not list((run / "scratch").iterdir())  # the run left nothing
+                    shutil.rmtree(run)
     finally:
-        server.stop()
+        server.terminate()
+        server.wait()
 
 
 if __name__ == "__main__":
