@@ -212,8 +212,8 @@ def _in_memory_order(x: torch.Tensor) -> torch.Tensor:
     """`x` with its axes in memory order (a view): a whole-tensor reduction then reads
     it straight through. `aminmax` copies a channels-last tensor first (10.5 ms against
     1.2 for a 48 x 512 x 336 spectrogram layer)."""
-    order = sorted(range(x.dim()), key=lambda axis: -x.stride(axis))
-    return x.permute(order)
+    strides = x.stride()
+    return x.permute(sorted(range(x.dim()), key=lambda axis: -strides[axis]))
 
 
 def _reduce_range() -> bool:
