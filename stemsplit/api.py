@@ -266,7 +266,8 @@ def run_request(
 
         import_ray()  # a missing Ray is a usage error before anything is read
     check_clashes({t.path: output_paths(t.path, request.label, ["stem"], request.output, t.reldir,
-                                        number) for number, t in enumerate(tracks, 1)})  # fmt: skip
+                                        t.number_in(position))
+                   for position, t in enumerate(tracks, 1)})  # fmt: skip
     if progress:  # planning may read a checkpoint (and import torch): say so at once
         progress(Progress(-1, len(tracks), Path(request.label), 0.0, "loading"))
     separator = plan_run(request)

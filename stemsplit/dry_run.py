@@ -67,8 +67,8 @@ def dry_run(inputs: list[str | Path], request: Request, separator: Separator) ->
         tracks = shard(tracks, *batch.shard_of)
     report = DryRun([m.name for m in plan.models], resolve_device(engine.device),
                     engine.precision)  # fmt: skip
-    for number, track in enumerate(tracks, 1):
-        outputs = outputs_for(plan, track.path, track.reldir, number)
+    for position, track in enumerate(tracks, 1):
+        outputs = outputs_for(plan, track.path, track.reldir, track.number_in(position))
         reason: str | None = "--overwrite"
         if batch.skip_existing:
             record = record_path(track.path, outputs, plan.output.filename)

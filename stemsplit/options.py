@@ -279,11 +279,13 @@ def _apply_naming(options: OutputOptions) -> None:
     if options.naming not in NAMING_SCHEMES:
         raise UsageError(f"unknown --naming {options.naming!r}: use one of "
                          f"{', '.join(NAMING_SCHEMES)}")  # fmt: skip
-    if options.filename not in (DEFAULT_TEMPLATE, STEM_FILE_TEMPLATE):
+    stems, one_file = NAMING_SCHEMES[options.naming]
+    template = one_file if options.stem_file else stems
+    # Its own template too: `dataclasses.replace` (a plan staged for a bucket) runs this again.
+    if options.filename not in (DEFAULT_TEMPLATE, STEM_FILE_TEMPLATE, template):
         raise UsageError(f"--naming {options.naming} and --filename contradict each other: "
                          "give one of them")  # fmt: skip
-    stems, one_file = NAMING_SCHEMES[options.naming]
-    object.__setattr__(options, "filename", one_file if options.stem_file else stems)
+    object.__setattr__(options, "filename", template)
 
 
 STREAM_FORMATS = ("wav", "flac", "raw")

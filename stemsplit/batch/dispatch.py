@@ -37,7 +37,8 @@ def triage(
     """The skipped tracks' results, and the indexes of the tracks left to run. With a
     `bucket`, its records and stems decide (the plan's folder is its staging layout)."""
     plan = separator.plan
-    outputs = {t.path: outputs_for(plan, t.path, t.reldir) for t in tracks}
+    outputs = {t.path: outputs_for(plan, t.path, t.reldir, t.number_in(position))
+               for position, t in enumerate(tracks, 1)}  # fmt: skip
     check_clashes(outputs)
     results: dict[int, TrackResult] = {}
     todo: list[int] = []

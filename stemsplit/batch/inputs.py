@@ -9,7 +9,7 @@ from __future__ import annotations
 import glob
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from stemsplit.batch.storage import is_url
@@ -21,10 +21,17 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Track:
     """One input file; `reldir` is its folder relative to the folder input that gave it
-    ("" for files given by name or glob), with a trailing slash."""
+    ("" for files given by name or glob), with a trailing slash; `number` its place in
+    the whole input list (the `{n}` of file templates, the same in every shard and on
+    every executor), 0 where none was given (then its place in the batch run)."""
 
     path: Path
     reldir: str = ""
+    number: int = field(default=0, compare=False)
+
+    def number_in(self, position: int) -> int:
+        """`{n}` for this track, the `position`th (from 1) of the batch it runs in."""
+        return self.number or position
 
 
 def _audio_extensions() -> set[str]:
@@ -49,7 +56,7 @@ def expand_inputs(inputs: Sequence[str | Path], recursive: bool = False) -> list
         key = path.resolve()
         if key not in seen:
             seen.add(key)
-            tracks.append(Track(path, reldir))
+            tracks.append(Track(path, reldir, len(tracks) + 1))
 
     barren: list[str] = []  # folders and globs that gave nothing
     for item in inputs:

@@ -46,8 +46,8 @@ def run_batch(
     from stemsplit.batch.io import BackgroundWriter, Prefetcher, remove_stale
 
     plan = separator.plan
-    outputs = {t.path: outputs_for(plan, t.path, t.reldir, number)
-               for number, t in enumerate(tracks, 1)}  # fmt: skip
+    outputs = {t.path: outputs_for(plan, t.path, t.reldir, t.number_in(position))
+               for position, t in enumerate(tracks, 1)}  # fmt: skip
     check_clashes(outputs)
     out_dir = Path(plan.output.out)
     remove_stale([p for paths in outputs.values() for p in paths.values()], out_dir)

@@ -88,3 +88,30 @@ def test_a_missing_object_fails_alone(tiny_model, tmp_path, missing):
     assert f"{missing}: no such object" in result.stderr
     assert sorted(p.name for p in (tmp_path / "out").rglob("*.wav")) == [
         "bass.wav", "drums.wav", "other.wav", "vocals.wav"]
+
+
+def test_track_numbers_are_the_inputs_places_everywhere(tiny_model, tmp_path):
+    """`{n}` (here through `--naming uvr`) numbers a track by its place in the whole input
+    list: a bucket run and two shards write the names a local run writes."""
+    tracks = library(tmp_path / "music")
+    settings = ["--checkpoint", tiny_model, "--naming", "uvr", "-s", "vocals"]
+
+    def names(folder: Path) -> list[str]:
+        return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.wav"))
+
+    local = stemsplit(tmp_path / "music", "-r", *settings, "-o", tmp_path / "local")
+    assert local.returncode == 0, local.stderr
+    expected = names(tmp_path / "local")
+    assert sorted(name.rsplit("/", 1)[-1].split("_", 1)[0] for name in expected) == ["1", "2", "3"]
+    for shard in ("0/2", "1/2"):
+        result = stemsplit(tmp_path / "music", "-r", *settings, "--shard", shard,
+                           "-o", tmp_path / "shards")  # fmt: skip
+        assert result.returncode == 0, result.stderr
+    assert names(tmp_path / "shards") == expected
+    with s3_server("songs", "stems") as env:
+        for key, path in tracks.items():
+            upload(path, "songs", key)
+        result = stemsplit("s3://songs/", "-r", *settings, "-o", "s3://stems/sep", env=env)
+        assert result.returncode == 0, result.stderr
+        got = download_all("stems", tmp_path / "bucket")
+    assert sorted(name.removeprefix("sep/") for name in got if name.endswith(".wav")) == expected
