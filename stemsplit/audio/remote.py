@@ -34,12 +34,58 @@ AudioInput = Union[str, "os.PathLike[str]", RemoteFile]
 @contextlib.contextmanager
 def opened(path: AudioInput) -> Iterator[str | BinaryIO]:
     """What a decoder opens: a local file's name (the decoder's own file I/O) or a
-    remote input's stream, closed when the block ends."""
-    if isinstance(path, RemoteFile):
-        with path.open_stream() as stream:
-            yield stream
-    else:
+    remote input's stream, closed when the block ends. A read of the stream that
+    fails (the network) ends the block with InputError, whatever the decoder made of
+    the early end it saw."""
+    if not isinstance(path, RemoteFile):
         yield str(path)
+        return
+    with path.open_stream() as stream:
+        guarded = _Guarded(stream)
+        try:
+            yield guarded  # type: ignore[misc]  # reads, seeks and tells as a BinaryIO
+        except Exception:
+            guarded.check(path)  # the failed read is the cause, not the decoder's complaint
+            raise
+        guarded.check(path)
+
+
+class _Guarded:
+    """A stream whose failed read looks like its end: libsndfile calls back into Python
+    for reads, and an exception there is printed as a traceback and taken for the end
+    of the file (a short WAV or MP3 is then separated as far as it goes). `check`
+    raises the kept error once the decoder is done."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+        self.error: Exception | None = None
+
+    def read(self, size: int = -1) -> bytes:
+        if self.error is None:
+            try:
+                return self._stream.read(size)
+            except Exception as err:  # any failure of the store's client
+                self.error = err
+        return b""
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._stream.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._stream.tell()
+
+    def seekable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return True
+
+    def check(self, path: RemoteFile) -> None:
+        if self.error is not None:
+            from stemsplit.errors import InputError
+
+            raise InputError(f"{path}: reading the object failed ({self.error}); "
+                             "rerun to retry") from self.error  # fmt: skip
 
 
 @contextlib.contextmanager
