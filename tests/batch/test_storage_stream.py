@@ -160,3 +160,18 @@ def test_objects_decode_from_their_streams_as_local_files_do(tiny_model, tmp_pat
 def test_longer_objects_equal_a_local_run_and_are_never_copied(tiny_model, tmp_path):
     """Two-minute objects against a local run of their own."""
     check(*separate_from_the_bucket(tiny_model, tmp_path, 120, local_run=True))
+
+
+def test_a_dry_run_reads_each_objects_length(tiny_model, tmp_path):
+    """`--dry-run` probes each object through its stream (it used to call every object
+    missing: "fails: s3:/songs/a.wav: no such file")."""
+    objects = inputs(tmp_path / "objects", 2.0)
+    with s3_server("songs") as env:
+        for key, path in objects.items():
+            upload(path, "songs", key)
+        result = stemsplit("s3://songs/", "--checkpoint", tiny_model, "-o", tmp_path / "out",
+                           "--dry-run", env=env)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    for key in objects:
+        assert f"separate s3://songs/{key} (0:02): not separated yet" in result.stdout
+    assert not (tmp_path / "out").exists()
