@@ -285,7 +285,7 @@ def fast_linear(
     `x`'s dtype."""
     y = _int8_linear(x, weight, bias)
     if y is not None:
-        return F.gelu(y) if gelu else y
+        return torch.ops.aten.gelu_(y) if gelu else y  # in place: y is the op's fresh output
     weight, bias = weight_like(weight, x), weight_like(bias, x)
     if _onednn_matmul(x, weight):
         if gelu:
