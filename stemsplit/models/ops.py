@@ -119,10 +119,11 @@ def int8_matmuls() -> Iterator[None]:
     """Within it, matmuls and convolutions with fp32 weights run as dynamic int8 on CPU
     (`--precision int8`): weights quantized per output channel (once for a parameter),
     activations per call (per tensor, from their range), accumulated in int32, out in
-    fp32 (FBGEMM/oneDNN; VNNI where the CPU has it). `fast_linear` checks the flag;
+    fp32 (FBGEMM; VNNI where the CPU has it). `fast_linear` checks the flag;
     `F.linear`, `F.conv1d` and `F.conv2d` calls (nn.Linear, nn.Conv*) are caught by a
-    torch function mode. Attention, norms, transposed convolutions and element-wise
-    work stay fp32."""
+    torch function mode. Layers under 64 products per output or with a spiky input
+    (`_MAX_CREST`), norms, transposed convolutions and element-wise work stay fp32;
+    attention runs in bf16 where the CPU has native bf16, else fp32."""
     token = _INT8_MATMULS.set(True)
     try:
         with _Int8Functions():
