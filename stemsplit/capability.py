@@ -105,26 +105,28 @@ def _onednn_says(query: str) -> bool:
 
 
 def _cpu_flags() -> frozenset[str]:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
-            for line in info:
-                if line.startswith("flags"):
-                    return frozenset(line.split(":", 1)[1].split()) & frozenset(_FLAGS)
-    except OSError:
-        pass
-    return frozenset()
+    line = _cpuinfo("flags")
+    return frozenset(line.split()) & frozenset(_FLAGS) if line is not None else frozenset()
 
 
 @functools.cache
 def cpu_model() -> str:
     """The CPU's model name ("AMD EPYC 9R14 ..."), for keeping per-CPU measurements."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
-            for line in info:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
+    name = _cpuinfo("model name")
+    if name:
+        return name
     import platform
 
     return platform.processor() or platform.machine() or "unknown"
+
+
+def _cpuinfo(field: str) -> str | None:
+    """The value of the first `field` line of /proc/cpuinfo (None off Linux)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
+            for line in info:
+                if line.startswith(field):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None

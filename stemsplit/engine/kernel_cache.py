@@ -34,8 +34,6 @@ _in_force: set[str] = set()  # machine keys whose choice this process has put in
 
 def machine_key() -> str:
     """What a measured choice holds for: this CPU model as torch uses it, torch, threads."""
-    import torch
-
     caps = cpu()
     return " | ".join([cpu_model(), f"ATen {caps.aten_isa}", *caps.caps,
                        f"torch {torch.__version__}", f"{torch.get_num_threads()} threads"])  # fmt: skip
@@ -104,15 +102,15 @@ def probe() -> kernels.KernelChoice:
     x, w = torch.randn(1344, 512, generator=generator), torch.randn(2048, 512, generator=generator)
     q, k, v = (torch.randn(1, 2, 1344, 64, generator=generator) for _ in range(3))
     timings: dict[str, float] = {}
-    before = kernels.current() if kernels.chosen() else None
+    before = kernels.chosen()
     try:
         with torch.inference_mode():
             for linear in kernels.LINEAR_KERNELS:
                 kernels.use(kernels.KernelChoice(linear, "flash"))
-                timings[f"linear_{linear}"] = _best_ms(lambda: ops.fast_linear(x, w))
+                timings[f"linear_{linear}"] = best_ms(lambda: ops.fast_linear(x, w))
             for attention in kernels.ATTENTION_KERNELS:
                 kernels.use(kernels.KernelChoice("onednn", attention))
-                timings[f"attention_{attention}"] = _best_ms(lambda: ops.fast_attention(q, k, v))
+                timings[f"attention_{attention}"] = best_ms(lambda: ops.fast_attention(q, k, v))
     finally:
         kernels.use(before)
     return kernels.KernelChoice(
@@ -123,8 +121,10 @@ def probe() -> kernels.KernelChoice:
     )
 
 
-def _best_ms(run: Callable[[], object], repeats: int = 3) -> float:
-    run()  # warm-up: oneDNN builds and caches its primitive
+def best_ms(run: Callable[[], object], repeats: int = 3) -> float:
+    """`run`'s fastest time in ms over `repeats` calls after one warm-up (in which
+    oneDNN builds and caches its primitive)."""
+    run()
     best = float("inf")
     for _ in range(repeats):
         started = time.perf_counter()

@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import logging
 import random
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, cast
@@ -23,7 +22,7 @@ import numpy as np
 from stemsplit.audio.blocks import align, skip
 from stemsplit.capability import cpu, device_native
 from stemsplit.engine.chunking import Chunk, OverlapAdd, Plan, batch_windows, plan_chunks
-from stemsplit.engine.kernel_cache import choose_kernels
+from stemsplit.engine.kernel_cache import best_ms, choose_kernels
 from stemsplit.engine.source import TrackSource
 from stemsplit.errors import UsageError
 from stemsplit.models.base import Recipe, SeparationModel
@@ -168,18 +167,11 @@ def _probe_cpu() -> PrecisionProbe:
     x = torch.randn(256, 512, generator=generator)
     w = torch.randn(2048, 512, generator=generator)
 
-    def best_of(a: torch.Tensor, b: torch.Tensor, repeats: int = 4) -> float:
-        torch.nn.functional.linear(a, b)  # warm-up: oneDNN picks and caches kernels
-        times = []
-        for _ in range(repeats):
-            started = time.perf_counter()
-            torch.nn.functional.linear(a, b)
-            times.append(time.perf_counter() - started)
-        return min(times)
-
+    x16, w16 = x.bfloat16(), w.bfloat16()
+    linear = torch.nn.functional.linear
     with torch.inference_mode():
-        fp32 = best_of(x, w)
-        bf16 = best_of(x.bfloat16(), w.bfloat16())
+        fp32 = best_ms(lambda: linear(x, w), repeats=4)
+        bf16 = best_ms(lambda: linear(x16, w16), repeats=4)
     return PrecisionProbe(native_bf16=True, bf16_speedup=fp32 / max(bf16, 1e-9))
 
 

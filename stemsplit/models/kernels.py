@@ -12,6 +12,7 @@ Until then, and with `STEMSPLIT_KERNELS=rules`, `rules()`.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 from stemsplit.capability import cpu
@@ -33,9 +34,11 @@ class KernelChoice:
         return f"linear {self.linear}, attention {self.attention} ({self.source})"
 
 
+@functools.cache
 def rules() -> KernelChoice:
     """The choice without measuring: oneDNN's matmul where torch has it; the blocked
-    attention where oneDNN has AVX-512 kernels."""
+    attention where oneDNN has AVX-512 kernels. Made once (the capability is read once):
+    every shared matmul asks `current()`."""
     caps = cpu()
     return KernelChoice("onednn" if caps.onednn_linear else "aten",
                         "blocked" if caps.avx512 and caps.onednn_linear else "flash")  # fmt: skip
@@ -49,9 +52,9 @@ def current() -> KernelChoice:
     return _chosen if _chosen is not None else rules()
 
 
-def chosen() -> bool:
-    """Whether a choice was put in force (else the rules decide)."""
-    return _chosen is not None
+def chosen() -> KernelChoice | None:
+    """The choice `use` put in force, None while the rules decide."""
+    return _chosen
 
 
 def use(choice: KernelChoice | None) -> None:

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.cpu_paths
 
 @pytest.fixture
 def restore_choice() -> Iterator[None]:
-    before = kernels.current() if kernels.chosen() else None
+    before = kernels.chosen()
     yield
     kernels.use(before)
 
